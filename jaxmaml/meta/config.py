@@ -1,0 +1,117 @@
+"""Static configuration of the meta-learner and the outer optimizer.
+
+Frozen and hashable: a :class:`MetaConfig` is closed over by the jitted meta-step, so every
+field is a compile-time constant (shapes, step counts, algorithm choice).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+
+from jaxmaml.models.bert import BertConfig
+
+ADAPT_CHOICES = ("all", "head", "top_k_layers", "regex")
+REMAT_CHOICES = ("none", "full", "dots_saveable")
+POOLING_CHOICES = ("cls", "mean")
+HEAD_INIT_CHOICES = ("zeros", "proto")
+
+
+@dataclasses.dataclass(frozen=True)
+class MetaConfig:
+    """How one task is adapted and scored.
+
+    Attributes:
+      model: the encoder's :class:`BertConfig`.
+      algorithm: learner name in :data:`jaxmaml.meta.learners.LEARNERS`.
+      way: classes per task (size of the task head).
+      num_inner_steps: inner SGD steps on the support set (0 = no adaptation).
+      inner_lr: inner-loop step size alpha.
+      first_order: stop gradients through inner gradients (FOMAML).
+      adapt: which leaves the inner loop updates: ``all``, ``head`` (ANIL),
+        ``top_k_layers`` (last ``adapt_top_k`` encoder layers + head) or ``regex``
+        (param paths such as ``encoder/encoder/layer/5/.*`` matching ``adapt_regex``; the
+        head is always adapted).
+      meta_learn_frozen: whether leaves frozen in the inner loop still receive
+        meta-gradients in the outer loop (False: they stay at their initial values).
+      remat: ``jax.checkpoint`` around each inner step: ``none``, ``full`` or
+        ``dots_saveable`` (keep matmul outputs, recompute the rest).
+      pooling: ``cls`` or ``mean`` (mask-weighted) sentence feature for the head.
+      head_init: ``zeros`` or ``proto`` (Proto-MAML: W = 2c, b = -|c|^2 from support
+        prototypes c).
+    """
+
+    model: BertConfig = BertConfig.tiny()
+    algorithm: str = "maml"
+    way: int = 5
+    num_inner_steps: int = 5
+    inner_lr: float = 0.01
+    first_order: bool = False
+    adapt: str = "all"
+    adapt_top_k: int = 1
+    adapt_regex: str = ""
+    meta_learn_frozen: bool = True
+    remat: str = "none"
+    pooling: str = "cls"
+    head_init: str = "zeros"
+
+    def __post_init__(self):
+        def check(name, value, choices):
+            if value not in choices:
+                raise ValueError(f"meta.{name}={value!r} is not one of {', '.join(choices)}.")
+
+        check("adapt", self.adapt, ADAPT_CHOICES)
+        check("remat", self.remat, REMAT_CHOICES)
+        check("pooling", self.pooling, POOLING_CHOICES)
+        check("head_init", self.head_init, HEAD_INIT_CHOICES)
+        if self.way < 2:
+            raise ValueError(f"meta.way={self.way}: a task needs at least 2 classes.")
+        if self.num_inner_steps < 0:
+            raise ValueError(f"meta.num_inner_steps={self.num_inner_steps} must be >= 0.")
+        if self.adapt == "top_k_layers" and not 0 <= self.adapt_top_k <= self.model.num_hidden_layers:
+            raise ValueError(f"meta.adapt_top_k={self.adapt_top_k} must be in "
+                             f"[0, {self.model.num_hidden_layers}] for this model.")
+        if self.adapt == "regex":
+            if not self.adapt_regex:
+                raise ValueError("meta.adapt='regex' needs meta.adapt_regex, e.g. "
+                                 "'encoder/encoder/layer/5/.*'.")
+            try:
+                re.compile(self.adapt_regex)
+            except re.error as e:
+                raise ValueError(f"meta.adapt_regex={self.adapt_regex!r} is not a valid "
+                                 f"regular expression: {e}") from e
+
+    def replace(self, **changes) -> "MetaConfig":
+        return dataclasses.replace(self, **changes)
+
+
+OPTIMIZERS = ("adamw", "adam", "sgd")
+
+
+@dataclasses.dataclass(frozen=True)
+class OptimConfig:
+    """Outer (meta) optimizer: an Optax chain of clipping, the optimizer and a schedule.
+
+    The schedule is linear warmup over ``warmup_steps`` to ``lr``, then cosine decay to
+    ``lr * final_lr_fraction`` at ``decay_steps`` (0 = constant after warmup).
+    """
+
+    name: str = "adamw"
+    lr: float = 1e-4
+    weight_decay: float = 0.0
+    clip_norm: float = 1.0
+    warmup_steps: int = 0
+    decay_steps: int = 0
+    final_lr_fraction: float = 0.0
+    b1: float = 0.9
+    b2: float = 0.999
+    momentum: float = 0.0
+
+    def __post_init__(self):
+        if self.name not in OPTIMIZERS:
+            raise ValueError(f"optim.name={self.name!r} is not one of {', '.join(OPTIMIZERS)}.")
+        if self.lr <= 0:
+            raise ValueError(f"optim.lr={self.lr} must be > 0.")
+        if self.decay_steps and self.decay_steps <= self.warmup_steps:
+            raise ValueError(f"optim.decay_steps={self.decay_steps} must exceed "
+                             f"optim.warmup_steps={self.warmup_steps} (or be 0 for no decay).")

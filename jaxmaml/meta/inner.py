@@ -1,0 +1,203 @@
+"""The inner loop: adapt params to one task's support set with SGD steps in ``lax.scan``.
+
+Params seen here are ``{"encoder": BERT params, "head": {"kernel", "bias"}}``. An adapt
+filter splits them into the leaves the inner loop updates and the frozen rest; frozen
+bottom layers are run once per task and cached, so only the adapted top of the network is
+recomputed each inner step.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any, Callable
+
+import jax
+import jax.numpy as jnp
+
+from jaxmaml.meta.config import MetaConfig
+from jaxmaml.models.bert import embed, run_layers
+from jaxmaml.types import Examples
+
+Params = dict[str, Any]
+Flat = dict[str, jax.Array]
+
+
+# ---------------------------------------------------------------- params as flat path dicts
+def flatten(params: Params) -> Flat:
+    """``{"a": {"b": x}}`` -> ``{"a/b": x}`` (paths are static strings)."""
+    flat = jax.tree_util.tree_flatten_with_path(params)[0]
+    return {"/".join(str(k.key) for k in path): leaf for path, leaf in flat}
+
+
+def unflatten(flat: Flat) -> Params:
+    out: dict = {}
+    for path, leaf in flat.items():
+        *parents, last = path.split("/")
+        node = out
+        for k in parents:
+            node = node.setdefault(k, {})
+        node[last] = leaf
+    return out
+
+
+def first_adapted_layer(cfg: MetaConfig) -> int:
+    """Index of the lowest encoder layer the inner loop updates (``num_layers`` = none).
+
+    Everything below it is frozen in the inner loop, so its output is computed once per
+    task (see :func:`caches_lower`).
+    """
+    n = cfg.model.num_hidden_layers
+    if cfg.adapt == "head":
+        return n
+    if cfg.adapt == "top_k_layers":
+        return n - cfg.adapt_top_k
+    return 0
+
+
+def is_adapted(path: str, cfg: MetaConfig) -> bool:
+    """Whether the inner loop updates the leaf at ``path`` (e.g. ``encoder/pooler/dense/kernel``)."""
+    if path.startswith("head/"):
+        return True
+    if cfg.adapt == "all":
+        return True
+    if cfg.adapt == "regex":
+        return re.fullmatch(cfg.adapt_regex, path) is not None
+    m = re.match(r"encoder/encoder/layer/(\d+)/", path)
+    return m is not None and int(m.group(1)) >= first_adapted_layer(cfg)
+
+
+def partition(params: Params, cfg: MetaConfig) -> tuple[Flat, Flat]:
+    """Split params into (adapted, frozen) flat dicts by the adapt filter."""
+    flat = flatten(params)
+    adapted = {k: v for k, v in flat.items() if is_adapted(k, cfg)}
+    frozen = {k: v for k, v in flat.items() if k not in adapted}
+    return adapted, frozen
+
+
+# ---------------------------------------------------------------- features, head, loss
+def _pool(hidden: jax.Array, mask: jax.Array, cfg: MetaConfig) -> jax.Array:
+    hidden = hidden.astype(jnp.float32)
+    if cfg.pooling == "cls":
+        return hidden[..., 0, :]
+    m = mask.astype(jnp.float32)[..., None]
+    return (hidden * m).sum(-2) / jnp.maximum(m.sum(-2), 1.0)
+
+
+def caches_lower(cfg: MetaConfig) -> bool:
+    """Whether the bottom of the encoder is frozen in the inner loop (so it can be cached).
+
+    True for ``head`` (ANIL: the whole encoder) and ``top_k_layers``; ``all`` and ``regex``
+    may adapt the embeddings, so nothing below them is constant.
+    """
+    return cfg.adapt in ("head", "top_k_layers")
+
+
+def lower_features(encoder: Params, examples: Examples, cfg: MetaConfig) -> jax.Array | None:
+    """Hidden states after the layers the inner loop never updates: ``[n, L, H]``.
+
+    ``None`` when the filter may adapt the embeddings (see :func:`caches_lower`).
+    """
+    if not caches_lower(cfg):
+        return None
+    h = embed(encoder, cfg.model, examples.input_ids)
+    return run_layers(encoder, cfg.model, h, examples.attention_mask, 0, first_adapted_layer(cfg))
+
+
+def features(encoder: Params, examples: Examples, cfg: MetaConfig,
+             lower: jax.Array | None = None) -> jax.Array:
+    """Pooled sentence features ``[n, H]`` (float32).
+
+    With ``lower`` (from :func:`lower_features`) only the layers from
+    :func:`first_adapted_layer` up are run.
+    """
+    start = 0
+    if lower is None:
+        lower = embed(encoder, cfg.model, examples.input_ids)
+    else:
+        start = first_adapted_layer(cfg)
+    h = run_layers(encoder, cfg.model, lower, examples.attention_mask, start,
+                   cfg.model.num_hidden_layers)
+    return _pool(h, examples.attention_mask, cfg)
+
+
+def prototypes(feats: jax.Array, labels: jax.Array, weights: jax.Array, way: int) -> jax.Array:
+    """Class means of ``feats`` ``[n, H]`` -> ``[way, H]``; padding rows (weight 0) ignored."""
+    onehot = jax.nn.one_hot(labels, way) * weights[:, None]
+    return (onehot.T @ feats) / jnp.maximum(onehot.sum(0), 1.0)[:, None]
+
+
+def init_head(support_feats: jax.Array, support: Examples, cfg: MetaConfig) -> Params:
+    """Task head ``{"kernel": [H, way], "bias": [way]}``: zeros, or Proto-MAML init."""
+    hidden = support_feats.shape[-1]
+    if cfg.head_init == "zeros":
+        return {"kernel": jnp.zeros((hidden, cfg.way)), "bias": jnp.zeros((cfg.way,))}
+    c = prototypes(support_feats, support.labels, support.weights, cfg.way)
+    # logits = 2 c.x - |c|^2 = -|x - c|^2 + |x|^2: the ProtoNet classifier as a linear head.
+    return {"kernel": 2.0 * c.T, "bias": -jnp.sum(c * c, axis=-1)}
+
+
+def weighted_xent(logits: jax.Array, labels: jax.Array, weights: jax.Array
+                  ) -> tuple[jax.Array, jax.Array]:
+    """(mean cross-entropy, accuracy) over rows with weight > 0. ``logits`` ``[n, way]``."""
+    logp = jax.nn.log_softmax(logits.astype(jnp.float32))
+    nll = -jnp.take_along_axis(logp, labels[:, None], axis=-1)[:, 0]
+    denom = jnp.maximum(weights.sum(), 1.0)
+    acc = (jnp.argmax(logits, -1) == labels).astype(jnp.float32)
+    return (nll * weights).sum() / denom, (acc * weights).sum() / denom
+
+
+def head_logits(head: Params, feats: jax.Array) -> jax.Array:
+    return feats @ head["kernel"] + head["bias"]
+
+
+# ---------------------------------------------------------------- the inner loop
+_REMAT = {
+    "none": None,
+    "full": lambda f: jax.checkpoint(f),
+    "dots_saveable": lambda f: jax.checkpoint(f, policy=jax.checkpoint_policies.dots_saveable),
+}
+
+
+def inner_adapt(adapted: Flat, frozen: Flat, support: Examples, cfg: MetaConfig, *,
+                lrs: Any = None, per_step_lrs: bool = False,
+                lower: jax.Array | None = None,
+                step_fn_out: Callable[[Params], Any] | None = None) -> tuple[Flat, Any]:
+    """Run ``cfg.num_inner_steps`` steps of ``p <- p - lr * grad_p L_support(p)``.
+
+    Args:
+      adapted: flat dict of the leaves the inner loop updates (see :func:`partition`).
+      frozen: the other leaves (constants here, still differentiable from outside).
+      support: one task's support set ``[way*shot, seq_len]``.
+      cfg: static config; ``first_order`` stops gradients through the inner gradients.
+      lrs: per-leaf learning rates (a flat dict like ``adapted``, leaves broadcastable to
+        each param) for Meta-SGD / MAML++; ``None`` uses the scalar ``cfg.inner_lr``.
+      per_step_lrs: ``lrs`` leaves carry a leading ``[num_inner_steps]`` axis.
+      lower: cached :func:`lower_features` of the support set.
+      step_fn_out: optional ``f(params)`` evaluated after every step and stacked (e.g. the
+        query loss per step for MAML++'s multi-step loss).
+
+    Returns:
+      (adapted leaves after the last step, stacked ``step_fn_out`` outputs or ``None``).
+    """
+
+    def support_loss(a: Flat) -> jax.Array:
+        p = unflatten({**frozen, **a})
+        feats = features(p["encoder"], support, cfg, lower)
+        return weighted_xent(head_logits(p["head"], feats), support.labels, support.weights)[0]
+
+    def step(a: Flat, lr: Any) -> tuple[Flat, Any]:
+        grads = jax.grad(support_loss)(a)
+        if cfg.first_order:
+            grads = jax.lax.stop_gradient(grads)
+        lr = jax.tree.map(lambda _: cfg.inner_lr, a) if lr is None else lr
+        a = jax.tree.map(lambda p, g, r: p - r * g, a, grads, lr)
+        out = None if step_fn_out is None else step_fn_out(unflatten({**frozen, **a}))
+        return a, out
+
+    if _REMAT[cfg.remat] is not None:
+        step = _REMAT[cfg.remat](step)
+    if cfg.num_inner_steps == 0:
+        return adapted, None
+    if per_step_lrs:
+        return jax.lax.scan(step, adapted, lrs, length=cfg.num_inner_steps)
+    return jax.lax.scan(lambda a, _: step(a, lrs), adapted, None, length=cfg.num_inner_steps)

