@@ -158,21 +158,23 @@ _REMAT = {
 }
 
 
-def inner_adapt(adapted: Flat, frozen: Flat, support: Examples, cfg: MetaConfig, *,
-                lrs: Any = None, per_step_lrs: bool = False,
-                lower: jax.Array | None = None,
+def inner_adapt(adapted: Flat, frozen: Flat, loss_fn: Callable[[Params], jax.Array],
+                cfg: MetaConfig, *, lrs: Any = None, per_step_lrs: bool = False,
                 step_fn_out: Callable[[Params], Any] | None = None) -> tuple[Flat, Any]:
-    """Run ``cfg.num_inner_steps`` steps of ``p <- p - lr * grad_p L_support(p)``.
+    """Run ``cfg.num_inner_steps`` steps of ``p <- p - lr * grad_p loss_fn(p)`` in ``lax.scan``.
+
+    Works for any model: ``loss_fn`` takes the full (unflattened) params tree, e.g. the
+    support loss of a BERT + head, or an MLP's regression loss.
 
     Args:
       adapted: flat dict of the leaves the inner loop updates (see :func:`partition`).
       frozen: the other leaves (constants here, still differentiable from outside).
-      support: one task's support set ``[way*shot, seq_len]``.
-      cfg: static config; ``first_order`` stops gradients through the inner gradients.
+      loss_fn: the support loss of the full params tree.
+      cfg: static config: ``num_inner_steps``, ``inner_lr``, ``first_order`` (stop
+        gradients through the inner gradients: FOMAML) and ``remat``.
       lrs: per-leaf learning rates (a flat dict like ``adapted``, leaves broadcastable to
         each param) for Meta-SGD / MAML++; ``None`` uses the scalar ``cfg.inner_lr``.
       per_step_lrs: ``lrs`` leaves carry a leading ``[num_inner_steps]`` axis.
-      lower: cached :func:`lower_features` of the support set.
       step_fn_out: optional ``f(params)`` evaluated after every step and stacked (e.g. the
         query loss per step for MAML++'s multi-step loss).
 
@@ -180,13 +182,8 @@ def inner_adapt(adapted: Flat, frozen: Flat, support: Examples, cfg: MetaConfig,
       (adapted leaves after the last step, stacked ``step_fn_out`` outputs or ``None``).
     """
 
-    def support_loss(a: Flat) -> jax.Array:
-        p = unflatten({**frozen, **a})
-        feats = features(p["encoder"], support, cfg, lower)
-        return weighted_xent(head_logits(p["head"], feats), support.labels, support.weights)[0]
-
     def step(a: Flat, lr: Any) -> tuple[Flat, Any]:
-        grads = jax.grad(support_loss)(a)
+        grads = jax.grad(lambda a_: loss_fn(unflatten({**frozen, **a_})))(a)
         if cfg.first_order:
             grads = jax.lax.stop_gradient(grads)
         lr = jax.tree.map(lambda _: cfg.inner_lr, a) if lr is None else lr
@@ -194,10 +191,21 @@ def inner_adapt(adapted: Flat, frozen: Flat, support: Examples, cfg: MetaConfig,
         out = None if step_fn_out is None else step_fn_out(unflatten({**frozen, **a}))
         return a, out
 
-    if _REMAT[cfg.remat] is not None:
-        step = _REMAT[cfg.remat](step)
     if cfg.num_inner_steps == 0:
         return adapted, None
+    if _REMAT[cfg.remat] is not None:
+        step = _REMAT[cfg.remat](step)
     if per_step_lrs:
         return jax.lax.scan(step, adapted, lrs, length=cfg.num_inner_steps)
     return jax.lax.scan(lambda a, _: step(a, lrs), adapted, None, length=cfg.num_inner_steps)
+
+
+def support_loss_fn(support: Examples, cfg: MetaConfig, lower: jax.Array | None = None
+                    ) -> Callable[[Params], jax.Array]:
+    """Cross-entropy of ``{"encoder", "head"}`` params on a support set (cached bottom)."""
+
+    def loss_fn(p: Params) -> jax.Array:
+        feats = features(p["encoder"], support, cfg, lower)
+        return weighted_xent(head_logits(p["head"], feats), support.labels, support.weights)[0]
+
+    return loss_fn

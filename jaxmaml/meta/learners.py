@@ -47,8 +47,8 @@ def adapt_task(meta_params: dict, episode: Episodes, cfg: MetaConfig, *, lrs: An
     adapted, frozen = inner.partition({"encoder": encoder, "head": head}, cfg)
     if not cfg.meta_learn_frozen:
         frozen = jax.lax.stop_gradient(frozen)
-    adapted, outs = inner.inner_adapt(adapted, frozen, support, cfg, lrs=lrs,
-                                      per_step_lrs=per_step_lrs, lower=lower_s,
+    adapted, outs = inner.inner_adapt(adapted, frozen, inner.support_loss_fn(support, cfg, lower_s),
+                                      cfg, lrs=lrs, per_step_lrs=per_step_lrs,
                                       step_fn_out=step_fn_out)
     params = inner.unflatten({**frozen, **adapted})
     return params, inner.lower_features(encoder, query, cfg), outs
