@@ -22,8 +22,8 @@ from jaxmaml.types import Episodes
 class Learner(NamedTuple):
     task_loss: Callable[..., tuple[jax.Array, dict[str, jax.Array]]]
     init_extras: Callable[[Any, MetaConfig, jax.Array], dict[str, Any]] = lambda enc, cfg, key: {}
-    # Optional (meta_params, episodes, cfg, key) -> ((loss, metrics), grads); replaces
-    # value_and_grad of the mean task loss.
+    # Optional (meta_params, episodes, cfg, key, step) -> ((loss, metrics), grads);
+    # replaces value_and_grad of the mean task loss (Reptile, order annealing).
     meta_grad: Callable | None = None
     # Whether the learner runs the inner loop (baselines use this to pick a protocol).
     adapts: bool = True

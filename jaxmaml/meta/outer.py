@@ -39,12 +39,16 @@ def meta_loss(meta_params: dict, episodes: Episodes, cfg: MetaConfig, key: jax.A
     return losses.mean(), jax.tree.map(jnp.mean, metrics)
 
 
-def meta_grads(meta_params: dict, episodes: Episodes, cfg: MetaConfig, key: jax.Array):
-    """``((loss, metrics), grads)`` of the meta-objective w.r.t. ``meta_params``."""
+def meta_grads(meta_params: dict, episodes: Episodes, cfg: MetaConfig, key: jax.Array,
+               step: jax.Array | int = 0):
+    """``((loss, metrics), grads)`` of the meta-objective w.r.t. ``meta_params``.
+
+    ``step`` (the meta-step counter, traced) lets learners anneal within one program.
+    """
     cfg = effective_config(cfg)
     learner = get_learner(cfg.algorithm)
     if learner.meta_grad is not None:
-        return learner.meta_grad(meta_params, episodes, cfg, key)
+        return learner.meta_grad(meta_params, episodes, cfg, key, step)
     return jax.value_and_grad(meta_loss, has_aux=True)(meta_params, episodes, cfg, key)
 
 
@@ -89,7 +93,7 @@ def make_meta_step(cfg: MetaConfig, optimizer: optax.GradientTransformation
 
     def meta_step(state: MetaState, episodes: Episodes) -> tuple[MetaState, dict]:
         key = jax.random.fold_in(jax.random.wrap_key_data(state.key), state.step)
-        (loss, metrics), grads = meta_grads(state.meta_params, episodes, cfg, key)
+        (loss, metrics), grads = meta_grads(state.meta_params, episodes, cfg, key, state.step)
         updates, opt_state = optimizer.update(grads, state.opt_state, state.meta_params)
         meta_params = optax.apply_updates(state.meta_params, updates)
         metrics = {**metrics, "loss": loss, "grad_norm": optax.global_norm(grads)}
