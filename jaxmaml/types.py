@@ -13,12 +13,18 @@ class Examples(NamedTuple):
     Shapes for one task: ``input_ids``/``attention_mask`` ``[n, seq_len]``, ``labels`` and
     ``weights`` ``[n]``. ``weights`` is 1.0 for real examples and 0.0 for padding rows,
     which never affect a loss or an accuracy.
+
+    ``lower`` optionally carries precomputed hidden states ``[n, seq_len, hidden]`` after
+    the ``MetaConfig.outer_frozen_layers`` bottom layers (which are never trained), so
+    neither loop recomputes them (see :func:`jaxmaml.meta.inner.precompute_bottom`).
+    ``None`` is an empty pytree: vmap, jit and ``jax.tree.map`` pass it through.
     """
 
     input_ids: jax.Array
     attention_mask: jax.Array
     labels: jax.Array
     weights: jax.Array
+    lower: jax.Array | None = None
 
 
 class Episodes(NamedTuple):

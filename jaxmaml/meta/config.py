@@ -34,6 +34,10 @@ class MetaConfig:
         head is always adapted).
       meta_learn_frozen: whether leaves frozen in the inner loop still receive
         meta-gradients in the outer loop (False: they stay at their initial values).
+      outer_frozen_layers: the embeddings and this many bottom encoder layers are never
+        trained (neither loop), so their output can be computed once per dataset and fed
+        as ``Examples.lower`` (0 = train everything). Makes meta-training a large encoder
+        on a CPU affordable: only the top layers run per step.
       remat: ``jax.checkpoint`` around each inner step: ``none``, ``full`` or
         ``dots_saveable`` (keep matmul outputs, recompute the rest).
       pooling: ``cls`` or ``mean`` (mask-weighted) sentence feature for the head.
@@ -51,6 +55,7 @@ class MetaConfig:
     adapt_top_k: int = 1
     adapt_regex: str = ""
     meta_learn_frozen: bool = True
+    outer_frozen_layers: int = 0
     remat: str = "none"
     pooling: str = "cls"
     head_init: str = "zeros"
@@ -71,6 +76,12 @@ class MetaConfig:
         if self.adapt == "top_k_layers" and not 0 <= self.adapt_top_k <= self.model.num_hidden_layers:
             raise ValueError(f"meta.adapt_top_k={self.adapt_top_k} must be in "
                              f"[0, {self.model.num_hidden_layers}] for this model.")
+        if not 0 <= self.outer_frozen_layers <= self.model.num_hidden_layers:
+            raise ValueError(f"meta.outer_frozen_layers={self.outer_frozen_layers} must be in "
+                             f"[0, {self.model.num_hidden_layers}] for this model.")
+        if self.outer_frozen_layers and self.adapt in ("all", "regex"):
+            raise ValueError("meta.outer_frozen_layers > 0 freezes the embeddings; use "
+                             "meta.adapt='top_k_layers' or 'head' with it.")
         if self.adapt == "regex":
             if not self.adapt_regex:
                 raise ValueError("meta.adapt='regex' needs meta.adapt_regex, e.g. "

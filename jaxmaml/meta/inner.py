@@ -13,6 +13,7 @@ from typing import Any, Callable
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from jaxmaml.meta.config import MetaConfig
 from jaxmaml.models.bert import embed, run_layers
@@ -50,8 +51,19 @@ def first_adapted_layer(cfg: MetaConfig) -> int:
     if cfg.adapt == "head":
         return n
     if cfg.adapt == "top_k_layers":
-        return n - cfg.adapt_top_k
+        return max(n - cfg.adapt_top_k, cfg.outer_frozen_layers)
     return 0
+
+
+def is_outer_frozen(path: str, cfg: MetaConfig) -> bool:
+    """Whether ``path`` (in ``meta_params``) is never trained: embeddings and the bottom
+    ``cfg.outer_frozen_layers`` encoder layers."""
+    if not cfg.outer_frozen_layers:
+        return False
+    if path.startswith("encoder/embeddings/"):
+        return True
+    m = re.match(r"encoder/encoder/layer/(\d+)/", path)
+    return m is not None and int(m.group(1)) < cfg.outer_frozen_layers
 
 
 def is_adapted(path: str, cfg: MetaConfig) -> bool:
@@ -92,6 +104,17 @@ def caches_lower(cfg: MetaConfig) -> bool:
     return cfg.adapt in ("head", "top_k_layers")
 
 
+def _bottom(encoder: Params, examples: Examples, cfg: MetaConfig) -> tuple[jax.Array, int]:
+    """(hidden states after the never-trained bottom, index of the next layer to run)."""
+    if examples.lower is not None:
+        return examples.lower, cfg.outer_frozen_layers
+    h = embed(encoder, cfg.model, examples.input_ids)
+    if not cfg.outer_frozen_layers:
+        return h, 0
+    h = run_layers(encoder, cfg.model, h, examples.attention_mask, 0, cfg.outer_frozen_layers)
+    return jax.lax.stop_gradient(h), cfg.outer_frozen_layers
+
+
 def lower_features(encoder: Params, examples: Examples, cfg: MetaConfig) -> jax.Array | None:
     """Hidden states after the layers the inner loop never updates: ``[n, L, H]``.
 
@@ -99,8 +122,9 @@ def lower_features(encoder: Params, examples: Examples, cfg: MetaConfig) -> jax.
     """
     if not caches_lower(cfg):
         return None
-    h = embed(encoder, cfg.model, examples.input_ids)
-    return run_layers(encoder, cfg.model, h, examples.attention_mask, 0, first_adapted_layer(cfg))
+    h, start = _bottom(encoder, examples, cfg)
+    return run_layers(encoder, cfg.model, h, examples.attention_mask, start,
+                      first_adapted_layer(cfg))
 
 
 def features(encoder: Params, examples: Examples, cfg: MetaConfig,
@@ -110,14 +134,42 @@ def features(encoder: Params, examples: Examples, cfg: MetaConfig,
     With ``lower`` (from :func:`lower_features`) only the layers from
     :func:`first_adapted_layer` up are run.
     """
-    start = 0
     if lower is None:
-        lower = embed(encoder, cfg.model, examples.input_ids)
+        h, start = _bottom(encoder, examples, cfg)
     else:
-        start = first_adapted_layer(cfg)
-    h = run_layers(encoder, cfg.model, lower, examples.attention_mask, start,
+        h, start = lower, first_adapted_layer(cfg)
+    h = run_layers(encoder, cfg.model, h, examples.attention_mask, start,
                    cfg.model.num_hidden_layers)
     return _pool(h, examples.attention_mask, cfg)
+
+
+def precompute_bottom(encoder: Params, cfg: MetaConfig, input_ids: np.ndarray,
+                      attention_mask: np.ndarray, batch_size: int = 128) -> np.ndarray:
+    """Hidden states after the ``cfg.outer_frozen_layers`` never-trained bottom layers.
+
+    Args:
+      input_ids, attention_mask: ``[N, seq_len]`` for a whole dataset (host arrays).
+    Returns:
+      float32 ``[N, seq_len, hidden]`` to store in ``Examples.lower``; computed once per
+      dataset in fixed-size batches (one compiled program).
+    """
+    if not cfg.outer_frozen_layers:
+        raise ValueError("precompute_bottom needs meta.outer_frozen_layers > 0.")
+
+    @jax.jit
+    def bottom(ids, mask):
+        h = embed(encoder, cfg.model, ids)
+        return run_layers(encoder, cfg.model, h, mask, 0, cfg.outer_frozen_layers).astype(jnp.float32)
+
+    n = len(input_ids)
+    out = np.empty((n, input_ids.shape[1], cfg.model.hidden_size), np.float32)
+    for start in range(0, n, batch_size):
+        ids = input_ids[start:start + batch_size]
+        mask = attention_mask[start:start + batch_size]
+        pad = batch_size - len(ids)
+        h = bottom(np.pad(ids, ((0, pad), (0, 0))), np.pad(mask, ((0, pad), (0, 0))))
+        out[start:start + len(ids)] = np.asarray(h)[:len(ids)]
+    return out
 
 
 def prototypes(feats: jax.Array, labels: jax.Array, weights: jax.Array, way: int) -> jax.Array:

@@ -14,6 +14,7 @@ import jax.numpy as jnp
 import optax
 
 from jaxmaml.meta.config import MetaConfig, OptimConfig
+from jaxmaml.meta.inner import is_outer_frozen
 from jaxmaml.meta.learners import effective_config, get_learner
 from jaxmaml.types import Episodes, MetaState
 
@@ -50,6 +51,10 @@ def meta_grads(meta_params: dict, episodes: Episodes, cfg: MetaConfig, key: jax.
     if learner.meta_grad is not None:
         return learner.meta_grad(meta_params, episodes, cfg, key, step)
     return jax.value_and_grad(meta_loss, has_aux=True)(meta_params, episodes, cfg, key)
+
+
+def _path_str(path) -> str:
+    return "/".join(str(getattr(k, "key", getattr(k, "idx", k))) for k in path)
 
 
 def lr_schedule(ocfg: OptimConfig) -> optax.Schedule:
@@ -95,6 +100,10 @@ def make_meta_step(cfg: MetaConfig, optimizer: optax.GradientTransformation
         key = jax.random.fold_in(jax.random.wrap_key_data(state.key), state.step)
         (loss, metrics), grads = meta_grads(state.meta_params, episodes, cfg, key, state.step)
         updates, opt_state = optimizer.update(grads, state.opt_state, state.meta_params)
+        if cfg.outer_frozen_layers:  # never trained: not even weight decay may move them
+            updates = jax.tree_util.tree_map_with_path(
+                lambda path, u: jnp.zeros_like(u) if is_outer_frozen(_path_str(path), cfg) else u,
+                updates)
         meta_params = optax.apply_updates(state.meta_params, updates)
         metrics = {**metrics, "loss": loss, "grad_norm": optax.global_norm(grads)}
         return MetaState(meta_params, opt_state, state.step + 1, state.key), metrics
