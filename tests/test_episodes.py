@@ -115,8 +115,9 @@ def test_disjoint_support_query_distinct_classes_consistent_labels(data):
             assert not set(sup) & set(qry)
             assert len(set(idx.classes[t])) == s.way
             # The true class of every row is the class its task-local label stands for.
-            np.testing.assert_array_equal(data.labels[sup], idx.classes[t][idx.support_labels[t]])
-            np.testing.assert_array_equal(data.labels[qry], idx.classes[t][idx.query_labels[t]])
+            cls = idx.classes[t]
+            np.testing.assert_array_equal(data.labels[sup], cls[idx.support_labels[t]])
+            np.testing.assert_array_equal(data.labels[qry], cls[idx.query_labels[t]])
 
 
 def test_labels_are_a_fresh_permutation_and_classes_uniform(data):
