@@ -15,7 +15,8 @@ YAML layout (every key optional)::
     parallel: {mesh: [-1, 1], rules: replicated}
 
 ``--set train.steps=10`` style overrides are parsed as YAML values (``1e-3`` -> float,
-``[1, 2]`` -> list, ``null`` -> None). Bad input raises :class:`ConfigError` with a message
+``[1, 2]`` -> list, ``null`` -> None). Relative paths (``model.name``, ``model.tokenizer``,
+``data.source``) are taken relative to the config file when they exist there. Bad input raises :class:`ConfigError` with a message
 that says how to fix it (unknown keys get the closest valid key suggested).
 """
 
@@ -155,6 +156,8 @@ SECTIONS: dict[str, type] = {
     "train": TrainSection, "eval": EvalSection, "parallel": ParallelSection,
 }
 _HIDDEN = {"model": ("overrides",), "meta": ("model",)}  # not written as YAML keys
+# Keys holding file paths, resolved against the config file's directory when they exist there.
+PATH_KEYS = (("model", "name"), ("model", "tokenizer"), ("data", "source"))
 _BERT_FIELDS = tuple(f.name for f in dataclasses.fields(BertConfig))
 
 
@@ -347,7 +350,14 @@ def load_config(path: str | os.PathLike, overrides: Iterable[str] = ()) -> Exper
     if not isinstance(raw, Mapping):
         raise ConfigError(f"{path} must hold a mapping of sections (model:, data:, ...).")
     name = raw.pop("name", path.stem)
-    return from_dict({"name": name, **apply_overrides(raw, overrides)})
+    raw = apply_overrides(raw, overrides)
+    for section, key in PATH_KEYS:  # relative paths are relative to the config file
+        value = raw.get(section, {}).get(key)
+        if isinstance(value, str) and value and not os.path.isabs(value):
+            candidate = (path.parent / os.path.expanduser(value)).resolve()
+            if candidate.exists() and not Path(value).exists():
+                raw[section][key] = str(candidate)
+    return from_dict({"name": name, **raw})
 
 
 def validate(cfg: ExperimentConfig) -> None:

@@ -1,0 +1,164 @@
+"""What train, eval and export share: an experiment's data, split, initial encoder, state.
+
+All functions take the resolved :class:`~jaxmaml.config.ExperimentConfig`, so a run
+directory's saved config reproduces exactly the same data, split and initialization.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, Callable
+
+import jax
+import numpy as np
+import optax
+
+from jaxmaml.config import ConfigError, ExperimentConfig, model_dir, tokenizer_dir
+from jaxmaml.meta.outer import init_meta_params, init_state, make_optimizer
+from jaxmaml.models.bert import init_params
+from jaxmaml.types import MetaState
+
+SPLIT_FILE = "split.json"
+
+
+def load_text(cfg: ExperimentConfig, source: str | None = None, text_column: str | None = None,
+              label_column: str | None = None):
+    """The :class:`~jaxmaml.data.sources.TextDataset` of ``data.source`` (or ``source``)."""
+    from jaxmaml.data.sources import load_text_dataset
+    from jaxmaml.data.wordnet import load_wordnet
+
+    d = cfg.data
+    source = source or d.source
+    try:
+        if source == "wordnet":
+            return load_wordnet()
+        return load_text_dataset(source, text_column=text_column or d.text_column,
+                                 label_column=label_column or d.label_column,
+                                 split=d.hub_split)
+    except (FileNotFoundError, ValueError) as e:
+        raise ConfigError(f"cannot load data.source={source!r}: {e}") from e
+
+
+def class_split(cfg: ExperimentConfig, class_names) -> dict[str, list[str]]:
+    """The class-disjoint ``{"train", "val", "test"}`` split the config asks for.
+
+    Explicit lists (``data.meta_train`` etc.) win; otherwise ``data.num_*`` classes drawn
+    with ``data.split_seed``.
+    """
+    from jaxmaml.data.splits import resolve_split
+
+    d = cfg.data
+    try:
+        if d.meta_train or d.meta_test:
+            return resolve_split({"train": list(d.meta_train), "val": list(d.meta_val),
+                                  "test": list(d.meta_test)}, class_names)
+        return resolve_split((d.num_train, d.num_val, d.num_test), class_names, d.split_seed)
+    except ValueError as e:
+        raise ConfigError(f"invalid class split: {e} (set data.meta_train/meta_val/meta_test "
+                          "or data.num_train/num_val/num_test).") from e
+
+
+def cap_per_class(dataset, max_per_class: int | None, seed: int):
+    """At most ``max_per_class`` examples of each class (seeded choice, original order)."""
+    if max_per_class is None:
+        return dataset
+    from jaxmaml.data.sources import TextDataset
+
+    rng = np.random.default_rng([seed, 104729])
+    keep = []
+    for c in range(len(dataset.class_names)):
+        rows = np.flatnonzero(dataset.labels == c)
+        if len(rows) > max_per_class:
+            rows = rng.choice(rows, size=max_per_class, replace=False)
+        keep.append(rows)
+    keep = np.sort(np.concatenate(keep))
+    return TextDataset([dataset.texts[i] for i in keep], dataset.labels[keep],
+                       dataset.class_names, {**dataset.info, "max_per_class": max_per_class})
+
+
+def tokenize(cfg: ExperimentConfig, dataset):
+    """Tokenize ``dataset`` with the model's tokenizer to ``data.seq_len`` (cached)."""
+    from jaxmaml.data.tokenize import tokenize_dataset
+
+    tok = tokenizer_dir(cfg.model)
+    try:
+        return tokenize_dataset(dataset, tok, cfg.data.seq_len, cache_dir=cfg.data.cache_dir)
+    except FileNotFoundError as e:
+        raise ConfigError(f"{e} (set model.tokenizer to a tokenizer directory).") from e
+
+
+def load_data(cfg: ExperimentConfig):
+    """``(TokenizedData, split)`` for meta-training and meta-val/test.
+
+    ``data.max_per_class`` caps examples per class before tokenizing.
+    """
+    dataset = load_text(cfg)
+    split = class_split(cfg, dataset.class_names)
+    dataset = cap_per_class(dataset, cfg.data.max_per_class, cfg.data.split_seed)
+    data = tokenize(cfg, dataset)
+    check_split_sizes(cfg, data, split)
+    return data, split
+
+
+def check_split_sizes(cfg: ExperimentConfig, data, split: dict[str, list[str]]) -> None:
+    """Fail early if a split cannot supply an episode (too few classes or examples)."""
+    counts = np.bincount(data.labels, minlength=len(data.class_names))
+    by_name = dict(zip(data.class_names, counts))
+    t, way = cfg.train, cfg.meta.way
+    need = {"train": (way, t.shot + t.query)}
+    if t.eval_every:
+        need["val"] = (way, t.shot + t.query)
+    for part, (n_classes, per_class) in need.items():
+        names = split[part]
+        if len(names) < n_classes:
+            raise ConfigError(f"the meta-{part} split has {len(names)} classes but meta.way="
+                              f"{way} needs {n_classes}; give it more classes.")
+        small = [f"{c} ({by_name[c]})" for c in names if by_name[c] < per_class]
+        if small:
+            raise ConfigError(f"meta-{part} classes with fewer than shot+query={per_class} "
+                              f"examples: {', '.join(small)}; lower train.shot/query or drop "
+                              "those classes from the split.")
+
+
+def initial_encoder(cfg: ExperimentConfig) -> dict:
+    """Pretrained weights (``minilm`` or a HF directory) or a preset's random init.
+
+    Random presets are initialized from ``fold_in(key(train.seed), 0)``, so every command
+    (train, eval baselines, export) recreates the same initial encoder.
+    """
+    path = model_dir(cfg.model)
+    if path is None:
+        key = jax.random.fold_in(jax.random.key(cfg.train.seed), 0)
+        return init_params(cfg.meta.model, key)
+    from jaxmaml.models.hf import load_pretrained
+
+    params, _ = load_pretrained(path, **dict(cfg.model.overrides))
+    return params
+
+
+def state_init_fn(cfg: ExperimentConfig, optimizer: optax.GradientTransformation
+                  ) -> Callable[[dict], MetaState]:
+    """``encoder -> MetaState`` (learner extras and the run key from ``train.seed``)."""
+    key = jax.random.key(cfg.train.seed)
+
+    def init(encoder: dict) -> MetaState:
+        meta_params = init_meta_params(encoder, cfg.meta, jax.random.fold_in(key, 1))
+        return init_state(meta_params, optimizer, jax.random.fold_in(key, 2))
+
+    return init
+
+
+def abstract_state(cfg: ExperimentConfig, encoder: Any, sharding=None) -> Any:
+    """``ShapeDtypeStruct`` tree of the run's MetaState (an Orbax restore target)."""
+    abstract = jax.eval_shape(state_init_fn(cfg, make_optimizer(cfg.optim)), encoder)
+    sharding = sharding or jax.sharding.SingleDeviceSharding(jax.devices()[0])
+    return jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=sharding),
+                        abstract)
+
+
+def write_json(path: Path, obj: Any) -> None:
+    """Write ``obj`` as indented JSON atomically (temp file + rename)."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(obj, indent=2) + "\n")
+    tmp.replace(path)

@@ -1,0 +1,261 @@
+"""The meta-training loop: composition of config, data, sharded state, meta-step, checkpoints.
+
+Run directory layout (``RUN_DIR``)::
+
+    config.yaml         the resolved experiment config
+    split.json          the class-disjoint split {"train", "val", "test"}
+    metrics.jsonl       {"step", "loss", "accuracy", "grad_norm"} per logged window and
+                        {"step", "val_accuracy", "val_ci95", "val_episodes"} per meta-val
+    timing.jsonl        {"step", "seconds", "tasks_per_s"} (kept apart: not reproducible)
+    checkpoints/        Orbax steps (state + config + sampler state)
+    learning_curves.png
+    train_summary.json  final step, best meta-val step and accuracy
+
+Resuming: the same command restores the latest readable checkpoint (falling back past a
+corrupt one), drops ``metrics.jsonl`` lines past its step, and continues; the meta-step's
+randomness is ``fold_in(key, step)`` and the episodes are a pure function of
+``(seed, step)``, so a resumed run writes the same metrics and ends with bit-identical
+params. Metrics stay on device and are fetched at "flush" steps: multiples of
+``log_every``, and every step where meta-val runs or a checkpoint is saved (a resumed run
+therefore starts on a flush boundary and its windows match an uninterrupted run's).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from pathlib import Path
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from jaxmaml import parallel
+from jaxmaml.checkpoint import RunCheckpoints
+from jaxmaml.config import ConfigError, ExperimentConfig, dump_yaml, from_dict, to_dict
+from jaxmaml.experiment import SPLIT_FILE, initial_encoder, load_data, state_init_fn, write_json
+from jaxmaml.meta.outer import make_optimizer
+from jaxmaml.plots import plot_learning_curves, read_metrics
+from jaxmaml.types import Episodes
+
+METRICS_FILE = "metrics.jsonl"
+TIMING_FILE = "timing.jsonl"
+# Keys that may differ when re-running a command on an existing run directory.
+RESUMABLE_CHANGES = {("train", "steps"), ("train", "async_checkpointing"), ("train", "out")}
+
+
+class TrainingDiverged(RuntimeError):
+    """The meta-loss (or the params about to be saved) became NaN or infinite."""
+
+
+@dataclasses.dataclass
+class TrainResult:
+    """What :func:`train` returns. ``state`` is the final (device) MetaState."""
+
+    run_dir: Path
+    state: Any
+    start_step: int
+    final_step: int
+    best_step: int | None
+    best_val_accuracy: float | None
+    compiles: int
+
+
+def _check_resumable(run_dir: Path, cfg: ExperimentConfig) -> None:
+    saved_file = run_dir / "config.yaml"
+    if not saved_file.exists():
+        return
+    import yaml
+
+    saved = to_dict(from_dict(yaml.safe_load(saved_file.read_text())))
+    new = to_dict(cfg)
+    diffs = [f"{s}.{k}: {saved[s].get(k)!r} -> {new[s].get(k)!r}"
+             for s in new if isinstance(new[s], dict)
+             for k in sorted(set(saved[s]) | set(new[s]))
+             if saved[s].get(k) != new[s].get(k) and (s, k) not in RESUMABLE_CHANGES]
+    if diffs:
+        raise ConfigError(f"{run_dir} holds a run with a different config ({'; '.join(diffs)}). "
+                          "Resume it with the same config, or pass a new --out RUN_DIR.")
+
+
+def _truncate_metrics(path: Path, last_step: int) -> None:
+    """Keep the complete lines with ``step <= last_step`` (resume consistency)."""
+    if not path.exists():
+        return
+    import json
+
+    keep = [json.dumps(r) for r in read_metrics(path) if r.get("step", 0) <= last_step]
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text("".join(line + "\n" for line in keep))
+    tmp.replace(path)
+
+
+def _append(path: Path, row: dict) -> None:
+    import json
+
+    with open(path, "a") as f:
+        f.write(json.dumps(row) + "\n")
+        f.flush()
+
+
+@jax.jit
+def _all_finite(tree) -> jax.Array:
+    return jnp.all(jnp.stack([jnp.all(jnp.isfinite(x)) for x in jax.tree.leaves(tree)
+                              if jnp.issubdtype(x.dtype, jnp.floating)]))
+
+
+def _episode_fn(cfg: ExperimentConfig, data, split, mesh, encoder):
+    """``(sampler, step -> device Episodes)`` for this process's slice of the tasks.
+
+    With ``meta.outer_frozen_layers`` the never-trained bottom is run once over the
+    meta-train pool and episodes carry it as ``Examples.lower``.
+    """
+    from jaxmaml.data.episodes import EpisodeSampler, gather
+
+    t = cfg.train
+    sampler = EpisodeSampler(data, list(split["train"]), cfg.meta.way, t.shot, t.query,
+                             t.tasks, t.seed)
+    tasks = parallel.process_task_slice(t.tasks, mesh)
+    if cfg.meta.outer_frozen_layers:
+        from jaxmaml.meta.inner import precompute_bottom
+
+        rows = sampler.example_indices()
+        position = np.full(len(data.labels), -1, np.int64)
+        position[rows] = np.arange(len(rows))
+        arrays = {"input_ids": data.input_ids[rows], "attention_mask": data.attention_mask[rows]}
+        arrays["lower"] = precompute_bottom(encoder, cfg.meta, arrays["input_ids"],
+                                            arrays["attention_mask"])
+
+        def host(step: int) -> Episodes:
+            ix = sampler.indices(step, tasks)
+            return gather(arrays, ix._replace(support_idx=position[ix.support_idx],
+                                              query_idx=position[ix.query_idx]))
+    else:
+        def host(step: int) -> Episodes:
+            return sampler.episodes(step, tasks)
+
+    return sampler, (lambda step: parallel.put_episodes(host(step), mesh, t.tasks))
+
+
+def train(cfg: ExperimentConfig, run_dir: str | Path, progress: bool = True) -> TrainResult:
+    """Meta-train ``cfg`` into ``run_dir``, resuming from its latest checkpoint if any.
+
+    Raises :class:`TrainingDiverged` on a NaN/inf meta-loss (earlier checkpoints untouched).
+    """
+    from tqdm.auto import tqdm
+
+    from jaxmaml.evaluate import evaluate
+
+    t = cfg.train
+    run_dir = Path(run_dir)
+    main = parallel.is_main_process()
+    _check_resumable(run_dir, cfg)
+    mesh = parallel.make_mesh(cfg.parallel.mesh)
+    parallel.check_meta_batch(t.tasks, mesh)
+    data, split = load_data(cfg)
+    if main:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        (run_dir / "config.yaml").write_text(dump_yaml(cfg))
+        write_json(run_dir / SPLIT_FILE, {**split, "source": cfg.data.source})
+
+    encoder = initial_encoder(cfg)
+    optimizer = make_optimizer(cfg.optim)
+    init_fn = state_init_fn(cfg, optimizer)
+    abstract = jax.eval_shape(init_fn, encoder)
+    shardings = parallel.tree_shardings(abstract, mesh, cfg.parallel.rules)
+    ckpts = RunCheckpoints(run_dir / "checkpoints", keep=t.keep, async_save=t.async_checkpointing)
+    sampler, next_episodes = _episode_fn(cfg, data, split, mesh, encoder)
+    start = 0
+    if ckpts.latest_step() is not None:
+        restored = ckpts.restore(parallel.abstract_state(abstract, shardings), fallback=True)
+        state, start = restored.state, restored.step
+        sampler.load_state_dict(restored.sampler)
+        if main:
+            print(f"resuming {run_dir} from step {start}", flush=True)
+    else:
+        state = jax.jit(init_fn, out_shardings=shardings)(encoder)
+    del encoder
+    if main:
+        _truncate_metrics(run_dir / METRICS_FILE, start)
+        _truncate_metrics(run_dir / TIMING_FILE, start)
+    meta_step = parallel.jit_sharded_meta_step(cfg.meta, optimizer, mesh, shardings)
+    config_dict = to_dict(cfg)
+
+    def is_flush(s: int) -> tuple[bool, bool, bool]:
+        evals = bool(t.eval_every) and (s % t.eval_every == 0 or s == t.steps)
+        saves = s == t.steps or bool(t.save_every) and s % t.save_every == 0
+        return s % t.log_every == 0 or evals or saves, evals, saves
+
+    bar = tqdm(total=t.steps, initial=start, disable=not (progress and main), unit="step",
+               dynamic_ncols=True)
+    pending: list[dict] = []
+    window_start, clock = start, time.perf_counter()
+    try:
+        for step in range(start, t.steps):
+            state, metrics = meta_step(state, next_episodes(step))
+            pending.append(metrics)
+            s = step + 1
+            flush, evals, saves = is_flush(s)
+            if not flush:
+                continue
+            host = jax.device_get(pending)  # the only host sync: once per window
+            row = {"step": s, **{k: float(np.mean([m[k] for m in host]))
+                                 for k in ("loss", "accuracy", "grad_norm") if k in host[0]}}
+            seconds = time.perf_counter() - clock
+            rate = (s - window_start) * t.tasks / max(seconds, 1e-9)
+            if main:
+                _append(run_dir / METRICS_FILE, row)
+                _append(run_dir / TIMING_FILE, {"step": s, "seconds": round(seconds, 4),
+                                                "tasks_per_s": round(rate, 2)})
+            bar.update(s - bar.n)
+            bar.set_postfix(loss=f"{row['loss']:.4f}", acc=f"{row['accuracy']:.3f}",
+                            tasks_s=f"{rate:.1f}", refresh=False)
+            bad = [m["loss"] for m in host if not np.isfinite(m["loss"])]
+            if bad:
+                raise TrainingDiverged(
+                    f"meta-loss became {bad[0]} between steps {window_start + 1} and {s}; "
+                    f"stopping. The last good checkpoint ({ckpts.latest_step()}) in "
+                    f"{ckpts.directory} is intact. Lower optim.lr or meta.inner_lr (or set "
+                    "optim.clip_norm), then rerun to resume from it, or use a new --out.")
+            pending = []
+            val_acc = None
+            if evals:
+                res = evaluate(state.meta_params, cfg.meta, data, split["val"],
+                               [(cfg.meta.way, t.shot, t.query)], episodes=t.eval_episodes,
+                               seed=t.seed, methods=("meta_learned",),
+                               data_name=cfg.data.source, split="meta_val")[0]
+                val_acc = res["results"]["meta_learned"]["mean"]
+                if main:
+                    _append(run_dir / METRICS_FILE, {
+                        "step": s, "val_accuracy": val_acc,
+                        "val_ci95": res["results"]["meta_learned"]["ci95"],
+                        "val_episodes": t.eval_episodes})
+                bar.write(f"step {s}: meta-val accuracy {val_acc:.4f} "
+                          f"+- {res['results']['meta_learned']['ci95']:.4f}")
+            if saves:
+                if not bool(_all_finite(state.meta_params)):
+                    raise TrainingDiverged(
+                        f"meta-params hold NaN/inf after step {s}; not saving. The last good "
+                        f"checkpoint ({ckpts.latest_step()}) is intact; lower optim.lr.")
+                sampler.step = s  # the step the next episode batch is drawn for
+                ckpts.save(s, state, config_dict, sampler.state_dict(), val_accuracy=val_acc)
+            window_start, clock = s, time.perf_counter()
+    finally:
+        bar.close()
+        ckpts.wait()
+        best_step, kept = ckpts.best_step(), ckpts.all_steps()
+        ckpts.close()
+    val = [r["val_accuracy"] for r in read_metrics(run_dir / METRICS_FILE)
+           if r.get("step") == best_step and "val_accuracy" in r]
+    best = (best_step, val[-1] if val else None)
+    if main:
+        if (run_dir / METRICS_FILE).exists():
+            plot_learning_curves(run_dir / METRICS_FILE, run_dir / "learning_curves.png",
+                                 title=f"{cfg.name}: {cfg.meta.algorithm}")
+        write_json(run_dir / "train_summary.json", {
+            "final_step": t.steps, "best_step": best_step, "best_val_accuracy": best[1],
+            "checkpoints": kept,
+            "algorithm": cfg.meta.algorithm, "tasks_per_step": t.tasks})
+    return TrainResult(run_dir, state, start, t.steps, best_step, best[1],
+                       meta_step._cache_size())
