@@ -25,6 +25,7 @@ Communications of the ACM 38(11): 39-41.
 
 from __future__ import annotations
 
+import copy
 import importlib.util
 import os
 from pathlib import Path
@@ -146,6 +147,7 @@ def load_wordnet(path: str | os.PathLike | None = None, gloss: str = "definition
                                      f"{file}: {line[:60]!r}")
                 texts.append(text)
                 labels.append(lex)
-    meta = {k: v for k, v in info.items() if k not in ("num_examples", "num_classes")}
+    meta = {k: copy.deepcopy(v) for k, v in info.items()
+            if k not in ("num_examples", "num_classes")}
     meta.update(source={"wordnet_dir": str(root)}, gloss=gloss)
     return from_lists(texts, labels, class_names=LEXNAMES, drop_empty=drop_empty, info=meta)
