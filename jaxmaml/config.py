@@ -290,7 +290,8 @@ def _model_section(raw: Mapping[str, Any]) -> ModelSection:
 # ---------------------------------------------------------------- loading
 def apply_overrides(raw: dict, overrides: Iterable[str]) -> dict:
     """Apply ``section.key=value`` strings (values parsed as YAML) to a raw config dict."""
-    raw = {k: dict(v or {}) for k, v in raw.items()}
+    raw = {k: dict(v or {}) if k in SECTIONS and isinstance(v, (Mapping, type(None))) else v
+           for k, v in raw.items()}
     for item in overrides:
         key, sep, text = item.partition("=")
         if not sep:
@@ -303,7 +304,10 @@ def apply_overrides(raw: dict, overrides: Iterable[str]) -> dict:
             value = yaml.safe_load(text) if text.strip() else None
         except yaml.YAMLError as e:
             raise ConfigError(f"--set {item!r}: the value is not valid YAML ({e}).") from e
-        raw.setdefault(section, {})[name] = value
+        if not isinstance(raw.setdefault(section, {}), dict):
+            raise ConfigError(f"section {section!r} must be a mapping of keys, got "
+                              f"{raw[section]!r}.")
+        raw[section][name] = value
     return raw
 
 

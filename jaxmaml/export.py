@@ -1,0 +1,110 @@
+"""Export a run's meta-learned encoder as a Hugging Face BERT directory with a model card.
+
+The directory (config.json, model.safetensors, tokenizer files, README.md) loads offline
+with ``transformers.AutoModel`` / ``AutoTokenizer``; it is written atomically.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from jaxmaml.config import ExperimentConfig, to_dict, tokenizer_dir
+
+EVAL_FILE = "eval_results.json"
+
+
+def _fmt(r: dict | None) -> str:
+    if not r:
+        return "-"
+    return f"{r['mean']:.4f} ± {r['ci95']:.4f}"
+
+
+def eval_table(results: list[dict]) -> str:
+    """A markdown table of evaluation results (one row per setting)."""
+    methods = ("nearest_centroid", "pretrained_finetune", "meta_learned")
+    lines = ["| data | split | way | shot | query | episodes | nearest-centroid | "
+             "pretrained init + inner loop | meta-learned init |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    for r in results:
+        cells = [str(r.get("data", "")), str(r.get("split", "")), str(r["way"]), str(r["shot"]),
+                 str(r["query"]), str(r["episodes"])]
+        cells += [_fmt(r["results"].get(m)) for m in methods]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def model_card(cfg: ExperimentConfig, step: int, split: dict | None, results: list[dict],
+               summary: dict | None) -> str:
+    """README.md text: how the encoder was meta-trained and how it evaluated."""
+    m, t = cfg.meta, cfg.train
+    order = "first-order" if m.first_order else "second-order"
+    adapt = {"all": "all parameters", "head": "the task head only (ANIL)",
+             "top_k_layers": f"the top {m.adapt_top_k} encoder layers + the task head",
+             "regex": f"parameters matching `{m.adapt_regex}` + the task head"}[m.adapt]
+    lines = [
+        "---", "library_name: transformers", "pipeline_tag: feature-extraction",
+        "tags: [bert, meta-learning, few-shot, jaxmaml]", "---", "",
+        f"# {cfg.name}: meta-learned BERT encoder ({m.algorithm})", "",
+        "A BERT encoder (`BertModel`) whose weights are a meta-learned initialization for "
+        "few-shot text classification, trained with jaxmaml "
+        "(JAX/Flax). Load it with `transformers.AutoModel.from_pretrained(path)`; for a new "
+        f"task, add a {m.way}-way linear head on the {m.pooling}-pooled features"
+        + (" initialized from the support-set class prototypes (Proto-MAML)"
+           if m.head_init == "proto" else "")
+        + f" and take {m.num_inner_steps} SGD steps (lr {m.inner_lr}) on {adapt}.", "",
+        "## Meta-training", "",
+        f"- algorithm: `{m.algorithm}` ({order}), inner loop: {m.num_inner_steps} steps, "
+        f"inner lr {m.inner_lr}, adapting {adapt}",
+        f"- initialization: `{cfg.model.name}`",
+        f"- meta-steps: {step} of {t.steps} (this checkpoint: step {step}), {t.tasks} tasks "
+        f"per meta-batch, {m.way}-way {t.shot}-shot with {t.query} query examples per class",
+        f"- outer optimizer: {cfg.optim.name}, lr {cfg.optim.lr}",
+        f"- data: `{cfg.data.source}` (text column `{cfg.data.text_column}`, label column "
+        f"`{cfg.data.label_column}`), sequence length {cfg.data.seq_len}",
+    ]
+    if summary and summary.get("best_val_accuracy") is not None:
+        lines.append(f"- best meta-val accuracy: {summary['best_val_accuracy']:.4f} at step "
+                     f"{summary['best_step']}")
+    if split:
+        lines += ["", "### Class-disjoint split", ""]
+        for part in ("train", "val", "test"):
+            names = split.get(part, [])
+            lines.append(f"- meta-{part} ({len(names)}): " + ", ".join(f"`{n}`" for n in names))
+    lines += ["", "## Evaluation", ""]
+    if results:
+        lines += ["Accuracy mean ± 95% confidence interval over the episodes, drawn from "
+                  "classes never seen in meta-training. All methods see the same episodes.",
+                  "", eval_table(results)]
+    else:
+        lines.append("No evaluation results were recorded for this run; run "
+                     "`jaxmaml eval RUN_DIR` before exporting to include them.")
+    lines += ["", "## Config", "", "```yaml",
+              yaml.safe_dump(to_dict(cfg), sort_keys=False).rstrip(), "```", ""]
+    return "\n".join(lines)
+
+
+def load_eval_results(run_dir: Path, step: int | None = None) -> list[dict]:
+    """The run's recorded evaluation results (for checkpoint ``step`` if given)."""
+    f = Path(run_dir) / EVAL_FILE
+    if not f.exists():
+        return []
+    rows = json.loads(f.read_text())
+    return [r for r in rows if step is None or r.get("checkpoint_step") == step]
+
+
+def export(run_dir: str | Path, out_dir: str | Path, cfg: ExperimentConfig, step: int,
+           encoder: Any, overwrite: bool = False) -> Path:
+    """Write ``encoder`` (the meta-learned BERT params of ``step``) as a HF directory."""
+    from jaxmaml.models.hf import save_pretrained
+
+    run_dir = Path(run_dir)
+    split_file, summary_file = run_dir / "split.json", run_dir / "train_summary.json"
+    split = json.loads(split_file.read_text()) if split_file.exists() else None
+    summary = json.loads(summary_file.read_text()) if summary_file.exists() else None
+    card = model_card(cfg, step, split, load_eval_results(run_dir, step), summary)
+    return save_pretrained(encoder, cfg.meta.model, out_dir, tokenizer_dir(cfg.model),
+                           overwrite=overwrite, extra_files={"README.md": card})
