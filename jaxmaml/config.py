@@ -49,7 +49,8 @@ class ConfigError(ValueError):
 class ModelSection:
     """The encoder: ``name`` is a preset (tiny/mini/small/base, randomly initialized from
     ``train.seed``), ``minilm`` (the bundled all-MiniLM-L6-v2 weights) or a local Hugging
-    Face BERT directory. ``tokenizer`` defaults to the model directory. ``overrides`` are
+    Face BERT directory. ``tokenizer`` (a directory, or ``minilm``) defaults to the model
+    directory. ``overrides`` are
     :class:`BertConfig` fields (e.g. ``dtype: bfloat16``), written flat in the YAML section.
     """
 
@@ -254,6 +255,8 @@ def model_dir(model: ModelSection) -> Path | None:
 
 def tokenizer_dir(model: ModelSection) -> Path | None:
     """The tokenizer directory: ``model.tokenizer``, else the model directory."""
+    if model.tokenizer == MINILM_ALIAS:
+        return minilm_dir()
     if model.tokenizer:
         return Path(os.path.expanduser(model.tokenizer))
     return model_dir(model)
