@@ -15,6 +15,7 @@ ADAPT_CHOICES = ("all", "head", "top_k_layers", "regex")
 REMAT_CHOICES = ("none", "full", "dots_saveable")
 POOLING_CHOICES = ("cls", "mean")
 HEAD_INIT_CHOICES = ("zeros", "proto")
+DISTANCE_CHOICES = ("sqeuclidean", "cosine")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -43,6 +44,21 @@ class MetaConfig:
       pooling: ``cls`` or ``mean`` (mask-weighted) sentence feature for the head.
       head_init: ``zeros`` or ``proto`` (Proto-MAML: W = 2c, b = -|c|^2 from support
         prototypes c).
+      msl_steps: MAML++ multi-step loss: the query losses after every inner step are
+        weighted, annealed towards the last step over the first ``msl_steps`` meta-steps
+        (0 = last step only).
+      first_order_steps: MAML++ derivative-order annealing: first order for the first
+        ``first_order_steps`` meta-steps, second order after (0 = second order throughout).
+      distance: ProtoNet metric, ``sqeuclidean`` or ``cosine``.
+      cosine_scale: multiplies cosine similarities before the softmax (ProtoNet with
+        ``distance='cosine'`` and Matching Networks).
+      fce: Matching Networks full-context embeddings (support self-attention + query
+        attention-LSTM).
+      fce_steps: attention-LSTM read steps of the query FCE.
+      relation_hidden: hidden width of the Relation Network's relation MLP.
+      reptile_all_data: Reptile's inner loop trains on the support and query examples
+        together (all of a meta-training task's data, as in Nichol et al. 2018); False:
+        support only. Evaluation always adapts on the support set.
     """
 
     model: BertConfig = BertConfig.tiny()
@@ -59,6 +75,14 @@ class MetaConfig:
     remat: str = "none"
     pooling: str = "cls"
     head_init: str = "zeros"
+    msl_steps: int = 0
+    first_order_steps: int = 0
+    distance: str = "sqeuclidean"
+    cosine_scale: float = 10.0
+    fce: bool = False
+    fce_steps: int = 2
+    relation_hidden: int = 64
+    reptile_all_data: bool = True
 
     def __post_init__(self):
         def check(name, value, choices):
@@ -69,6 +93,16 @@ class MetaConfig:
         check("remat", self.remat, REMAT_CHOICES)
         check("pooling", self.pooling, POOLING_CHOICES)
         check("head_init", self.head_init, HEAD_INIT_CHOICES)
+        check("distance", self.distance, DISTANCE_CHOICES)
+        for name in ("msl_steps", "first_order_steps"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"meta.{name}={getattr(self, name)} must be >= 0.")
+        if self.cosine_scale <= 0:
+            raise ValueError(f"meta.cosine_scale={self.cosine_scale} must be > 0.")
+        if self.fce_steps < 1:
+            raise ValueError(f"meta.fce_steps={self.fce_steps} must be >= 1.")
+        if self.relation_hidden < 1:
+            raise ValueError(f"meta.relation_hidden={self.relation_hidden} must be >= 1.")
         if self.way < 2:
             raise ValueError(f"meta.way={self.way}: a task needs at least 2 classes.")
         if self.num_inner_steps < 0:

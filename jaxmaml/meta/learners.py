@@ -1,86 +1,68 @@
-"""One registry of learners; each is a per-task loss with the same signature.
+"""One registry of learners, selected by ``meta.algorithm``; each is a per-task loss with
+the same signature.
 
 ``task_loss(meta_params, episode, cfg, key) -> (loss, metrics)`` is written for ONE task
 (unbatched :class:`~jaxmaml.types.Episodes`) and vmapped over the task axis in
 :mod:`jaxmaml.meta.outer`. ``meta_params`` is ``{"encoder": BERT params, **extras}`` where
 ``init_extras`` creates the learner's own meta-learned leaves (e.g. learned inner LRs).
-A learner whose meta-gradient is not the gradient of a loss (Reptile) supplies
-``meta_grad`` instead.
+A learner whose meta-gradient is not the gradient of a loss (Reptile) or that depends on
+the meta-step (MAML++ annealing) supplies ``meta_grad`` instead.
+
+========== ============================================================= ==========
+name       what                                                          module
+========== ============================================================= ==========
+maml       second-order MAML (Finn et al. 2017)                          task
+fomaml     first-order MAML                                              task
+anil       MAML adapting the head only (Raghu et al. 2020)               task
+metasgd    learned per-parameter inner learning rates (Li et al. 2017)   metasgd
+mamlpp     MAML++: LSLR, multi-step loss, order annealing (Antoniou 2019) mamlpp
+reptile    Reptile (Nichol et al. 2018)                                  reptile
+protomaml  MAML from a prototype-initialised head (Triantafillou 2020)   task
+protonet   Prototypical Networks (Snell et al. 2017)                     metric
+matchingnet Matching Networks (Vinyals et al. 2016)                      metric
+relationnet Relation Networks (Sung et al. 2018)                         metric
+========== ============================================================= ==========
 """
 
 from __future__ import annotations
 
-from typing import Any, Callable, NamedTuple
+from typing import Any
 
-import jax
-
-from jaxmaml.meta import inner
+from jaxmaml.meta import mamlpp, metasgd, metric, reptile
 from jaxmaml.meta.config import MetaConfig
-from jaxmaml.types import Episodes
+from jaxmaml.meta.task import Learner, adapt_task, maml_task_loss, score
 
+__all__ = ["IMPLIED", "LEARNERS", "Learner", "adapt_task", "effective_config", "get_learner",
+           "maml_task_loss", "score"]
 
-class Learner(NamedTuple):
-    task_loss: Callable[..., tuple[jax.Array, dict[str, jax.Array]]]
-    init_extras: Callable[[Any, MetaConfig, jax.Array], dict[str, Any]] = lambda enc, cfg, key: {}
-    # Optional (meta_params, episodes, cfg, key, step) -> ((loss, metrics), grads);
-    # replaces value_and_grad of the mean task loss (Reptile, order annealing).
-    meta_grad: Callable | None = None
-    # Whether the learner runs the inner loop (baselines use this to pick a protocol).
-    adapts: bool = True
-
-
-def adapt_task(meta_params: dict, episode: Episodes, cfg: MetaConfig, *, lrs: Any = None,
-               per_step_lrs: bool = False, step_fn_out: Callable | None = None):
-    """Adapt to ``episode.support`` from ``meta_params``; return (params, lower_query, outs).
-
-    Shared by every MAML-family learner: head init (zeros / prototypes), the adapt filter,
-    frozen-bottom caching, and the scanned inner loop. ``params`` is the adapted
-    ``{"encoder", "head"}`` tree; ``lower_query`` the cached frozen-bottom query features.
-    """
-    encoder = meta_params["encoder"]
-    support, query = episode
-    lower_s = inner.lower_features(encoder, support, cfg)
-    if cfg.head_init == "zeros":
-        head = inner.init_head(jax.numpy.zeros((1, cfg.model.hidden_size)), support, cfg)
-    else:
-        head = inner.init_head(inner.features(encoder, support, cfg, lower_s), support, cfg)
-    adapted, frozen = inner.partition({"encoder": encoder, "head": head}, cfg)
-    if not cfg.meta_learn_frozen:
-        frozen = jax.lax.stop_gradient(frozen)
-    adapted, outs = inner.inner_adapt(adapted, frozen, inner.support_loss_fn(support, cfg, lower_s),
-                                      cfg, lrs=lrs, per_step_lrs=per_step_lrs,
-                                      step_fn_out=step_fn_out)
-    params = inner.unflatten({**frozen, **adapted})
-    return params, inner.lower_features(encoder, query, cfg), outs
-
-
-def score(params: dict, examples, cfg: MetaConfig, lower=None) -> tuple[jax.Array, jax.Array]:
-    """(loss, accuracy) of adapted ``params`` on ``examples``."""
-    feats = inner.features(params["encoder"], examples, cfg, lower)
-    return inner.weighted_xent(inner.head_logits(params["head"], feats), examples.labels,
-                               examples.weights)
-
-
-def maml_task_loss(meta_params, episode: Episodes, cfg: MetaConfig, key=None):
-    """MAML: query loss of the params adapted on the support set (second order unless
-    ``cfg.first_order``)."""
-    del key
-    params, lower_q, _ = adapt_task(meta_params, episode, cfg)
-    loss, acc = score(params, episode.query, cfg, lower_q)
-    return loss, {"loss": loss, "accuracy": acc}
-
-
-# fomaml and anil are MAML with implied settings (see ``effective_config``).
 LEARNERS: dict[str, Learner] = {
     "maml": Learner(maml_task_loss),
     "fomaml": Learner(maml_task_loss),
     "anil": Learner(maml_task_loss),
+    "metasgd": Learner(metasgd.task_loss, init_extras=metasgd.init_extras),
+    "mamlpp": Learner(mamlpp.task_loss, init_extras=mamlpp.init_extras,
+                      meta_grad=mamlpp.meta_grad),
+    "reptile": Learner(maml_task_loss, meta_grad=reptile.meta_grad),
+    "protomaml": Learner(maml_task_loss),
+    "protonet": Learner(metric.protonet_task_loss, adapts=False),
+    "matchingnet": Learner(metric.matching_task_loss, init_extras=metric.matching_init_extras,
+                           adapts=False),
+    "relationnet": Learner(metric.relation_task_loss, init_extras=metric.relation_init_extras,
+                           adapts=False),
 }
 
-# Settings an algorithm name implies, applied by ``effective_config``.
+# Settings an algorithm name implies, applied by ``effective_config``. Metric learners have
+# no inner loop; ``adapt="head"`` marks the whole encoder as inner-frozen so evaluation
+# computes every example's features once (see jaxmaml.evaluate).
+_METRIC = dict(adapt="head", num_inner_steps=0)
 IMPLIED: dict[str, dict[str, Any]] = {
     "fomaml": dict(first_order=True),
     "anil": dict(adapt="head"),
+    "reptile": dict(first_order=True),
+    "protomaml": dict(head_init="proto"),
+    "protonet": _METRIC,
+    "matchingnet": _METRIC,
+    "relationnet": _METRIC,
 }
 
 
@@ -91,6 +73,6 @@ def get_learner(name: str) -> Learner:
 
 
 def effective_config(cfg: MetaConfig) -> MetaConfig:
-    """``cfg`` with the overrides an algorithm implies (fomaml: first order; anil: head)."""
+    """``cfg`` with the overrides an algorithm implies (see :data:`IMPLIED`)."""
     get_learner(cfg.algorithm)
     return cfg.replace(**IMPLIED.get(cfg.algorithm, {}))
