@@ -1,0 +1,163 @@
+"""The jaxmaml CLI end to end on the tiny config, and resume after SIGKILL."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import jax
+import numpy as np
+import pytest
+
+from jaxmaml.cli import main
+
+ROOT = Path(__file__).resolve().parents[1]
+TINY = ROOT / "configs" / "tiny.yaml"
+SCHEMA_KEYS = {"way", "shot", "query", "episodes", "data", "split", "results"}
+METHODS = {"meta_learned", "pretrained_finetune", "nearest_centroid"}
+
+
+def _check_result(obj, way, shot, query, episodes, split, methods=METHODS):
+    assert SCHEMA_KEYS <= set(obj)
+    assert (obj["way"], obj["shot"], obj["query"], obj["episodes"], obj["split"]) == (
+        way, shot, query, episodes, split)
+    assert set(obj["results"]) == set(methods)
+    for r in obj["results"].values():
+        assert set(r) == {"mean", "ci95"} and 0 <= r["mean"] <= 1 and r["ci95"] >= 0
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory):
+    run = tmp_path_factory.mktemp("cli") / "run"
+    assert main(["train", str(TINY), "--out", str(run), "--no-progress",
+                 "--set", "train.steps=4", "--set", "train.eval_every=0"]) == 0
+    return run
+
+
+def test_eval_json_schema(run_dir, capsys):
+    capsys.readouterr()
+    assert main(["eval", str(run_dir), "--json", "--way", "2", "--shot", "1",
+                 "--query", "3", "--episodes", "10"]) == 0
+    obj = json.loads(capsys.readouterr().out)
+    assert isinstance(obj, dict)  # one setting -> one object
+    _check_result(obj, 2, 1, 3, 10, "meta_test")
+    assert main(["eval", str(run_dir), "--json", "--checkpoint", "latest", "--shot", "1", "2",
+                 "--episodes", "10", "--methods", "nearest_centroid"]) == 0
+    objs = json.loads(capsys.readouterr().out)
+    assert isinstance(objs, list) and [o["shot"] for o in objs] == [1, 2]  # several -> list
+    for o in objs:
+        _check_result(o, 2, o["shot"], 4, 10, "meta_test", ["nearest_centroid"])
+    recorded = json.loads((run_dir / "eval_results.json").read_text())
+    assert {(r["shot"], r["query"], r["checkpoint_step"]) for r in recorded} == {
+        (1, 3, 4), (1, 4, 4), (2, 4, 4)}
+
+
+def test_eval_on_a_file_and_readable_table(run_dir, capsys):
+    capsys.readouterr()
+    assert main(["eval", str(run_dir), "--data", str(ROOT / "tests/data/tiny_topics.csv"),
+                 "--text-column", "text", "--label-column", "label", "--way", "3",
+                 "--shot", "1", "--episodes", "6", "--methods", "meta_learned",
+                 "nearest_centroid"]) == 0
+    out = capsys.readouterr().out
+    assert "3-way 1-shot" in out and "all of" in out and "meta_learned" in out
+    assert "pretrained_finetune" not in out
+
+
+def test_export_loads_in_transformers(run_dir, tmp_path, capsys):
+    out = tmp_path / "hf"
+    assert main(["export", str(run_dir), str(out)]) == 0
+    card = (out / "README.md").read_text()
+    assert "maml" in card and "meta-test" in card and "| meta_test | 2 | 1 |" in card
+    assert main(["export", str(run_dir), str(out)]) == 2  # refuses to overwrite
+    assert "--overwrite" in capsys.readouterr().err
+    assert main(["export", str(run_dir), str(out), "--overwrite"]) == 0
+    from transformers import AutoTokenizer
+    tok = AutoTokenizer.from_pretrained(str(out))
+    assert tok("the dog")["input_ids"][0] == tok.cls_token_id
+
+
+@pytest.mark.torch
+def test_export_automodel_matches_jax(run_dir, tmp_path):
+    torch = pytest.importorskip("torch")
+    from transformers import AutoModel
+
+    from jaxmaml.cli import _resolve_target, _restore
+    from jaxmaml.experiment import initial_encoder
+    from jaxmaml.models.bert import encode
+
+    out = tmp_path / "hf"
+    assert main(["export", str(run_dir), str(out), "--checkpoint", "latest"]) == 0
+    model = AutoModel.from_pretrained(str(out)).eval()
+    cfg, _ = _resolve_target(str(run_dir), [], None)
+    _, meta_params = _restore(cfg, run_dir, "latest", initial_encoder(cfg))
+    ids = np.array([[2, 10, 20, 30, 3, 0]], np.int32)
+    mask = (ids > 0).astype(np.int32)
+    with torch.no_grad():
+        ref = model(input_ids=torch.tensor(ids, dtype=torch.long),
+                    attention_mask=torch.tensor(mask, dtype=torch.long)).last_hidden_state
+    ours = encode(meta_params["encoder"], cfg.meta.model, ids, mask)
+    ours = ours[0] if isinstance(ours, tuple) else ours
+    np.testing.assert_allclose(np.asarray(ours), ref.numpy(), atol=1e-5, rtol=1e-5)
+
+
+def test_errors_are_clean(tmp_path, capsys):
+    assert main(["train", str(tmp_path / "missing.yaml")]) == 2
+    assert "does not exist" in capsys.readouterr().err
+    assert main(["train", str(TINY), "--set", "train.stpes=3"]) == 2
+    assert "Did you mean 'train.steps'" in capsys.readouterr().err
+    assert main(["eval", str(TINY), "--out", str(tmp_path / "norun")]) == 2
+    assert "--checkpoint init" in capsys.readouterr().err
+
+
+def test_data_command(capsys):
+    assert main(["data", str(TINY), "--json"]) == 0
+    info = json.loads(capsys.readouterr().out)
+    assert info["examples"] == 96 and info["classes"] == 8
+    assert [len(info["split"][p]) for p in ("train", "val", "test")] == [4, 2, 2]
+
+
+def _cli(args, env, **kw):
+    return subprocess.Popen([sys.executable, "-m", "jaxmaml.cli", *args], env=env, cwd=ROOT,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, **kw)
+
+
+@pytest.mark.slow
+def test_sigkill_resume_is_bit_identical(tmp_path):
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "JAX_PLATFORMS": "cpu",
+           "JAX_COMPILATION_CACHE_DIR": str(tmp_path / "jax-cache"),
+           "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0"}
+    common = ["--no-progress", "--set", "train.steps=12", "--set", "train.save_every=4",
+              "--set", "train.eval_every=0", "--set", "train.async_checkpointing=false"]
+    ref, run = tmp_path / "ref", tmp_path / "run"
+    proc = _cli(["train", str(TINY), "--out", str(ref), *common], env)
+    assert proc.wait(timeout=600) == 0, proc.stdout.read().decode()
+
+    proc = _cli(["train", str(TINY), "--out", str(run), *common], env)
+    deadline = time.time() + 600
+    while not (run / "checkpoints" / "4").is_dir() and proc.poll() is None:
+        assert time.time() < deadline
+        time.sleep(0.05)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert proc.returncode == -signal.SIGKILL, "the run finished before it could be killed"
+    assert not (run / "checkpoints" / "12").exists()
+
+    proc = _cli(["train", str(TINY), "--out", str(run), *common], env)
+    out = proc.communicate(timeout=600)[0].decode()
+    assert proc.returncode == 0, out
+    assert "resuming" in out
+    assert (run / "metrics.jsonl").read_text() == (ref / "metrics.jsonl").read_text()
+
+    from jaxmaml.checkpoint import RunCheckpoints
+    from jaxmaml.config import load_config
+    from jaxmaml.experiment import abstract_state, initial_encoder
+    cfg = load_config(TINY)
+    states = []
+    for d in (ref, run):
+        with RunCheckpoints(d / "checkpoints", read_only=True) as ckpts:
+            states.append(ckpts.restore(abstract_state(cfg, initial_encoder(cfg)), 12).state)
+    for x, y in zip(jax.tree.leaves(states[0]), jax.tree.leaves(states[1])):
+        assert np.asarray(x).tobytes() == np.asarray(y).tobytes()
