@@ -177,10 +177,13 @@ def cmd_eval(args) -> int:
         if way > len(classes):
             raise ConfigError(f"{way}-way episodes need {way} classes but {split_name} of "
                               f"{data_name} has {len(classes)}; lower --way.")
-    results = evaluate(meta_params, cfg.meta, data, classes, settings, episodes=episodes,
-                       seed=cfg.eval.seed, methods=methods, pretrained_params=encoder,
-                       data_name=data_name, split=split_name,
-                       max_per_class=cfg.eval.max_per_class)
+    try:
+        results = evaluate(meta_params, cfg.meta, data, classes, settings, episodes=episodes,
+                           seed=cfg.eval.seed, methods=methods, pretrained_params=encoder,
+                           data_name=data_name, split=split_name,
+                           max_per_class=cfg.eval.max_per_class)
+    except ValueError as e:  # settings the data cannot supply, unknown methods
+        raise ConfigError(f"cannot evaluate: {e}") from e
     if run_dir.is_dir() and args.checkpoint != "init":
         _update_eval_file(run_dir, [{**r, "checkpoint_step": step} for r in results])
     if args.json:
