@@ -234,9 +234,16 @@ def cmd_data(args) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``jaxmaml`` console script."""
+    import logging
+
     argv = list(sys.argv[1:] if argv is None else argv)
+    logging.getLogger("absl").setLevel(logging.ERROR)  # Orbax's informational warnings
     if argv and argv[0] == "bench":
-        from jaxmaml import bench
+        try:
+            from jaxmaml import bench
+        except ImportError as e:
+            print(f"error: jaxmaml bench is not available ({e}).", file=sys.stderr)
+            return 2
         return bench.main(argv[1:])
     args = _parser().parse_args(argv)
     from jaxmaml.checkpoint import CheckpointError

@@ -161,3 +161,11 @@ def test_sigkill_resume_is_bit_identical(tmp_path):
             states.append(ckpts.restore(abstract_state(cfg, initial_encoder(cfg)), 12).state)
     for x, y in zip(jax.tree.leaves(states[0]), jax.tree.leaves(states[1])):
         assert np.asarray(x).tobytes() == np.asarray(y).tobytes()
+
+
+def test_bench_dispatches_remaining_argv(monkeypatch):
+    import jaxmaml.bench
+    seen = []
+    monkeypatch.setattr(jaxmaml.bench, "main", lambda argv: seen.append(argv) or 0)
+    assert main(["bench", "--tasks", "4", "--json"]) == 0
+    assert seen == [["--tasks", "4", "--json"]]
