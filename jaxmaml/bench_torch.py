@@ -46,7 +46,7 @@ def build_model(params, config, num_threads: int):
     hf = transformers.BertConfig(**config_to_hf(config.replace(dtype="float32")))
     hf._attn_implementation = "eager"
     model = transformers.BertModel(hf, add_pooling_layer=False)
-    state = {k: torch.from_numpy(v) for k, v in to_hf_state_dict(params).items()
+    state = {k: torch.from_numpy(np.array(v)) for k, v in to_hf_state_dict(params).items()
              if not k.startswith("pooler.")}
     missing, unexpected = model.load_state_dict(state, strict=False)
     missing = [k for k in missing if not k.endswith("position_ids")]
@@ -165,6 +165,7 @@ def to_torch_batch(episodes) -> tuple:
 def run_torch_point(point: BenchPoint, num_threads: int) -> dict[str, Any]:
     """Time the PyTorch peer for ``point``; failures are reported in the row, not raised."""
     torch, transformers = _import_torch()
+    num_threads = point.threads or num_threads
     row: dict[str, Any] = {"torch": torch.__version__, "transformers": transformers.__version__,
                            "torch_threads": num_threads}
     if point.dtype != "f32":
@@ -199,5 +200,5 @@ def torch_meta_step(point: BenchPoint, num_threads: int = 1) -> Callable[[], flo
     """For tests: a closure running one peer meta-step on ``point``'s episodes."""
     params, config = resolve_model(point.model, point.dtype, point.seed)
     batch = to_torch_batch(make_episodes(point, config))
-    runner = TorchMAML(build_model(params, config, num_threads), point)
+    runner = TorchMAML(build_model(params, config, point.threads or num_threads), point)
     return lambda: runner.step(batch)
