@@ -87,11 +87,16 @@ def partition(params: Params, cfg: MetaConfig) -> tuple[Flat, Flat]:
 
 
 # ---------------------------------------------------------------- features, head, loss
+def _at_least_f32(x: jax.Array) -> jax.Array:
+    """bf16 -> f32 for the head and loss; f64 (numerical tests) stays f64."""
+    return x.astype(jnp.promote_types(x.dtype, jnp.float32))
+
+
 def _pool(hidden: jax.Array, mask: jax.Array, cfg: MetaConfig) -> jax.Array:
-    hidden = hidden.astype(jnp.float32)
+    hidden = _at_least_f32(hidden)
     if cfg.pooling == "cls":
         return hidden[..., 0, :]
-    m = mask.astype(jnp.float32)[..., None]
+    m = mask.astype(hidden.dtype)[..., None]
     return (hidden * m).sum(-2) / jnp.maximum(m.sum(-2), 1.0)
 
 
@@ -191,10 +196,10 @@ def init_head(support_feats: jax.Array, support: Examples, cfg: MetaConfig) -> P
 def weighted_xent(logits: jax.Array, labels: jax.Array, weights: jax.Array
                   ) -> tuple[jax.Array, jax.Array]:
     """(mean cross-entropy, accuracy) over rows with weight > 0. ``logits`` ``[n, way]``."""
-    logp = jax.nn.log_softmax(logits.astype(jnp.float32))
+    logp = jax.nn.log_softmax(_at_least_f32(logits))
     nll = -jnp.take_along_axis(logp, labels[:, None], axis=-1)[:, 0]
     denom = jnp.maximum(weights.sum(), 1.0)
-    acc = (jnp.argmax(logits, -1) == labels).astype(jnp.float32)
+    acc = (jnp.argmax(logits, -1) == labels).astype(logp.dtype)
     return (nll * weights).sum() / denom, (acc * weights).sum() / denom
 
 

@@ -51,6 +51,10 @@ def adapt_task(meta_params: dict, episode: Episodes, cfg: MetaConfig, *, lrs: An
         every inner step (MAML++ multi-step loss); excludes ``step_fn_out``.
     """
     encoder = meta_params["encoder"]
+    if not cfg.meta_learn_frozen:  # inner-frozen leaves get no meta-gradient by any path
+        encoder = inner.unflatten({
+            k: v if inner.is_adapted(k, cfg) else jax.lax.stop_gradient(v)
+            for k, v in inner.flatten({"encoder": encoder}).items()})["encoder"]
     support, query = episode
     lower_s = inner.lower_features(encoder, support, cfg)
     lower_q = inner.lower_features(encoder, query, cfg)
@@ -63,8 +67,6 @@ def adapt_task(meta_params: dict, episode: Episodes, cfg: MetaConfig, *, lrs: An
     else:
         head = inner.init_head(inner.features(encoder, support, cfg, lower_s), support, cfg)
     adapted, frozen = inner.partition({"encoder": encoder, "head": head}, cfg)
-    if not cfg.meta_learn_frozen:
-        frozen = jax.lax.stop_gradient(frozen)
     adapted, outs = inner.inner_adapt(adapted, frozen, inner.support_loss_fn(support, cfg, lower_s),
                                       cfg, lrs=lrs, per_step_lrs=per_step_lrs,
                                       step_fn_out=step_fn_out)

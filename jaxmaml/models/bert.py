@@ -66,8 +66,9 @@ class BertConfig:
             raise ValueError(
                 f"hidden_act={self.hidden_act!r} is not supported; use one of {sorted(_ACTIVATIONS)}."
             )
-        if self.dtype not in ("float32", "bfloat16"):
-            raise ValueError(f"dtype={self.dtype!r}: use 'float32' or 'bfloat16'.")
+        if self.dtype not in ("float32", "bfloat16", "float64"):
+            raise ValueError(f"dtype={self.dtype!r}: use 'float32' or 'bfloat16' "
+                             "('float64' for numerical tests under jax.enable_x64).")
 
     @property
     def head_dim(self) -> int:
@@ -157,9 +158,9 @@ class _SelfAttention(nn.Module):
         scores = jnp.einsum("...qhd,...khd->...hqk", q, k) / jnp.sqrt(cfg.head_dim).astype(q.dtype)
         # Additive mask with the dtype minimum, like HF eager attention: padded keys get
         # exactly zero probability after softmax, so padding never leaks into real tokens.
-        scores = scores.astype(jnp.float32)
+        scores = scores.astype(jnp.promote_types(scores.dtype, jnp.float32))  # softmax in >= f32
         keep = attention_mask[..., None, None, :].astype(bool)
-        scores = jnp.where(keep, scores, jnp.finfo(jnp.float32).min)
+        scores = jnp.where(keep, scores, jnp.finfo(scores.dtype).min)
         probs = jax.nn.softmax(scores, axis=-1).astype(v.dtype)
         probs = nn.Dropout(cfg.attention_probs_dropout_prob)(probs, deterministic=deterministic)
         out = jnp.einsum("...hqk,...khd->...qhd", probs, v)
