@@ -1,0 +1,424 @@
+"""The learner family: each algorithm's defining math on tiny cases, and that each trains."""
+
+import functools
+
+import chex
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from jaxmaml.data.synthetic import synthetic_episodes
+from jaxmaml.meta import inner, mamlpp, metric, outer, reptile
+from jaxmaml.meta.config import MetaConfig, OptimConfig
+from jaxmaml.meta.learners import (LEARNERS, adapt_task, effective_config, get_learner,
+                                   maml_task_loss)
+from jaxmaml.meta.outer import (init_meta_params, init_state, jit_meta_step, make_eval_step,
+                                make_optimizer, meta_grads, meta_loss)
+from jaxmaml.models.bert import BertConfig, encode, init_params
+from jaxmaml.types import Episodes, Examples
+
+VOCAB = 256
+MODEL = BertConfig.tiny(vocab_size=VOCAB, num_hidden_layers=1)  # the math tests: 1 layer
+KEY = jax.random.key(0)
+CFG = MetaConfig(model=MODEL, way=3, num_inner_steps=2, inner_lr=0.3)
+# Jitted once per (config, shapes): the MAML references are shared across tests.
+meta_grads = jax.jit(meta_grads, static_argnums=2)
+meta_loss = jax.jit(meta_loss, static_argnums=2)
+
+
+def _episodes(tasks=2, way=3, shot=2, query=2, seq_len=10, seed=0):
+    return jax.tree.map(jnp.asarray, synthetic_episodes(
+        np.random.default_rng(seed), tasks, way, shot, query, seq_len, VOCAB, num_classes=10))
+
+
+@functools.lru_cache
+def _encoder(seed=1):
+    params = init_params(MODEL, jax.random.key(seed))
+    # Perturb LayerNorms/biases away from their trivial init so every leaf matters.
+    leaves, tree = jax.tree.flatten(params)
+    keys = jax.random.split(jax.random.key(seed + 100), len(leaves))
+    return jax.tree.unflatten(tree, [x + 0.05 * jax.random.normal(k, x.shape, x.dtype)
+                                     for x, k in zip(leaves, keys)])
+
+
+def _task(episodes, t):
+    return jax.tree.map(lambda x: x[t], episodes)
+
+
+def _norm(tree):
+    return float(jnp.sqrt(sum(jnp.sum(x ** 2) for x in jax.tree.leaves(tree))))
+
+
+def _close(a, b, atol):
+    chex.assert_trees_all_close(a, b, atol=atol, rtol=0.0)
+
+
+def _cls(encoder, ex):
+    """Independent reference features: the [CLS] hidden state of a full BERT forward."""
+    return encode(encoder, MODEL, ex.input_ids, ex.attention_mask)[:, 0, :]
+
+
+# ------------------------------------------------------------------------- registry
+def test_registry_names_flags_and_implied_settings():
+    assert set(LEARNERS) == {"maml", "fomaml", "anil", "metasgd", "mamlpp", "reptile",
+                             "protomaml", "protonet", "matchingnet", "relationnet"}
+    assert {n for n, l in LEARNERS.items() if not l.adapts} == {"protonet", "matchingnet",
+                                                                "relationnet"}
+    eff = lambda name: effective_config(CFG.replace(algorithm=name))  # noqa: E731
+    assert eff("fomaml").first_order and eff("reptile").first_order
+    assert eff("anil").adapt == "head" and eff("protomaml").head_init == "proto"
+    assert eff("protonet").num_inner_steps == 0
+    with pytest.raises(ValueError, match="meta.algorithm='mamal' is not one of"):
+        get_learner("mamal")
+
+
+def test_new_config_fields_are_validated():
+    for bad, match in [(dict(msl_steps=-1), "msl_steps=-1"), (dict(distance="l1"), "distance"),
+                       (dict(cosine_scale=0.0), "cosine_scale"), (dict(fce_steps=0), "fce_steps"),
+                       (dict(relation_hidden=0), "relation_hidden"),
+                       (dict(first_order_steps=-2), "first_order_steps")]:
+        with pytest.raises(ValueError, match=match):
+            MetaConfig(model=MODEL, **bad)
+    with pytest.raises(ValueError, match="inner_lr=0.0 must be > 0"):
+        init_meta_params(_encoder(), CFG.replace(algorithm="metasgd", inner_lr=0.0), KEY)
+
+
+# ------------------------------------------------------------------------- ANIL
+def _count_dots(jaxpr) -> int:
+    n = 0
+    for eqn in jaxpr.eqns:
+        n += eqn.primitive.name == "dot_general"
+        for v in eqn.params.values():  # sub-programs: scan/cond/pjit/custom_jvp bodies
+            for j in (v if isinstance(v, (tuple, list)) else [v]):
+                if hasattr(j, "jaxpr") and hasattr(j.jaxpr, "eqns"):
+                    n += _count_dots(j.jaxpr)
+                elif hasattr(j, "eqns"):
+                    n += _count_dots(j)
+    return n
+
+
+def _scan_body_dots(fn, *args) -> int:
+    """Most matmuls in one scanned inner step (forward or backward scan) of ``fn``."""
+    jaxpr = jax.make_jaxpr(fn)(*args).jaxpr
+    scans = [e for e in jaxpr.eqns if e.primitive.name == "scan"]
+    assert len(scans) == 2  # the inner loop and its transpose
+    return max(_count_dots(e.params["jaxpr"].jaxpr) for e in scans)
+
+
+def test_anil_inner_loop_runs_the_encoder_once_per_set_not_per_step(monkeypatch):
+    """ANIL caches the frozen body: the encoder runs on support and query once, whatever the
+    number of inner steps, and the scanned step holds only the head's matmuls."""
+    calls = []
+    real = inner.run_layers
+
+    def counting(params, config, h, mask, start, end):
+        calls.append(end - start)
+        return real(params, config, h, mask, start, end)
+
+    monkeypatch.setattr(inner, "run_layers", counting)
+    meta_params, episode = {"encoder": _encoder()}, _task(_episodes(), 0)
+    layers = []
+    for steps in (1, 5):
+        cfg = effective_config(CFG.replace(algorithm="anil", num_inner_steps=steps))
+        calls.clear()
+        jax.make_jaxpr(lambda mp: jax.grad(lambda p: maml_task_loss(p, episode, cfg)[0])(mp))(
+            meta_params)
+        layers.append(sum(calls))
+    # support + query, each through every layer once (no layer inside the inner step).
+    assert layers == [2 * MODEL.num_hidden_layers] * 2
+    loss = lambda c: lambda mp: jax.grad(lambda p: maml_task_loss(p, episode, c)[0])(mp)  # noqa
+    anil = effective_config(CFG.replace(algorithm="anil", num_inner_steps=5))
+    anil_dots = _scan_body_dots(loss(anil), meta_params)
+    maml_dots = _scan_body_dots(loss(CFG.replace(num_inner_steps=5)), meta_params)
+    # The head's logits and their gradients only, vs. >= 8 matmuls per BERT layer forward.
+    assert anil_dots <= 4 and maml_dots >= 8 * MODEL.num_hidden_layers, (anil_dots, maml_dots)
+
+
+# ------------------------------------------------------------------------- Meta-SGD, MAML++
+def test_metasgd_and_mamlpp_with_all_rates_alpha_equal_maml():
+    """Meta-SGD (per-parameter rates) and MAML++ (LSLR, MSL off, second order) with every
+    learned rate = alpha give MAML's loss and meta-gradient; their rate gradients agree:
+    per leaf, the sum over parameters (Meta-SGD) = the sum over steps (LSLR)."""
+    episodes, encoder = _episodes(), _encoder()
+    (ref_loss, _), ref = meta_grads({"encoder": encoder}, episodes, CFG, KEY)
+    rate_grads = {}
+    for name, key in [("metasgd", "inner_lrs"), ("mamlpp", "lslr")]:
+        cfg = CFG.replace(algorithm=name)
+        meta_params = init_meta_params(encoder, cfg, KEY)
+        _close(jax.tree.map(jnp.exp, meta_params[key]),
+               jax.tree.map(lambda x: jnp.full_like(x, 0.3), meta_params[key]), atol=1e-7)
+        (loss, metrics), grads = meta_grads(meta_params, episodes, cfg, KEY, jnp.int32(7))
+        np.testing.assert_allclose(loss, ref_loss, atol=1e-6)
+        _close(grads["encoder"], ref["encoder"], atol=1e-5)
+        rate_grads[name] = inner.flatten(grads[key])
+    meta_sgd, lslr = rate_grads["metasgd"], rate_grads["mamlpp"]
+    assert meta_sgd["head/kernel"].shape == (MODEL.hidden_size, 1)  # shared over classes
+    assert lslr["head/kernel"].shape == (2,)  # one rate per inner step
+    assert sorted(meta_sgd) == sorted(lslr) == sorted(inner.partition(
+        {"encoder": encoder, "head": {"kernel": 0, "bias": 0}}, CFG)[0])
+    _close({k: jnp.sum(v) for k, v in meta_sgd.items()},
+           {k: jnp.sum(v) for k, v in lslr.items()}, atol=1e-6)
+    assert _norm(lslr) > 1e-4 and float(jnp.abs(lslr["head/kernel"]).min()) > 0
+
+
+def _reference_msl_weights(epoch, num_steps, msl_epochs):
+    """MAML++ reference code, ``get_per_step_loss_importance_vector``, transcribed."""
+    loss_weights = np.ones(num_steps) * (1.0 / num_steps)
+    decay_rate = 1.0 / num_steps / msl_epochs
+    min_value = 0.03 / num_steps
+    for i in range(len(loss_weights) - 1):
+        loss_weights[i] = np.maximum(loss_weights[i] - epoch * decay_rate, min_value)
+    loss_weights[-1] = np.minimum(loss_weights[-1] + epoch * (num_steps - 1) * decay_rate,
+                                  1.0 - (num_steps - 1) * min_value)
+    return loss_weights
+
+
+def test_msl_weights_anneal_like_the_reference_and_end_on_the_last_step():
+    s, total = 5, 10
+    fn = jax.jit(mamlpp.msl_weights, static_argnums=(1, 2))
+    for t in [0, 1, 3, 5, 9]:
+        w = fn(jnp.int32(t), s, total)
+        np.testing.assert_allclose(w, _reference_msl_weights(t, s, total), atol=1e-6)
+        np.testing.assert_allclose(w.sum(), 1.0, atol=1e-6)
+    np.testing.assert_allclose(fn(jnp.int32(0), s, total), np.full(s, 1 / s), atol=1e-7)
+    for t in [10, 11, 1000]:  # MSL is over: the last step only (as the reference trainer)
+        np.testing.assert_array_equal(fn(jnp.int32(t), s, total), np.eye(s)[-1])
+    np.testing.assert_array_equal(mamlpp.msl_weights(0, s, 0), np.eye(s)[-1])
+
+
+def test_msl_objective_is_the_weighted_sum_of_per_step_query_losses():
+    episodes, encoder = _episodes(), _encoder()
+    cfg = CFG.replace(algorithm="mamlpp", msl_steps=4, first_order=True)  # same value
+    meta_params = init_meta_params(encoder, cfg, KEY)
+    (loss, metrics), _ = meta_grads(meta_params, episodes, cfg, KEY, jnp.int32(2))
+    # Query loss after i inner steps = MAML's loss with num_inner_steps=i (same rate).
+    per_step = [meta_loss({"encoder": encoder}, episodes, CFG.replace(num_inner_steps=i), KEY)[0]
+                for i in (1, 2)]
+    w = _reference_msl_weights(2, 2, 4)
+    np.testing.assert_allclose(loss, w @ np.array(per_step), atol=1e-6)
+    np.testing.assert_allclose(metrics["loss"], per_step[-1], atol=1e-6)
+    assert w[0] > 0.1  # the early step really enters the objective
+
+
+def test_derivative_order_annealing_switches_at_the_right_step_without_retracing():
+    episodes, encoder = _episodes(), _encoder()
+    cfg = CFG.replace(algorithm="mamlpp", first_order_steps=2)
+    meta_params = init_meta_params(encoder, cfg, KEY)
+    (_, _), fo = meta_grads({"encoder": encoder}, episodes, CFG.replace(first_order=True), KEY)
+    (_, _), so = meta_grads({"encoder": encoder}, episodes, CFG, KEY)
+    assert _norm(jax.tree.map(jnp.subtract, fo, so)) > 1e-3 * _norm(so)
+
+    @jax.jit
+    @chex.assert_max_traces(n=1)
+    def grads_at(mp, step):
+        return outer.meta_grads(mp, episodes, cfg, KEY, step)
+
+    chex.clear_trace_counter()
+    for step, ref, order in [(0, fo, 0.0), (1, fo, 0.0), (2, so, 1.0), (3, so, 1.0)]:
+        (_, metrics), g = grads_at(meta_params, jnp.int32(step))
+        _close(g["encoder"], ref["encoder"], atol=1e-5)
+        assert float(metrics["second_order"]) == order, step
+
+
+# ------------------------------------------------------------------------- Reptile
+@pytest.mark.parametrize("all_data", [False, True])
+def test_reptile_one_step_moves_the_init_along_the_task_training_gradient(all_data):
+    """phi - phi_1 = alpha * grad L_train(phi) (joint training, Nichol et al. 2018): the
+    meta-gradient Optax gets is alpha * mean_t grad of the task's training loss."""
+    episodes, encoder = _episodes(), _encoder()
+    alpha = 0.3
+    cfg = CFG.replace(algorithm="reptile", num_inner_steps=1, inner_lr=alpha, head_init="proto",
+                      reptile_all_data=all_data)
+    (_, _), grads = meta_grads({"encoder": encoder}, episodes, cfg, KEY)
+
+    def train_loss(enc, ep):  # the proto head is built once and held fixed (a task leaf)
+        train = reptile.joint_examples(ep.support, ep.query) if all_data else ep.support
+        onehot = jax.nn.one_hot(train.labels, 3)
+        c = (onehot.T @ _cls(encoder, train)) / onehot.sum(0)[:, None]
+        logits = _cls(enc, train) @ (2 * c.T) - jnp.sum(c * c, -1)
+        return -jnp.mean(jax.nn.log_softmax(logits)[jnp.arange(len(train.labels)), train.labels])
+
+    grad_fn = jax.jit(jax.grad(train_loss))
+    expected = jax.tree.map(lambda *g: alpha * sum(g) / 2,
+                            *[grad_fn(encoder, _task(episodes, t)) for t in (0, 1)])
+    _close(grads["encoder"], expected, atol=1e-6)
+    assert _norm(expected) > 1e-3
+
+
+def test_reptile_zero_inner_steps_gives_zero_meta_gradient():
+    cfg = CFG.replace(algorithm="reptile", num_inner_steps=0)
+    (_, _), grads = meta_grads({"encoder": _encoder()}, _episodes(), cfg, KEY)
+    assert _norm(grads) == 0.0
+
+
+# ------------------------------------------------------------------------- ProtoNet
+@jax.jit
+def _features(encoder, episode):
+    return _cls(encoder, episode.support), _cls(encoder, episode.query)
+
+
+@functools.partial(jax.jit, static_argnums=(0, 3))
+def _task_loss(name, meta_params, episode, cfg):
+    """``LEARNERS[name].task_loss`` for one task, jitted (eager BERT dispatch is slow)."""
+    return LEARNERS[name].task_loss(meta_params, episode, cfg)
+
+
+@functools.partial(jax.jit, static_argnums=(0, 3))
+def _task_grad(name, meta_params, episode, cfg):
+    return jax.grad(lambda mp: LEARNERS[name].task_loss(mp, episode, cfg)[0])(meta_params)
+
+
+def _pad_support(ep: Episodes) -> Episodes:
+    """One extra support row of junk (label 0, weight 0) that must be ignored."""
+    s = ep.support
+    row = lambda x, v: jnp.concatenate([x, jnp.full((1,) + x.shape[1:], v, x.dtype)])  # noqa
+    return ep._replace(support=Examples(row(s.input_ids, 9), row(s.attention_mask, 1),
+                                        row(s.labels, 0), row(s.weights, 0.0)))
+
+
+def test_protonet_logits_are_negative_squared_distances_to_class_means():
+    encoder, ep = _encoder(), _pad_support(_task(_episodes(), 0))
+    s, q = _features(encoder, ep)
+    logits = metric.protonet_logits(s, ep.support, q, CFG)
+    s, q, labels = np.asarray(s)[:-1], np.asarray(q), np.asarray(ep.support.labels)[:-1]
+    ref = np.array([[-np.sum((qi - s[labels == k].mean(0)) ** 2) for k in range(3)] for qi in q])
+    np.testing.assert_allclose(logits, ref, rtol=1e-5)
+    s_j, q_j = _features(encoder, ep)
+    cos = metric.protonet_logits(s_j, ep.support, q_j, CFG.replace(distance="cosine",
+                                                                   cosine_scale=2.0))
+    c = np.stack([s[labels == k].mean(0) for k in range(3)])
+    ref_cos = 2.0 * (q @ c.T) / np.linalg.norm(q, axis=1)[:, None] / np.linalg.norm(c, axis=1)
+    np.testing.assert_allclose(cos, ref_cos, rtol=1e-5)
+    # The learner's loss is the cross-entropy of these logits.
+    loss, _ = _task_loss("protonet", {"encoder": encoder}, ep, CFG)
+    ref_loss = -np.mean(jax.nn.log_softmax(ref)[np.arange(len(q)), np.asarray(ep.query.labels)])
+    np.testing.assert_allclose(loss, ref_loss, rtol=1e-5)
+
+
+def test_protomaml_head_at_step_zero_reproduces_protonet():
+    encoder, episodes = _encoder(), _episodes()
+    cfg = effective_config(CFG.replace(algorithm="protomaml", num_inner_steps=0))
+
+    @jax.jit
+    def both_logits(ep):
+        params, _, _ = adapt_task({"encoder": encoder}, ep, cfg)
+        proto_maml = inner.head_logits(params["head"], inner.features(encoder, ep.query, cfg))
+        s, q = _cls(encoder, ep.support), _cls(encoder, ep.query)
+        return proto_maml, metric.protonet_logits(s, ep.support, q, cfg)
+
+    for t in (0, 1):
+        proto_maml, protonet = both_logits(_task(episodes, t))
+        # Equal up to a per-row constant |q|^2: same softmax, same predictions.
+        _close(jax.nn.log_softmax(proto_maml), jax.nn.log_softmax(protonet), atol=1e-4)
+        np.testing.assert_array_equal(proto_maml.argmax(-1), protonet.argmax(-1))
+    (l1, m1), _ = meta_grads({"encoder": encoder}, episodes, cfg, KEY)
+    (l2, m2), _ = meta_grads({"encoder": encoder}, episodes, cfg.replace(algorithm="protonet"), KEY)
+    np.testing.assert_allclose(l1, l2, rtol=1e-5)
+    np.testing.assert_allclose(m1["accuracy"], m2["accuracy"])
+
+
+# ------------------------------------------------------------------------- Matching nets
+def test_matching_predictions_are_cosine_attention_weighted_labels():
+    encoder, ep = _encoder(), _pad_support(_task(_episodes(), 1))
+    cfg = CFG.replace(cosine_scale=3.0)
+    s, q = _features(encoder, ep)
+    log_p = metric.matching_log_probs(s, ep.support, q, cfg)
+    s, q = np.asarray(s)[:-1], np.asarray(q)
+    cos = (q @ s.T) / np.linalg.norm(q, axis=1)[:, None] / np.linalg.norm(s, axis=1)[None]
+    a = np.exp(3.0 * cos)
+    a /= a.sum(1, keepdims=True)
+    ref = a @ np.eye(3)[np.asarray(ep.support.labels)[:-1]]
+    np.testing.assert_allclose(np.exp(log_p), ref, rtol=1e-5)
+    loss, metrics = _task_loss("matchingnet", {"encoder": encoder}, ep, cfg)
+    labels = np.asarray(ep.query.labels)
+    np.testing.assert_allclose(loss, -np.mean(np.log(ref[np.arange(len(q)), labels])), rtol=1e-5)
+    np.testing.assert_allclose(metrics["accuracy"], np.mean(ref.argmax(1) == labels))
+
+
+def test_matching_fce_is_support_order_invariant_and_learns():
+    encoder, ep = _encoder(), _task(_episodes(), 0)
+    cfg = effective_config(CFG.replace(algorithm="matchingnet", fce=True))
+    meta_params = init_meta_params(encoder, cfg, KEY)
+    loss, _ = _task_loss("matchingnet", meta_params, ep, cfg)
+    perm = np.random.default_rng(0).permutation(ep.support.labels.shape[0])
+    shuffled = ep._replace(support=jax.tree.map(lambda x: x[perm], ep.support))
+    np.testing.assert_allclose(_task_loss("matchingnet", meta_params, shuffled, cfg)[0],
+                               loss, rtol=1e-5)
+    s, q = _features(encoder, ep)
+    g = metric.fce_support(meta_params["fce"], s, ep.support.weights)
+    f = metric.fce_query(meta_params["fce"], q, g, ep.support.weights, cfg.fce_steps)
+    for new, old in [(g, s), (f, q)]:  # FCE really changes both embeddings
+        assert float(jnp.linalg.norm(new - old)) > 1e-2 * float(jnp.linalg.norm(old))
+    grads = _task_grad("matchingnet", meta_params, ep, cfg)
+    assert all(float(jnp.abs(g).max()) > 0 for g in jax.tree.leaves(grads["fce"]))
+
+
+# ------------------------------------------------------------------------- Relation nets
+def test_relation_scores_shapes_loss_and_gradient_flow():
+    encoder, ep = _encoder(), _task(_episodes(), 0)
+    cfg = effective_config(CFG.replace(algorithm="relationnet", relation_hidden=16))
+    meta_params = init_meta_params(encoder, cfg, KEY)
+    s, q = _features(encoder, ep)
+    scores = metric.relation_scores(meta_params["relation"], s, ep.support, q, cfg)
+    assert scores.shape == (q.shape[0], 3)
+    assert bool(jnp.all((scores > 0) & (scores < 1)))
+    # Each score depends on its own (query, prototype) pair only.
+    one = metric.relation_scores(meta_params["relation"], s, ep.support, q[2:3], cfg)
+    np.testing.assert_allclose(one[0], scores[2], rtol=1e-6)
+    loss, _ = _task_loss("relationnet", meta_params, ep, cfg)
+    target = np.eye(3)[np.asarray(ep.query.labels)]
+    np.testing.assert_allclose(loss, np.mean(np.sum((np.asarray(scores) - target) ** 2, 1)),
+                               rtol=1e-5)
+    grads = _task_grad("relationnet", meta_params, ep, cfg)
+    assert all(bool(jnp.all(jnp.isfinite(g))) for g in jax.tree.leaves(grads))
+    assert all(float(jnp.abs(g).max()) > 0 for g in jax.tree.leaves(grads["relation"]))
+    assert _norm(grads["encoder"]) > 1e-6
+
+
+@pytest.mark.parametrize("name", ["protonet", "matchingnet", "relationnet"])
+def test_metric_learners_ignore_padding_rows(name):
+    encoder, episodes = _encoder(), _episodes()
+    cfg = CFG.replace(algorithm=name, fce=name == "matchingnet")
+    meta_params = init_meta_params(encoder, cfg, KEY)
+    padded = jax.vmap(_pad_support)(episodes)
+    (l0, m0), g0 = meta_grads(meta_params, episodes, cfg, KEY)
+    (l1, m1), g1 = meta_grads(meta_params, padded, cfg, KEY)
+    np.testing.assert_allclose(l1, l0, rtol=1e-5)
+    np.testing.assert_allclose(m1["accuracy"], m0["accuracy"])
+    _close(g1, g0, atol=1e-5)
+    assert _norm(g0) > 1e-6
+
+
+# ------------------------------------------------------------------------- training
+TRAIN = dict(
+    maml=dict(), fomaml=dict(), anil=dict(inner_lr=0.5), metasgd=dict(),
+    mamlpp=dict(msl_steps=30, first_order_steps=30), reptile=dict(num_inner_steps=3),
+    protomaml=dict(), protonet=dict(), matchingnet=dict(), relationnet=dict())
+SLOW = {"maml", "metasgd", "mamlpp", "protomaml"}  # second-order: slow to compile
+
+
+@pytest.mark.parametrize("name", [pytest.param(n, marks=pytest.mark.slow) if n in SLOW else n
+                                  for n in TRAIN])
+def test_learner_meta_trains_above_chance_on_unseen_tasks(name):
+    way, shot, query, seq_len, steps = 5, 1, 3, 16, 100
+    model = BertConfig.tiny(vocab_size=VOCAB)
+    cfg = MetaConfig(model=model, way=way, num_inner_steps=2, inner_lr=0.1, algorithm=name,
+                     **{**dict(relation_hidden=32), **TRAIN[name]})
+    meta_params = init_meta_params(init_params(model, jax.random.key(0)), cfg, KEY)
+    optimizer = make_optimizer(OptimConfig(name="adam", lr=1e-3, clip_norm=0.0))
+    state = init_state(meta_params, optimizer, jax.random.key(2))
+    step = jit_meta_step(cfg, optimizer)
+    evaluate = jax.jit(make_eval_step(cfg))
+    # Fresh tasks from the same class pool: unseen class combinations and examples.
+    test = jax.tree.map(jnp.asarray, synthetic_episodes(
+        np.random.default_rng(123), 40, way, shot, query, seq_len, VOCAB, num_classes=30))
+    before = float(evaluate(state.meta_params, test, KEY)["accuracy"].mean())
+    rng = np.random.default_rng(0)
+    for _ in range(steps):
+        state, metrics = step(state, synthetic_episodes(rng, 4, way, shot, query, seq_len, VOCAB,
+                                                        num_classes=30))
+    after = float(evaluate(state.meta_params, test, KEY)["accuracy"].mean())
+    chance = 1.0 / way
+    assert np.isfinite(float(metrics["loss"]))
+    assert after > chance + 0.25 and after > before + 0.1, (name, before, after)
