@@ -15,6 +15,7 @@ top-k learner on a 6-layer encoder takes seconds on a CPU.
 
 from __future__ import annotations
 
+import functools
 import math
 from typing import Any, Sequence
 
@@ -50,15 +51,26 @@ def _eval_config(cfg: MetaConfig) -> MetaConfig:
     return cfg.replace(outer_frozen_layers=inner.first_adapted_layer(cfg))
 
 
+@functools.lru_cache(maxsize=16)
+def _features_fn(cfg: MetaConfig):
+    return jax.jit(lambda enc, i, m: inner.features(enc, Examples(i, m, None, None), cfg))
+
+
+@functools.lru_cache(maxsize=32)
+def _eval_fn(cfg: MetaConfig):
+    """One compiled eval step per (config, way): periodic meta-val does not recompile."""
+    return jax.jit(make_eval_step(cfg))
+
+
 def _pooled_features(encoder: Any, cfg: MetaConfig, ids: np.ndarray, mask: np.ndarray,
                      batch_size: int = 128) -> np.ndarray:
     """Frozen-encoder pooled features ``[N, H]`` for nearest-centroid."""
-    fn = jax.jit(lambda i, m: inner.features(encoder, Examples(i, m, None, None), cfg))
+    fn = _features_fn(cfg)
     out = []
     for s in range(0, len(ids), batch_size):
         i, m = ids[s:s + batch_size], mask[s:s + batch_size]
         pad = batch_size - len(i)
-        f = fn(np.pad(i, ((0, pad), (0, 0))), np.pad(m, ((0, pad), (0, 0))))
+        f = fn(encoder, np.pad(i, ((0, pad), (0, 0))), np.pad(m, ((0, pad), (0, 0))))
         out.append(np.asarray(f)[:len(i)])
     return np.concatenate(out)
 
@@ -139,7 +151,7 @@ def evaluate(meta_params: dict, cfg: MetaConfig, data, classes: Sequence[str],
         sampler = EpisodeSampler(TokenizedData(pool.input_ids, pool.attention_mask, pool.labels,
                                                pool.class_names),
                                  list(classes), way, shot, query, batch_tasks, seed)
-        eval_fns = {m: jax.jit(make_eval_step(ecfg.replace(way=way))) for m in arrays}
+        eval_fns = {m: _eval_fn(ecfg.replace(way=way)) for m in arrays}
         accs: dict[str, list[np.ndarray]] = {m: [] for m in methods}
         for b in range(n_batches):
             idx = sampler.indices(b)

@@ -8,6 +8,7 @@ recomputed each inner step.
 
 from __future__ import annotations
 
+import functools
 import re
 from typing import Any, Callable
 
@@ -148,6 +149,19 @@ def features(encoder: Params, examples: Examples, cfg: MetaConfig,
     return _pool(h, examples.attention_mask, cfg)
 
 
+@functools.lru_cache(maxsize=16)
+def _bottom_fn(cfg: MetaConfig):
+    """One compiled bottom-layers program per config (reused across calls)."""
+
+    @jax.jit
+    def bottom(encoder, ids, mask):
+        h = embed(encoder, cfg.model, ids)
+        return run_layers(encoder, cfg.model, h, mask, 0,
+                          cfg.outer_frozen_layers).astype(jnp.float32)
+
+    return bottom
+
+
 def precompute_bottom(encoder: Params, cfg: MetaConfig, input_ids: np.ndarray,
                       attention_mask: np.ndarray, batch_size: int = 128) -> np.ndarray:
     """Hidden states after the ``cfg.outer_frozen_layers`` never-trained bottom layers.
@@ -160,19 +174,14 @@ def precompute_bottom(encoder: Params, cfg: MetaConfig, input_ids: np.ndarray,
     """
     if not cfg.outer_frozen_layers:
         raise ValueError("precompute_bottom needs meta.outer_frozen_layers > 0.")
-
-    @jax.jit
-    def bottom(ids, mask):
-        h = embed(encoder, cfg.model, ids)
-        return run_layers(encoder, cfg.model, h, mask, 0, cfg.outer_frozen_layers).astype(jnp.float32)
-
+    bottom = _bottom_fn(cfg)
     n = len(input_ids)
     out = np.empty((n, input_ids.shape[1], cfg.model.hidden_size), np.float32)
     for start in range(0, n, batch_size):
         ids = input_ids[start:start + batch_size]
         mask = attention_mask[start:start + batch_size]
         pad = batch_size - len(ids)
-        h = bottom(np.pad(ids, ((0, pad), (0, 0))), np.pad(mask, ((0, pad), (0, 0))))
+        h = bottom(encoder, np.pad(ids, ((0, pad), (0, 0))), np.pad(mask, ((0, pad), (0, 0))))
         out[start:start + len(ids)] = np.asarray(h)[:len(ids)]
     return out
 
