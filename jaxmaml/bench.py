@@ -25,6 +25,7 @@ import dataclasses
 import itertools
 import json
 import os
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -82,8 +83,42 @@ def run_point(point: BenchPoint, env: dict[str, Any]) -> dict[str, Any]:
     return row
 
 
+def run_point_isolated(point: BenchPoint, env: dict[str, Any]) -> dict[str, Any]:
+    """:func:`run_point` in a fresh Python process: every point starts from a clean heap
+    (so ``rss_peak_bytes`` is its own), and a point killed for memory becomes a failed row
+    instead of ending the grid. PyTorch points get an address-space limit of 80% of the
+    available memory, so they fail with an allocation error rather than summoning the
+    kernel's OOM killer on a shared machine."""
+    limit = None
+    if point.backend == "torch":
+        from jaxmaml.bench_point import available_memory_bytes
+        limit = int(0.8 * (available_memory_bytes() or 0)) or None
+    child = ("import json, sys; from jaxmaml.bench import _child; _child(%r)" % limit)
+    pkg_root = str(Path(__file__).resolve().parent.parent)
+    env_vars = {**os.environ, "PYTHONPATH": os.pathsep.join(
+        [pkg_root, *filter(None, [os.environ.get("PYTHONPATH")])])}
+    proc = subprocess.run([sys.executable, "-c", child], input=json.dumps(
+        {"point": dataclasses.asdict(point), "env": env}), capture_output=True, text=True,
+        env=env_vars)
+    if proc.returncode == 0 and proc.stdout.strip():
+        return json.loads(proc.stdout.strip().splitlines()[-1])
+    why = (f"killed by signal {-proc.returncode} (out of memory?)" if proc.returncode < 0
+           else f"exit {proc.returncode}: {proc.stderr.strip().splitlines()[-1:]}")
+    return {**dataclasses.asdict(point), **env, "failed": why}
+
+
+def _child(limit: int | None) -> None:
+    """Body of :func:`run_point_isolated`'s subprocess: point on stdin, row on stdout."""
+    if limit:
+        import resource
+        resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+    spec = json.loads(sys.stdin.read())
+    row = run_point(BenchPoint(**spec["point"]), spec["env"])
+    print(json.dumps(row, default=str))
+
+
 def _key(row: dict, *drop: str) -> tuple:
-    skip = {"order", "backend", "torch_mode", "remat", "measure", "warmup", "reps",
+    skip = {"order", "backend", "torch_mode", "threads", "remat", "measure", "warmup", "reps",
             "max_time_s", *drop}
     return tuple((k, row[k]) for k in FIELDS if k not in skip)
 
@@ -115,17 +150,19 @@ def add_ratios(rows: list[dict[str, Any]]) -> None:
             r["speedup_vs_torch"] = r["meta_steps_per_s"] / best["meta_steps_per_s"]
 
 
-def run_grid(points: Iterable[BenchPoint], emit=None) -> list[dict[str, Any]]:
+def run_grid(points: Iterable[BenchPoint], emit=None, isolate: bool = False
+             ) -> list[dict[str, Any]]:
     """Run every point (JAX first, then the PyTorch peer), then annotate ratios.
 
-    ``emit(row)`` is called as each row completes (e.g. to print it).
+    ``emit(row)`` is called as each row completes (e.g. to print or save it);
+    ``isolate`` runs each point in its own process (:func:`run_point_isolated`).
     """
     env = environment()
     points = sorted(points, key=lambda p: p.backend == "torch")  # stable: grid order kept
     load = os.getloadavg()[0]
     rows = []
     for p in points:
-        row = run_point(p, env)
+        row = (run_point_isolated if isolate else run_point)(p, env)
         row["loadavg_1min_before"] = load
         load = os.getloadavg()[0]
         row["loadavg_1min_after"] = load
@@ -165,6 +202,8 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--out", help="directory for NAME.jsonl, NAME.md and NAME_*.png")
     ap.add_argument("--name", help="results file stem (default: the grid name or 'bench')")
     ap.add_argument("--no-plots", action="store_true")
+    ap.add_argument("--in-process", action="store_true", help="run every point in this "
+                    "process (default: one fresh process per point; see run_point_isolated)")
     return ap
 
 
@@ -200,19 +239,28 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     from jaxmaml import bench_report
 
+    partial = Path(args.out) / f"{name}.partial.jsonl" if args.out else None
+    if partial:
+        partial.parent.mkdir(parents=True, exist_ok=True)
+        partial.write_text("")
+
     def emit(row):
+        if partial:  # rows survive a crash of the grid
+            with partial.open("a") as f:
+                f.write(json.dumps(row, default=str) + "\n")
         if args.json:
             print(json.dumps(row, default=str), flush=True)
         else:
             print(bench_report.short_line(row), file=sys.stderr, flush=True)
 
-    rows = run_grid(points, emit)
+    rows = run_grid(points, emit, isolate=not args.in_process)
     if args.json:  # ratios are known only once the grid is done: one summary line
         print(json.dumps({"summary": bench_report.ratio_summary(rows)}, default=str))
     else:
         print(bench_report.markdown_table(rows))
     if args.out:
         files = bench_report.write_results(rows, args.out, name, plots=not args.no_plots)
+        partial.unlink()
         print(f"wrote {', '.join(map(str, files))}", file=sys.stderr)
     return 1 if any(r.get("failed") and r["backend"] == "jax" for r in rows) else 0
 

@@ -164,6 +164,17 @@ def matmul_peak(dtype: str = "f32", n: int = 2048, reps: int = 5) -> float:
     return 2.0 * n ** 3 / best
 
 
+def available_memory_bytes() -> int | None:
+    """``MemAvailable`` from /proc/meminfo (Linux), else ``None``."""
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return None
+
+
 def _reset_peak_rss() -> None:
     try:  # Linux: writing 5 resets VmHWM (peak RSS) to the current RSS
         Path("/proc/self/clear_refs").write_text("5")
@@ -237,6 +248,10 @@ def run_jax_point(point: BenchPoint) -> dict[str, Any]:
     }
     if point.measure == "compile":
         return row
+    available = available_memory_bytes()
+    if available and row["peak_bytes"] and row["peak_bytes"] > 0.9 * available:
+        return {**row, "failed": f"not run: XLA plans {row['peak_bytes'] / 2**30:.1f} GiB, "
+                f"only {available / 2**30:.1f} GiB available (try remat='full')"}
     loss0 = None
     for i in range(point.warmup):
         state, metrics = compiled(state, episodes)
