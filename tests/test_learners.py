@@ -430,3 +430,31 @@ def test_learner_meta_trains_above_chance_on_unseen_tasks(name):
     chance = 1.0 / way
     assert np.isfinite(float(metrics["loss"]))
     assert after > chance + 0.25 and after > before + 0.1, (name, before, after)
+
+
+# ------------------------------------------------------------------------- through the CLI
+CLI_SETTINGS = dict(mamlpp=["meta.first_order=false", "meta.first_order_steps=1",
+                            "meta.msl_steps=2"],
+                    matchingnet=["meta.fce=true"])
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", sorted(LEARNERS))
+def test_learner_runs_through_jaxmaml_train_and_eval(name, tmp_path, capsys):
+    """``jaxmaml train`` then ``jaxmaml eval`` of the checkpoint (extras restored)."""
+    import json
+    from pathlib import Path
+
+    from jaxmaml.cli import main
+
+    tiny = Path(__file__).resolve().parents[1] / "configs" / "tiny.yaml"
+    overrides = [f"meta.algorithm={name}", "train.steps=3", "train.eval_every=0",
+                 *CLI_SETTINGS.get(name, [])]
+    run = tmp_path / "run"
+    assert main(["train", str(tiny), "--out", str(run), "--no-progress",
+                 *[a for o in overrides for a in ("--set", o)]]) == 0
+    capsys.readouterr()
+    assert main(["eval", str(run), "--json", "--shot", "1", "--episodes", "4",
+                 "--methods", "meta_learned"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert 0.0 <= result["results"]["meta_learned"]["mean"] <= 1.0

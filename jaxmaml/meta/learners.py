@@ -8,20 +8,18 @@ the same signature.
 A learner whose meta-gradient is not the gradient of a loss (Reptile) or that depends on
 the meta-step (MAML++ annealing) supplies ``meta_grad`` instead.
 
-========== ============================================================= ==========
-name       what                                                          module
-========== ============================================================= ==========
-maml       second-order MAML (Finn et al. 2017)                          task
-fomaml     first-order MAML                                              task
-anil       MAML adapting the head only (Raghu et al. 2020)               task
-metasgd    learned per-parameter inner learning rates (Li et al. 2017)   metasgd
-mamlpp     MAML++: LSLR, multi-step loss, order annealing (Antoniou 2019) mamlpp
-reptile    Reptile (Nichol et al. 2018)                                  reptile
-protomaml  MAML from a prototype-initialised head (Triantafillou 2020)   task
-protonet   Prototypical Networks (Snell et al. 2017)                     metric
-matchingnet Matching Networks (Vinyals et al. 2016)                      metric
-relationnet Relation Networks (Sung et al. 2018)                         metric
-========== ============================================================= ==========
+Learners (module in brackets):
+
+- ``maml``: second-order MAML, Finn et al. 2017 (task)
+- ``fomaml``: first-order MAML (task)
+- ``anil``: MAML adapting the head only, Raghu et al. 2020 (task)
+- ``metasgd``: learned per-parameter inner learning rates, Li et al. 2017 (metasgd)
+- ``mamlpp``: MAML++ (LSLR, multi-step loss, order annealing), Antoniou et al. 2019 (mamlpp)
+- ``reptile``: Reptile, Nichol et al. 2018 (reptile)
+- ``protomaml``: MAML from a prototype-initialized head, Triantafillou et al. 2020 (task)
+- ``protonet``: Prototypical Networks, Snell et al. 2017 (metric)
+- ``matchingnet``: Matching Networks, Vinyals et al. 2016 (metric)
+- ``relationnet``: Relation Networks, Sung et al. 2018 (metric)
 """
 
 from __future__ import annotations
