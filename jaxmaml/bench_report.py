@@ -114,7 +114,8 @@ def _plot_bars(rows: list[Row], keys: list[tuple[str, str]], ylabel: str, path: 
     if not rows:
         return False
     labels = [f"{r['model']} S={r['inner_steps']} T={r['tasks']}\n{r['order']} "
-              f"remat={r['remat']}" for r in rows]
+              f"remat={r['remat']}{'' if r['adapt'] == 'all' else ' ' + r['adapt']}"
+              for r in rows]
     fig, ax = plt.subplots(figsize=(max(6, 0.9 * len(rows)), 4))
     width = 0.8 / len(keys)
     for i, (k, name) in enumerate(keys):
