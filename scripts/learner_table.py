@@ -1,0 +1,176 @@
+"""Issue 7: every learner on WordNet meta-test classes (5-way 1-shot and 5-shot).
+
+For each learner, sequentially (never two trainings at once)::
+
+    jaxmaml train configs/learners/<learner>.yaml --out <runs>/<learner> --no-progress
+    jaxmaml eval <runs>/<learner> --json --shot 1 5 --query 15 --episodes 600
+
+records the wall-clock time of the train command (meta-training time on this machine,
+including JIT compilation, data loading and the periodic meta-validation/checkpoints the
+config asks for) and the eval JSON, appends one JSON line per learner to
+``benchmarks/results/learners_wordnet.jsonl`` and rewrites
+``benchmarks/results/learners_wordnet.md`` from the whole JSONL (the latest line per learner
+wins). A failed train or eval is recorded (with the tail of its stderr) and the next learner
+runs.
+
+Usage::
+
+    .venv/bin/python scripts/learner_table.py                  # all learners, table order
+    .venv/bin/python scripts/learner_table.py maml anil        # a subset
+    .venv/bin/python scripts/learner_table.py --table-only     # re-render the markdown
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+ORDER = ("protonet", "maml", "fomaml", "anil", "protomaml", "metasgd", "mamlpp", "reptile",
+         "matchingnet", "relationnet")
+JSONL = ROOT / "benchmarks/results/learners_wordnet.jsonl"
+MD = ROOT / "benchmarks/results/learners_wordnet.md"
+EVAL_ARGS = ["--json", "--shot", "1", "5", "--query", "15", "--episodes", "600"]
+BASELINE_FROM = "maml"  # the baselines' row comes from this learner's eval (shared inner loop)
+
+
+def _run(cmd: list[str], log: Path) -> tuple[int, float, str]:
+    """(exit code, wall seconds, stdout); stdout+stderr also go to ``log``."""
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    t0 = time.perf_counter()
+    proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True)
+    wall = time.perf_counter() - t0
+    log.write_text(f"$ {' '.join(cmd)}\n# rc={proc.returncode} wall={wall:.1f}s\n"
+                   f"--- stdout\n{proc.stdout}\n--- stderr\n{proc.stderr}")
+    return proc.returncode, wall, proc.stdout if proc.returncode == 0 else proc.stderr
+
+
+def run_learner(name: str, runs: Path, fresh: bool) -> dict:
+    """Train + evaluate one learner; returns its JSONL record."""
+    cfg = ROOT / "configs/learners" / f"{name}.yaml"
+    run_dir = runs / name
+    if fresh and run_dir.exists():
+        shutil.rmtree(run_dir)  # a leftover run dir would resume, not re-train
+    run_dir.parent.mkdir(parents=True, exist_ok=True)
+    jaxmaml = str(ROOT / ".venv/bin/jaxmaml")
+    rec: dict = {"learner": name, "config": str(cfg.relative_to(ROOT)), "run_dir": str(run_dir),
+                 "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+                 "host": platform.node(), "cpus": os.cpu_count()}
+    rc, wall, out = _run([jaxmaml, "train", str(cfg), "--out", str(run_dir), "--no-progress"],
+                         runs / f"{name}.train.log")
+    rec["train_wall_s"] = round(wall, 1)
+    if rc != 0:
+        rec["error"] = f"train exit {rc}: {out.strip()[-400:]}"
+        return rec
+    summary = run_dir / "train_summary.json"
+    if summary.exists():
+        rec["train_summary"] = json.loads(summary.read_text())
+    rc, wall, out = _run([jaxmaml, "eval", str(run_dir), *EVAL_ARGS], runs / f"{name}.eval.log")
+    rec["eval_wall_s"] = round(wall, 1)
+    if rc != 0:
+        rec["error"] = f"eval exit {rc}: {out.strip()[-400:]}"
+        return rec
+    rec["eval"] = json.loads(out.strip().splitlines()[-1])
+    return rec
+
+
+def _steps(rec: dict) -> str:
+    s = rec.get("train_summary", {})
+    step = s.get("final_step", s.get("steps"))
+    return str(step) if step is not None else "?"
+
+
+def _acc(rec: dict, shot: int, method: str) -> str:
+    for r in rec.get("eval", []):
+        if r["shot"] == shot and method in r["results"]:
+            m = r["results"][method]
+            return f"{100 * m['mean']:.1f} ± {100 * m['ci95']:.1f}"
+    return "–"
+
+
+def render(records: list[dict]) -> str:
+    """The markdown table of the latest record per learner, in :data:`ORDER`."""
+    latest: dict[str, dict] = {}
+    for r in records:
+        latest[r["learner"]] = r
+    names = [n for n in ORDER if n in latest] + sorted(set(latest) - set(ORDER))
+    lines = [
+        "# Every learner on WordNet meta-test classes",
+        "",
+        "5-way accuracy (%) on the 10 meta-test supersense classes of WordNet (gloss -> "
+        "supersense, class-disjoint 30/5/10 split, seed 0), mean ± 95% CI over 600 episodes "
+        "(15 queries per class), checkpoint with the best meta-val accuracy. Meta-train time: "
+        "wall clock of `jaxmaml train` on this machine (2 shared CPU cores; includes JIT "
+        "compilation, data loading, 2 meta-validations of 100 episodes and checkpoints).",
+        "",
+        "| learner | 5-way 1-shot | 5-way 5-shot | meta-train time | steps |",
+        "|---|---|---|---|---|",
+    ]
+    for n in names:
+        r = latest[n]
+        if "error" in r:
+            lines.append(f"| {n} | failed | failed | {r.get('train_wall_s', '?')} s | – |")
+            continue
+        lines.append(f"| {n} | {_acc(r, 1, 'meta_learned')} | {_acc(r, 5, 'meta_learned')} | "
+                     f"{r['train_wall_s']:.0f} s | {_steps(r)} |")
+    base = latest.get(BASELINE_FROM) or next((latest[n] for n in names if "eval" in latest[n]),
+                                             None)
+    if base and "eval" in base:
+        lines.append(f"| *nearest_centroid* (frozen pretrained) | "
+                     f"{_acc(base, 1, 'nearest_centroid')} | {_acc(base, 5, 'nearest_centroid')}"
+                     f" | 0 | 0 |")
+        lines.append(f"| *pretrained_finetune* (pretrained + {base['learner']}'s inner loop) | "
+                     f"{_acc(base, 1, 'pretrained_finetune')} | "
+                     f"{_acc(base, 5, 'pretrained_finetune')} | 0 | 0 |")
+    errors = [f"- **{n}**: {latest[n]['error']}" for n in names if "error" in latest[n]]
+    if errors:
+        lines += ["", "Failures:", ""] + errors
+    lines += ["", "Reproduce: `.venv/bin/python scripts/learner_table.py` (configs: "
+              "`configs/learners/<learner>.yaml`; raw records with the full eval JSON: "
+              "`benchmarks/results/learners_wordnet.jsonl`).", ""]
+    return "\n".join(lines)
+
+
+def _load() -> list[dict]:
+    if not JSONL.exists():
+        return []
+    return [json.loads(ln) for ln in JSONL.read_text().splitlines() if ln.strip()]
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("learners", nargs="*", help=f"default: {' '.join(ORDER)}")
+    p.add_argument("--runs", default="/tmp/learners", help="parent of the run directories")
+    p.add_argument("--resume", action="store_true", help="keep existing run directories "
+                   "(the train command resumes them) instead of deleting them first")
+    p.add_argument("--table-only", action="store_true", help="only re-render the markdown")
+    args = p.parse_args(argv)
+    if not args.table_only:
+        bad = [n for n in args.learners if not (ROOT / "configs/learners" / f"{n}.yaml").exists()]
+        if bad:
+            p.error(f"no configs/learners/<name>.yaml for: {', '.join(bad)}")
+        JSONL.parent.mkdir(parents=True, exist_ok=True)
+        for name in args.learners or ORDER:
+            print(f"[{time.strftime('%H:%M:%S')}] {name} ...", flush=True)
+            rec = run_learner(name, Path(args.runs), fresh=not args.resume)
+            with JSONL.open("a") as f:
+                f.write(json.dumps(rec) + "\n")
+            MD.write_text(render(_load()))
+            status = rec.get("error") or (f"1-shot {_acc(rec, 1, 'meta_learned')}, 5-shot "
+                                          f"{_acc(rec, 5, 'meta_learned')}")
+            print(f"[{time.strftime('%H:%M:%S')}] {name}: train {rec['train_wall_s']} s; "
+                  f"{status}", flush=True)
+    MD.write_text(render(_load()))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
