@@ -40,6 +40,41 @@ JSONL = ROOT / "benchmarks/results/learners_wordnet.jsonl"
 MD = ROOT / "benchmarks/results/learners_wordnet.md"
 EVAL_ARGS = ["--json", "--shot", "1", "5", "--query", "15", "--episodes", "600"]
 BASELINE_FROM = "maml"  # the baselines' row comes from this learner's eval (shared inner loop)
+NOTES = """\
+Notes:
+
+- **One shared cheap recipe** for every learner (`configs/learners/<learner>.yaml`, derived
+  from `configs/quickstart.yaml`): all-MiniLM-L6-v2, `seq_len` 24, 100 examples per class
+  (meta-train and meta-test pools), mean pooling, `outer_frozen_layers: 4` (embeddings and the
+  bottom 4 of 6 layers are never trained and computed once per example; only the top 2
+  layers, plus any learner extras, are meta-learned), 100 meta-steps of 4 tasks (5-way
+  5-shot, 5 queries), AdamW lr 3e-4 (10 warmup steps, cosine decay to 10% at step 100),
+  meta-val every 50 steps on 100 episodes; the evaluated checkpoint is the best meta-val one.
+  Nothing was tuned per learner; a larger budget may reorder the learners.
+- **MAML family** (maml, fomaml, anil, protomaml, metasgd, mamlpp): 3 inner SGD steps,
+  inner lr 0.1, `adapt: head` (the inner loop adapts the task head only; the outer loop
+  meta-learns the top 2 layers through it). Head init `zeros`, except protomaml (`proto`,
+  which it implies). A 20-step smoke run of maml with the zeros head learned (meta-train
+  query loss 1.34 -> 0.85, meta-val 68.2% -> 71.6% from step 10 to 20), so `zeros` was kept.
+- **maml and anil are the same computation here**: anil implies `adapt: head`, which this
+  recipe already sets for every MAML-family learner, and both use the same task loss and
+  seed, so they differ only by name (any difference in their rows is run-to-run noise).
+- **mamlpp**: `msl_steps: 30` (multi-step loss for the first 30 meta-steps),
+  `first_order_steps: 20` (derivative-order annealing), learned per-step inner LRs.
+- **reptile** uses `adapt: top_k_layers` with `adapt_top_k: 2` (the 2 meta-learned layers +
+  head) instead of `adapt: head`: Reptile moves only what its inner loop adapts and the head
+  is re-initialized per task, so with `adapt: head` its update would be exactly zero. Its
+  inner loop trains on support + query (`reptile_all_data: true`); AdamW outer optimizer.
+- **Metric learners** (protonet, matchingnet, relationnet) have no inner loop; protonet
+  squared euclidean, matchingnet cosine (scale 10) without FCE, relationnet a 64-unit MLP.
+- **Baselines**: `nearest_centroid` is the frozen pretrained encoder (all 6 layers, mean
+  pooling), nearest class mean in squared euclidean distance, no training (identical in every
+  learner's eval: same episodes, seed 0). `pretrained_finetune` is the pretrained encoder with
+  maml's inner loop (zeros head, 3 SGD steps of lr 0.1 on the head), from maml's eval.
+- **Time** is the wall clock of `jaxmaml train` on a 2-core CPU shared with other jobs, so
+  it is noisy (not repeated); it includes JIT compilation, data loading and tokenization, the frozen-bottom precompute, 2 meta-validations and
+  2 checkpoints. Evaluation (600 episodes x 2 settings x 3 methods) is not included.
+"""
 
 
 def _run(cmd: list[str], log: Path) -> tuple[int, float, str]:
@@ -130,6 +165,11 @@ def render(records: list[dict]) -> str:
         lines.append(f"| *pretrained_finetune* (pretrained + {base['learner']}'s inner loop) | "
                      f"{_acc(base, 1, 'pretrained_finetune')} | "
                      f"{_acc(base, 5, 'pretrained_finetune')} | 0 | 0 |")
+    nc = {json.dumps([x["results"].get("nearest_centroid") for x in latest[n]["eval"]])
+          for n in names if "eval" in latest[n]}
+    if len(nc) > 1:
+        lines += ["", "**Warning**: nearest_centroid differs between learners' evals."]
+    lines += ["", NOTES.rstrip()]
     errors = [f"- **{n}**: {latest[n]['error']}" for n in names if "error" in latest[n]]
     if errors:
         lines += ["", "Failures:", ""] + errors
