@@ -72,8 +72,8 @@ Notes:
   learner's eval: same episodes, seed 0). `pretrained_finetune` is the pretrained encoder with
   maml's inner loop (zeros head, 3 SGD steps of lr 0.1 on the head), from maml's eval.
 - **Time** is the wall clock of `jaxmaml train` on a 2-core CPU shared with other jobs, so
-  it is noisy (not repeated); it includes JIT compilation, data loading and tokenization, the frozen-bottom precompute, 2 meta-validations and
-  2 checkpoints. Evaluation (600 episodes x 2 settings x 3 methods) is not included.
+  it is noisy (not repeated); it includes JIT compilation, data loading and tokenization,
+  the frozen-bottom precompute, 2 meta-validations and 2 checkpoints. Evaluation (600 episodes x 2 settings x 3 methods) is not included.
 """
 
 
