@@ -18,7 +18,7 @@ demo: $(STAMP)
 	HF_HUB_OFFLINE=1 $(BIN)/python scripts/quickstart.py
 
 test: $(STAMP)
-	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest -m "not slow" -q
+	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest -m "not slow" -q --durations=25
 
 test-all: $(STAMP)
 	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest -q
