@@ -170,6 +170,11 @@ def render(records: list[dict]) -> str:
     if len(nc) > 1:
         lines += ["", "**Warning**: nearest_centroid differs between learners' evals."]
     lines += ["", NOTES.rstrip()]
+    if all("eval" in latest.get(n, {}) for n in ("maml", "anil")):
+        same = json.dumps(latest["maml"]["eval"]) == json.dumps(latest["anil"]["eval"])
+        lines.append("- Measured: the maml and anil evaluations are " + (
+            "bit-identical (same meta-val curve, same accuracies to the last digit)." if same
+            else "not bit-identical (CPU run-to-run nondeterminism)."))
     errors = [f"- **{n}**: {latest[n]['error']}" for n in names if "error" in latest[n]]
     if errors:
         lines += ["", "Failures:", ""] + errors
