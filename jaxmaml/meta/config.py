@@ -12,7 +12,7 @@ import re
 from jaxmaml.models.bert import BertConfig
 
 ADAPT_CHOICES = ("all", "head", "top_k_layers", "regex")
-REMAT_CHOICES = ("none", "full", "dots_saveable", "layer")
+REMAT_CHOICES = ("none", "full", "dots_saveable")
 POOLING_CHOICES = ("cls", "mean")
 HEAD_INIT_CHOICES = ("zeros", "proto")
 DISTANCE_CHOICES = ("sqeuclidean", "cosine")
@@ -40,9 +40,7 @@ class MetaConfig:
         as ``Examples.lower`` (0 = train everything). Makes meta-training a large encoder
         on a CPU affordable: only the top layers run per step.
       remat: ``jax.checkpoint`` around each inner step: ``none``, ``full`` or
-        ``dots_saveable`` (keep matmul outputs, recompute the rest); or ``layer``: around
-        each transformer layer inside the support loss (saves one layer's activations
-        per step instead of the whole encoder's).
+        ``dots_saveable`` (keep matmul outputs, recompute the rest).
       pooling: ``cls`` or ``mean`` (mask-weighted) sentence feature for the head.
       head_init: ``zeros`` or ``proto`` (Proto-MAML: W = 2c, b = -|c|^2 from support
         prototypes c).

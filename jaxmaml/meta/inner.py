@@ -145,7 +145,7 @@ def features(encoder: Params, examples: Examples, cfg: MetaConfig,
     else:
         h, start = lower, first_adapted_layer(cfg)
     h = run_layers(encoder, cfg.model, h, examples.attention_mask, start,
-                   cfg.model.num_hidden_layers, remat=cfg.remat == "layer")
+                   cfg.model.num_hidden_layers)
     return _pool(h, examples.attention_mask, cfg)
 
 
@@ -219,7 +219,6 @@ def head_logits(head: Params, feats: jax.Array) -> jax.Array:
 # ---------------------------------------------------------------- the inner loop
 _REMAT = {
     "none": None,
-    "layer": None,  # applied per transformer layer in ``features`` instead
     "full": lambda f: jax.checkpoint(f),
     "dots_saveable": lambda f: jax.checkpoint(f, policy=jax.checkpoint_policies.dots_saveable),
 }

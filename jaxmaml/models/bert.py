@@ -304,23 +304,16 @@ def embed(params: Params, config: BertConfig, input_ids: jax.Array,
 
 
 def run_layers(params: Params, config: BertConfig, hidden: jax.Array, attention_mask: jax.Array,
-               start: int, stop: int, remat: bool = False) -> jax.Array:
+               start: int, stop: int) -> jax.Array:
     """Transformer layers ``start..stop-1`` (deterministic) on ``hidden`` ``[..., L, H]``.
 
     ``run_layers(p, c, embed(p, c, ids), mask, 0, c.num_hidden_layers)`` equals
     :func:`encode`; the split lets the inner loop cache the output of layers it does not
-    adapt instead of recomputing them every inner step. ``remat`` wraps each layer in
-    ``jax.checkpoint`` (activation memory of one layer instead of all of them).
+    adapt instead of recomputing them every inner step.
     """
     layers = params["encoder"]["layer"]
-
-    def layer(p, h):
-        return _Layer(config).apply({"params": p}, h, attention_mask, True)
-
-    if remat:  # keep only each layer's input; recompute its inside in the backward pass
-        layer = jax.checkpoint(layer)
     for i in range(start, stop):
-        hidden = layer(layers[str(i)], hidden)
+        hidden = _Layer(config).apply({"params": layers[str(i)]}, hidden, attention_mask, True)
     return hidden
 
 
