@@ -61,6 +61,17 @@ Notes:
   seed, so they differ only by name (any difference in their rows is run-to-run noise).
 - **mamlpp**: `msl_steps: 30` (multi-step loss for the first 30 meta-steps),
   `first_order_steps: 20` (derivative-order annealing), learned per-step inner LRs.
+- **metasgd and mamlpp land on maml's numbers** because on this budget their learned inner
+  LRs barely move: they are stored as log(lr) and updated by the same AdamW (lr <= 3e-4,
+  100 steps), so they can change by ~2% at most; measured at step 100, Meta-SGD's head
+  rates are 0.1002-0.1017 and MAML++'s 0.1000-0.1017 (all started at 0.1). Telling them
+  apart from maml needs a larger outer LR for the rates or many more steps.
+- **protomaml lands on protonet's numbers**: its Proto-MAML head (W = 2c, b = -|c|^2) gives
+  ProtoNet's logits up to a per-query constant, and on unscaled squared distances of
+  384-dim features the support set is already fit with saturated softmax, so the 3 inner
+  steps barely move the head (the pretrained_finetune baseline with a proto head equals
+  nearest_centroid to 4 digits in protomaml's eval; the two learners' meta-training losses
+  agree to ~1e-3).
 - **reptile** uses `adapt: top_k_layers` with `adapt_top_k: 2` (the 2 meta-learned layers +
   head) instead of `adapt: head`: Reptile moves only what its inner loop adapts and the head
   is re-initialized per task, so with `adapt: head` its update would be exactly zero. Its
