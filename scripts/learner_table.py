@@ -67,11 +67,11 @@ Notes:
   rates are 0.1002-0.1017 and MAML++'s 0.1000-0.1017 (all started at 0.1). Telling them
   apart from maml needs a larger outer LR for the rates or many more steps.
 - **protomaml lands on protonet's numbers**: its Proto-MAML head (W = 2c, b = -|c|^2) gives
-  ProtoNet's logits up to a per-query constant, and on unscaled squared distances of
-  384-dim features the support set is already fit with saturated softmax, so the 3 inner
-  steps barely move the head (the pretrained_finetune baseline with a proto head equals
-  nearest_centroid to 4 digits in protomaml's eval; the two learners' meta-training losses
-  agree to ~1e-3).
+  ProtoNet's logits up to a per-query constant, and the 3 inner steps barely change its
+  predictions (measured: in protomaml's eval the pretrained_finetune baseline, proto head +
+  3 steps, equals nearest_centroid to 4 digits; the two learners' meta-training losses
+  agree to ~1e-3). Likely cause, not measured: on unscaled squared distances the support
+  set is already fit with a saturated softmax, so the support gradient is tiny.
 - **reptile** uses `adapt: top_k_layers` with `adapt_top_k: 2` (the 2 meta-learned layers +
   head) instead of `adapt: head`: Reptile moves only what its inner loop adapts and the head
   is re-initialized per task, so with `adapt: head` its update would be exactly zero. Its
