@@ -132,6 +132,7 @@ def test_seq_len_beyond_positions_is_rejected():
         make_episodes(BenchPoint(model="tiny", seq_len=65), BertConfig.tiny())
 
 
+@pytest.mark.slow  # ~55 s: compiles and times a full point via the CLI
 def test_cli_json_and_results_files(tmp_path, capsys):
     # inner_steps 0: the CLI plumbing is under test here, not the (slow to compile) loop
     rc = bench.main(["--model", "tiny", "--way", "2", "--shot", "1", "--query", "1",
