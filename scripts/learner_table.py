@@ -128,6 +128,27 @@ def run_learner(name: str, runs: Path, fresh: bool) -> dict:
     return rec
 
 
+def record_from_run_dir(name: str, runs: Path) -> dict:
+    """The record of a learner whose train and eval already ran (e.g. an eval that outlived
+    an interrupted table run): train wall time from ``<runs>/<name>.train.log``, the eval
+    rows (600 episodes, 15 queries, the evaluated checkpoint) from the run's eval file."""
+    from jaxmaml.export import EVAL_FILE
+
+    run_dir = runs / name
+    head = (runs / f"{name}.train.log").read_text().splitlines()[1]  # "# rc=0 wall=467.9s"
+    wall = float(head.split("wall=")[1].rstrip("s"))
+    summary = json.loads((run_dir / "train_summary.json").read_text())
+    rows = [r for r in json.loads((run_dir / EVAL_FILE).read_text())
+            if r["episodes"] == 600 and r["query"] == 15 and r["split"] == "meta_test"]
+    if sorted(r["shot"] for r in rows) != [1, 5]:
+        raise SystemExit(f"{run_dir / EVAL_FILE} lacks the 1- and 5-shot 600-episode rows")
+    return {"learner": name, "config": f"configs/learners/{name}.yaml", "run_dir": str(run_dir),
+            "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+            "host": platform.node(), "cpus": os.cpu_count(), "train_wall_s": wall,
+            "train_summary": summary, "eval": sorted(rows, key=lambda r: r["shot"]),
+            "recorded_from": "run_dir"}
+
+
 def _steps(rec: dict) -> str:
     s = rec.get("train_summary", {})
     step = s.get("final_step", s.get("steps"))
@@ -208,8 +229,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--resume", action="store_true", help="keep existing run directories "
                    "(the train command resumes them) instead of deleting them first")
     p.add_argument("--table-only", action="store_true", help="only re-render the markdown")
+    p.add_argument("--from-run-dir", action="store_true", help="do not run anything: record "
+                   "the named learners from their finished run directories under --runs")
     args = p.parse_args(argv)
-    if not args.table_only:
+    if args.from_run_dir:
+        for name in args.learners:
+            with JSONL.open("a") as f:
+                f.write(json.dumps(record_from_run_dir(name, Path(args.runs))) + "\n")
+    if not (args.table_only or args.from_run_dir):
         bad = [n for n in args.learners if not (ROOT / "configs/learners" / f"{n}.yaml").exists()]
         if bad:
             p.error(f"no configs/learners/<name>.yaml for: {', '.join(bad)}")
