@@ -120,7 +120,7 @@ def _child(limit: int | None) -> None:
 def _key(row: dict, *drop: str) -> tuple:
     skip = {"order", "backend", "torch_mode", "threads", "remat", "measure", "warmup", "reps",
             "max_time_s", *drop}
-    return tuple((k, row[k]) for k in FIELDS if k not in skip)
+    return tuple((k, row.get(k, FIELDS[k].default)) for k in FIELDS if k not in skip)
 
 
 def add_ratios(rows: list[dict[str, Any]]) -> None:
@@ -143,7 +143,8 @@ def add_ratios(rows: list[dict[str, Any]]) -> None:
             r["second_over_first_time"] = r["step_time_s"] / ref["step_time_s"]
     torch_rows = [r for r in rows if r["backend"] == "torch" and r.get("meta_steps_per_s")]
     for r in jax_rows:
-        peers = [t for t in torch_rows if _key(t) == _key(r) and t["order"] == r["order"]]
+        peers = [t for t in torch_rows if _key(t, "embedding_rows") == _key(r, "embedding_rows")
+                 and t["order"] == r["order"]]
         if r.get("meta_steps_per_s") and peers:
             best = max(peers, key=lambda t: t["meta_steps_per_s"])
             r["torch_best_mode"] = best["torch_mode"]
@@ -174,6 +175,12 @@ def run_grid(points: Iterable[BenchPoint], emit=None, isolate: bool = False
 
 
 # ---------------------------------------------------------------- command line
+def _bool(s: str) -> bool:
+    if s.lower() not in ("true", "false", "1", "0", "yes", "no"):
+        raise argparse.ArgumentTypeError(f"{s!r} is not a boolean (true/false)")
+    return s.lower() in ("true", "1", "yes")
+
+
 def _list(kind):
     return lambda s: [kind(x) for x in s.split(",")]
 
@@ -185,8 +192,8 @@ def build_parser() -> argparse.ArgumentParser:
     d = BenchPoint()
     for name, kind in [("model", str), ("way", int), ("shot", int), ("query", int),
                        ("seq_len", int), ("tasks", int), ("inner_steps", int),
-                       ("remat", str), ("adapt", str), ("adapt_top_k", int), ("dtype", str),
-                       ("measure", str)]:
+                       ("remat", str), ("adapt", str), ("adapt_top_k", int),
+                       ("embedding_rows", _bool), ("dtype", str), ("measure", str)]:
         ap.add_argument("--" + name.replace("_", "-"), type=_list(kind),
                         default=[getattr(d, name)],
                         help=f"comma list (default {getattr(d, name)})")
@@ -213,7 +220,8 @@ def points_from_args(args) -> tuple[str, list[BenchPoint]]:
     else:
         entry = {k: getattr(args, k) for k in ("model", "way", "shot", "query", "seq_len",
                                                "tasks", "inner_steps", "remat", "adapt",
-                                               "adapt_top_k", "dtype", "measure")}
+                                               "adapt_top_k", "embedding_rows", "dtype",
+                                               "measure")}
         entry.update(order=args.order, warmup=args.warmup, reps=args.reps,
                      max_time_s=args.max_time)
         name, points = "bench", expand(entry)
@@ -221,7 +229,8 @@ def points_from_args(args) -> tuple[str, list[BenchPoint]]:
         seen, peers = set(), []
         for p in points:
             for mode in TORCH_MODES:
-                q = p.replace(backend="torch", torch_mode=mode, remat="none", measure="full")
+                q = p.replace(backend="torch", torch_mode=mode, remat="none", measure="full",
+                              embedding_rows=True)
                 if p.backend == "jax" and q not in seen:
                     seen.add(q)
                     peers.append(q)

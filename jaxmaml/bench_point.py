@@ -46,7 +46,8 @@ class BenchPoint:
     ``reps``: timed meta-steps after ``warmup`` untimed ones; timing stops early once
     ``max_time_s`` of timed steps have run (at least one always runs). ``threads``: the
     PyTorch peer's ``torch.set_num_threads`` (0 = every core this process may use, like
-    XLA's CPU thread pool).
+    XLA's CPU thread pool). ``embedding_rows``: :attr:`MetaConfig.embedding_rows` (False:
+    the inner loop carries the full word-embedding table; the PyTorch peer always does).
     """
 
     model: str = "mini"
@@ -60,6 +61,7 @@ class BenchPoint:
     remat: str = "none"
     adapt: str = "all"
     adapt_top_k: int = 1
+    embedding_rows: bool = True
     dtype: str = "f32"
     backend: str = "jax"
     torch_mode: str = "func_vmap"
@@ -98,7 +100,8 @@ class BenchPoint:
     def meta_config(self, model: BertConfig) -> MetaConfig:
         return MetaConfig(model=model, way=self.way, num_inner_steps=self.inner_steps,
                           first_order=self.order == "first", remat=self.remat,
-                          adapt=self.adapt, adapt_top_k=self.adapt_top_k)
+                          adapt=self.adapt, adapt_top_k=self.adapt_top_k,
+                          embedding_rows=self.embedding_rows)
 
 
 def minilm_dir() -> str:

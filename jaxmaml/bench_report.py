@@ -28,6 +28,8 @@ def _cell(row: Row, key: str, fmt: str) -> str:
         return ""
     if key == "remat" and row.get("backend") == "torch":
         return ""
+    if key == "adapt" and row.get("adapt") == "all" and row.get("embedding_rows") is False:
+        return "all (dense emb)"
     value = row.get(key)
     if value is None:
         return "FAILED" if key == "meta_steps_per_s" and row.get("failed") else ""

@@ -169,6 +169,23 @@ def test_metasgd_and_mamlpp_with_all_rates_alpha_equal_maml(adapt):
     assert _norm(lslr) > 1e-4 and float(jnp.abs(lslr["head/kernel"]).min()) > 0
 
 
+def test_metasgd_row_view_gathers_per_row_rates():
+    """Meta-SGD adapting every leaf with distinct per-parameter rates: the embedding row
+    view (rates gathered per row) gives the full table's loss and gradients, rates included."""
+    episodes, encoder = _episodes(), _encoder()
+    cfg = CFG.replace(algorithm="metasgd", adapt="all")
+    meta_params = init_meta_params(encoder, cfg, KEY)
+    keys = iter(jax.random.split(jax.random.key(5), 100))
+    meta_params["inner_lrs"] = jax.tree.map(
+        lambda x: x + 0.5 * jax.random.normal(next(keys), x.shape), meta_params["inner_lrs"])
+    (l1, _), g1 = meta_grads(meta_params, episodes, cfg, KEY)
+    (l2, _), g2 = meta_grads(meta_params, episodes, cfg.replace(embedding_rows=False), KEY)
+    np.testing.assert_allclose(l1, l2, atol=1e-6)
+    _close(g1, g2, atol=1e-6)
+    word = g1["inner_lrs"]["encoder"]["embeddings"]["word_embeddings"]["embedding"]
+    assert word.shape == (VOCAB, MODEL.hidden_size) and float(jnp.abs(word).sum()) > 0
+
+
 def _reference_msl_weights(epoch, num_steps, msl_epochs):
     """MAML++ reference code, ``get_per_step_loss_importance_vector``, transcribed."""
     loss_weights = np.ones(num_steps) * (1.0 / num_steps)
@@ -310,7 +327,7 @@ def test_protomaml_head_at_step_zero_reproduces_protonet():
 
     @jax.jit
     def both_logits(ep):
-        params, _, _ = adapt_task({"encoder": encoder}, ep, cfg)
+        params = adapt_task({"encoder": encoder}, ep, cfg).params
         proto_maml = inner.head_logits(params["head"], inner.features(encoder, ep.query, cfg))
         s, q = _cls(encoder, ep.support), _cls(encoder, ep.query)
         return proto_maml, metric.protonet_logits(s, ep.support, q, cfg)

@@ -271,3 +271,39 @@ def test_config_errors_are_actionable():
         MetaConfig(model=MODEL, remat="some")
     with pytest.raises(ValueError, match="decay_steps"):
         OptimConfig(warmup_steps=10, decay_steps=5)
+
+
+@pytest.mark.parametrize("first_order", [False, True])
+def test_embedding_row_view_equals_full_table(first_order):
+    """Adapting only the rows of the task's tokens == adapting the whole word-embedding
+    table (loss and every meta-gradient, the table's included), first and second order."""
+    meta_params, episodes = _meta_params(), _episodes()
+    n_tokens = episodes.support.input_ids[0].size + episodes.query.input_ids[0].size
+    assert n_tokens < VOCAB  # the row view is active for this shape
+    cfg = CFG.replace(first_order=first_order)
+    (l1, m1), g1 = meta_grads(meta_params, episodes, cfg, KEY)
+    (l2, m2), g2 = meta_grads(meta_params, episodes, cfg.replace(embedding_rows=False), KEY)
+    np.testing.assert_allclose(l1, l2, atol=1e-6)
+    np.testing.assert_allclose(m1["accuracy"], m2["accuracy"])
+    _tree_close(g1, g2, atol=1e-6)
+    table_grad = g1["encoder"]["embeddings"]["word_embeddings"]["embedding"]
+    used = np.unique(np.concatenate([np.ravel(episodes.support.input_ids),
+                                     np.ravel(episodes.query.input_ids)]))
+    unused = np.setdiff1d(np.arange(VOCAB), used)
+    assert np.abs(table_grad[used]).sum() > 1e-3 and np.all(table_grad[unused] == 0)
+
+
+def test_embedding_row_view_is_off_when_it_cannot_help():
+    from jaxmaml.meta.task import embedding_row_view
+    ep = _task(_episodes(), 0)
+    enc = _meta_params()["encoder"]
+    for cfg in (CFG.replace(embedding_rows=False), CFG.replace(adapt="head"),
+                CFG.replace(model=MODEL.replace(vocab_size=100))):  # more tokens than rows
+        *_, rows = embedding_row_view(enc, *ep, cfg)
+        assert rows is None
+    enc2, s2, q2, cfg2, rows = embedding_row_view(enc, *ep, CFG)
+    table = enc["embeddings"]["word_embeddings"]["embedding"]
+    small = enc2["embeddings"]["word_embeddings"]["embedding"]
+    assert cfg2.model.vocab_size == small.shape[0] == ep.support.input_ids.size + ep.query.input_ids.size
+    np.testing.assert_array_equal(small[s2.input_ids], table[ep.support.input_ids])
+    np.testing.assert_array_equal(small[q2.input_ids], table[ep.query.input_ids])

@@ -39,6 +39,10 @@ class MetaConfig:
         trained (neither loop), so their output can be computed once per dataset and fed
         as ``Examples.lower`` (0 = train everything). Makes meta-training a large encoder
         on a CPU affordable: only the top layers run per step.
+      embedding_rows: when the inner loop adapts the word embeddings, adapt only the rows
+        of the task's tokens (gathered once per task; same result as adapting the whole
+        table, see :func:`jaxmaml.meta.task.embedding_row_view`). False: carry the full
+        ``[vocab, H]`` table through the inner loop.
       remat: ``jax.checkpoint`` around each inner step: ``none``, ``full`` or
         ``dots_saveable`` (keep matmul outputs, recompute the rest).
       pooling: ``cls`` or ``mean`` (mask-weighted) sentence feature for the head.
@@ -72,6 +76,7 @@ class MetaConfig:
     adapt_regex: str = ""
     meta_learn_frozen: bool = True
     outer_frozen_layers: int = 0
+    embedding_rows: bool = True
     remat: str = "none"
     pooling: str = "cls"
     head_init: str = "zeros"

@@ -26,7 +26,7 @@ import jax.numpy as jnp
 
 from jaxmaml.meta.config import MetaConfig
 from jaxmaml.meta.metasgd import init_log_lrs, learned_lrs
-from jaxmaml.meta.task import adapt_task, score
+from jaxmaml.meta.task import adapt_task
 from jaxmaml.types import Episodes
 
 LRS_KEY = "lslr"
@@ -66,16 +66,14 @@ def _task_loss(meta_params: dict, episode: Episodes, cfg: MetaConfig,
     after every step); ``None``: the query loss after the last step only.
     """
     if cfg.num_inner_steps == 0:
-        params, lower_q, _ = adapt_task(meta_params, episode, cfg)
-        loss, acc = score(params, episode.query, cfg, lower_q)
+        loss, acc = adapt_task(meta_params, episode, cfg).score()
         return loss, {"loss": loss, "accuracy": acc}
     lrs = learned_lrs(meta_params, LRS_KEY)
     if weights is None:
-        params, lower_q, _ = adapt_task(meta_params, episode, cfg, lrs=lrs, per_step_lrs=True)
-        loss, acc = score(params, episode.query, cfg, lower_q)
+        loss, acc = adapt_task(meta_params, episode, cfg, lrs=lrs, per_step_lrs=True).score()
         return loss, {"loss": loss, "accuracy": acc}
-    _, _, (losses, accs) = adapt_task(meta_params, episode, cfg, lrs=lrs, per_step_lrs=True,
-                                      query_step_metrics=True)
+    losses, accs = adapt_task(meta_params, episode, cfg, lrs=lrs, per_step_lrs=True,
+                              query_step_metrics=True).outs
     return jnp.dot(weights, losses), {"loss": losses[-1], "accuracy": accs[-1]}
 
 

@@ -19,7 +19,7 @@ import jax.numpy as jnp
 
 from jaxmaml.meta import inner
 from jaxmaml.meta.config import MetaConfig
-from jaxmaml.meta.task import adapt_task, adapted_shapes, score
+from jaxmaml.meta.task import adapt_task, adapted_shapes
 from jaxmaml.types import Episodes
 
 LRS_KEY = "inner_lrs"
@@ -62,6 +62,5 @@ def init_extras(encoder: Any, cfg: MetaConfig, key: jax.Array) -> dict:
 def task_loss(meta_params: dict, episode: Episodes, cfg: MetaConfig, key=None):
     """Query loss after adapting with the learned per-parameter learning rates."""
     del key
-    params, lower_q, _ = adapt_task(meta_params, episode, cfg, lrs=learned_lrs(meta_params))
-    loss, acc = score(params, episode.query, cfg, lower_q)
+    loss, acc = adapt_task(meta_params, episode, cfg, lrs=learned_lrs(meta_params)).score()
     return loss, {"loss": loss, "accuracy": acc}

@@ -20,7 +20,7 @@ import jax
 import jax.numpy as jnp
 
 from jaxmaml.meta.config import MetaConfig
-from jaxmaml.meta.task import adapt_task, score
+from jaxmaml.meta.task import adapt_task
 from jaxmaml.types import Episodes, Examples
 
 
@@ -39,9 +39,9 @@ def meta_grad(meta_params: dict, episodes: Episodes, cfg: MetaConfig, key: jax.A
     def one(episode):
         if cfg.reptile_all_data:
             episode = Episodes(joint_examples(episode.support, episode.query), episode.query)
-        params, lower_q, _ = adapt_task(meta_params, episode, cfg)
-        loss, acc = score(params, episode.query, cfg, lower_q)
-        return params["encoder"], loss, acc
+        task = adapt_task(meta_params, episode, cfg)
+        loss, acc = task.score()
+        return task.full_encoder(meta_params["encoder"]), loss, acc
 
     adapted, losses, accs = jax.vmap(one)(episodes)
     grads = {k: jax.tree.map(jnp.zeros_like, v) for k, v in meta_params.items()}
