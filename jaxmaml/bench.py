@@ -34,6 +34,7 @@ from typing import Any, Iterable
 from jaxmaml.bench_point import TORCH_MODES, BenchPoint, environment, matmul_peak, run_jax_point
 
 FIELDS = {f.name: f for f in dataclasses.fields(BenchPoint)}
+JAX_ONLY = ("embedding_rows", "task_chunk")  # settings the PyTorch peer does not have
 
 
 def expand(entry: dict[str, Any], defaults: dict[str, Any] | None = None) -> list[BenchPoint]:
@@ -143,8 +144,8 @@ def add_ratios(rows: list[dict[str, Any]]) -> None:
             r["second_over_first_time"] = r["step_time_s"] / ref["step_time_s"]
     torch_rows = [r for r in rows if r["backend"] == "torch" and r.get("meta_steps_per_s")]
     for r in jax_rows:
-        peers = [t for t in torch_rows if _key(t, "embedding_rows") == _key(r, "embedding_rows")
-                 and t["order"] == r["order"]]
+        peers = [t for t in torch_rows if t["order"] == r["order"] and
+                 _key(t, *JAX_ONLY) == _key(r, *JAX_ONLY)]
         if r.get("meta_steps_per_s") and peers:
             best = max(peers, key=lambda t: t["meta_steps_per_s"])
             r["torch_best_mode"] = best["torch_mode"]
@@ -193,7 +194,8 @@ def build_parser() -> argparse.ArgumentParser:
     for name, kind in [("model", str), ("way", int), ("shot", int), ("query", int),
                        ("seq_len", int), ("tasks", int), ("inner_steps", int),
                        ("remat", str), ("adapt", str), ("adapt_top_k", int),
-                       ("embedding_rows", _bool), ("dtype", str), ("measure", str)]:
+                       ("embedding_rows", _bool), ("task_chunk", int), ("dtype", str),
+                       ("measure", str)]:
         ap.add_argument("--" + name.replace("_", "-"), type=_list(kind),
                         default=[getattr(d, name)],
                         help=f"comma list (default {getattr(d, name)})")
@@ -220,8 +222,8 @@ def points_from_args(args) -> tuple[str, list[BenchPoint]]:
     else:
         entry = {k: getattr(args, k) for k in ("model", "way", "shot", "query", "seq_len",
                                                "tasks", "inner_steps", "remat", "adapt",
-                                               "adapt_top_k", "embedding_rows", "dtype",
-                                               "measure")}
+                                               "adapt_top_k", "embedding_rows", "task_chunk",
+                                               "dtype", "measure")}
         entry.update(order=args.order, warmup=args.warmup, reps=args.reps,
                      max_time_s=args.max_time)
         name, points = "bench", expand(entry)
@@ -230,7 +232,7 @@ def points_from_args(args) -> tuple[str, list[BenchPoint]]:
         for p in points:
             for mode in TORCH_MODES:
                 q = p.replace(backend="torch", torch_mode=mode, remat="none", measure="full",
-                              embedding_rows=True)
+                              **{k: FIELDS[k].default for k in JAX_ONLY})
                 if p.backend == "jax" and q not in seen:
                     seen.add(q)
                     peers.append(q)

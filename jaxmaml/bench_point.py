@@ -48,6 +48,7 @@ class BenchPoint:
     PyTorch peer's ``torch.set_num_threads`` (0 = every core this process may use, like
     XLA's CPU thread pool). ``embedding_rows``: :attr:`MetaConfig.embedding_rows` (False:
     the inner loop carries the full word-embedding table; the PyTorch peer always does).
+    ``task_chunk``: :attr:`MetaConfig.task_chunk` (0 = all tasks at once, vmap).
     """
 
     model: str = "mini"
@@ -62,6 +63,7 @@ class BenchPoint:
     adapt: str = "all"
     adapt_top_k: int = 1
     embedding_rows: bool = True
+    task_chunk: int = 0
     dtype: str = "f32"
     backend: str = "jax"
     torch_mode: str = "func_vmap"
@@ -101,7 +103,7 @@ class BenchPoint:
         return MetaConfig(model=model, way=self.way, num_inner_steps=self.inner_steps,
                           first_order=self.order == "first", remat=self.remat,
                           adapt=self.adapt, adapt_top_k=self.adapt_top_k,
-                          embedding_rows=self.embedding_rows)
+                          embedding_rows=self.embedding_rows, task_chunk=self.task_chunk)
 
 
 def minilm_dir() -> str:

@@ -10,7 +10,7 @@ Row = dict[str, Any]
 
 _COLUMNS = [  # (header, key, format)
     ("backend", "backend", "{}"), ("mode", "torch_mode", "{}"), ("model", "model", "{}"),
-    ("T", "tasks", "{}"), ("S", "inner_steps", "{}"), ("L", "seq_len", "{}"),
+    ("T", "tasks", "{}"), ("chunk", "task_chunk", "{}"), ("S", "inner_steps", "{}"), ("L", "seq_len", "{}"),
     ("order", "order", "{}"), ("remat", "remat", "{}"), ("adapt", "adapt", "{}"),
     ("dtype", "dtype", "{}"), ("steps/s", "meta_steps_per_s", "{:.4g}"),
     ("tasks/s", "tasks_per_s", "{:.3g}"), ("tok/s", "tokens_per_s", "{:.4g}"),
@@ -27,6 +27,8 @@ def _cell(row: Row, key: str, fmt: str) -> str:
     if key == "torch_mode" and row.get("backend") != "torch":
         return ""
     if key == "remat" and row.get("backend") == "torch":
+        return ""
+    if key == "task_chunk" and not row.get(key):  # 0 / absent: all tasks at once
         return ""
     if key == "adapt" and row.get("adapt") == "all" and row.get("embedding_rows") is False:
         return "all (dense emb)"
@@ -54,10 +56,12 @@ def markdown_table(rows: list[Row]) -> str:
 def short_line(row: Row) -> str:
     what = (f"{row['backend']}{'/' + row['torch_mode'] if row['backend'] == 'torch' else ''} "
             f"{row['model']} T={row['tasks']} S={row['inner_steps']} L={row['seq_len']} "
-            f"{row['order']} remat={row['remat']} adapt={row['adapt']} {row['dtype']}")
+            f"{row['order']} remat={row['remat']} adapt={_cell(row, 'adapt', '{}')} "
+            f"{row['dtype']}" + (f" chunk={row['task_chunk']}" if row.get("task_chunk") else ""))
     if row.get("failed"):
         return f"{what}: FAILED {row['failed']}"
-    parts = [f"{k}={_cell(row, k, f)}" for _, k, f in _COLUMNS[10:]
+    first_measure = [k for _, k, _ in _COLUMNS].index("meta_steps_per_s")
+    parts = [f"{k}={_cell(row, k, f)}" for _, k, f in _COLUMNS[first_measure:]
              if row.get(k) is not None]
     return f"{what}: " + " ".join(parts)
 

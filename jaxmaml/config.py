@@ -390,6 +390,9 @@ def validate(cfg: ExperimentConfig) -> None:
         if way < 2 or shot < 1 or query < 1:
             raise ConfigError(f"eval.settings entry {[way, shot, query]} needs way >= 2, "
                               "shot >= 1 and query >= 1.")
+    if cfg.meta.task_chunk and t.tasks % cfg.meta.task_chunk:
+        raise ConfigError(f"meta.task_chunk={cfg.meta.task_chunk} must divide "
+                          f"train.tasks={t.tasks} (tasks are processed in equal chunks).")
     if any(n < 1 and n != -1 for n in cfg.parallel.mesh) or cfg.parallel.mesh.count(-1) > 1:
         raise ConfigError(f"parallel.mesh={list(cfg.parallel.mesh)}: use positive sizes and "
                           "at most one -1 (all remaining devices), e.g. [-1, 1].")

@@ -77,6 +77,8 @@ def test_meta_section_is_built_from_metaconfig_fields():
     ({"model": {"name": "no/such/dir"}}, "neither a preset"),
     ({"data": {"seq_len": 1000}}, "exceeds the model's max_position_embeddings"),
     ({"parallel": {"mesh": [-1, -1]}}, "at most one -1"),
+    ({"train": {"tasks": 4}, "meta": {"task_chunk": 3}}, "meta.task_chunk=3 must divide train.tasks=4"),
+    ({"meta": {"task_chunk": -2}}, "meta.task_chunk=-2 must be >= 0"),
     ({"train": []}, "must be a mapping"),
 ])
 def test_validation_errors_say_how_to_fix(raw, message):

@@ -186,6 +186,24 @@ def test_metasgd_row_view_gathers_per_row_rates():
     assert word.shape == (VOCAB, MODEL.hidden_size) and float(jnp.abs(word).sum()) > 0
 
 
+@pytest.mark.parametrize("name,extra", [("reptile", {}), ("protonet", {}),
+                                        ("mamlpp", dict(adapt="head", msl_steps=3,
+                                                        first_order_steps=2))])
+def test_task_chunks_equal_all_tasks_for_every_kind_of_meta_gradient(name, extra):
+    """meta.task_chunk with learners that bring their own meta_grad (Reptile, MAML++ with
+    MSL weights and the order switch) or no inner loop (ProtoNet)."""
+    episodes = _episodes(tasks=4)
+    cfg = effective_config(CFG.replace(algorithm=name, **extra))
+    meta_params = init_meta_params(_encoder(), cfg, KEY)
+    (l0, m0), g0 = meta_grads(meta_params, episodes, cfg, KEY, jnp.int32(1))
+    (l1, m1), g1 = meta_grads(meta_params, episodes, cfg.replace(task_chunk=2), KEY,
+                              jnp.int32(1))
+    np.testing.assert_allclose(l1, l0, atol=1e-6)
+    _close(m1, m0, atol=1e-6)
+    _close(g1, g0, atol=1e-6)
+    assert _norm(g0) > 1e-4
+
+
 def _reference_msl_weights(epoch, num_steps, msl_epochs):
     """MAML++ reference code, ``get_per_step_loss_importance_vector``, transcribed."""
     loss_weights = np.ones(num_steps) * (1.0 / num_steps)

@@ -307,3 +307,46 @@ def test_embedding_row_view_is_off_when_it_cannot_help():
     assert cfg2.model.vocab_size == small.shape[0] == ep.support.input_ids.size + ep.query.input_ids.size
     np.testing.assert_array_equal(small[s2.input_ids], table[ep.support.input_ids])
     np.testing.assert_array_equal(small[q2.input_ids], table[ep.query.input_ids])
+
+
+@pytest.mark.parametrize("first_order", [False, True])
+def test_task_chunks_equal_all_tasks_at_once(first_order):
+    """meta.task_chunk=k (a scan over chunks of k tasks, gradients accumulated) gives the
+    vmap-over-all-tasks loss, metrics and meta-gradient."""
+    meta_params, episodes = _meta_params(), _episodes(tasks=4)
+    cfg = CFG.replace(first_order=first_order)
+    (l0, m0), g0 = meta_grads(meta_params, episodes, cfg, KEY)
+    for k in (1, 2):
+        (l1, m1), g1 = meta_grads(meta_params, episodes, cfg.replace(task_chunk=k), KEY)
+        np.testing.assert_allclose(l1, l0, atol=1e-6)
+        np.testing.assert_allclose(m1["accuracy"], m0["accuracy"], atol=1e-6)
+        _tree_close(g1, g0, atol=1e-6)
+    with pytest.raises(ValueError, match="task_chunk=3 must divide the 4 tasks"):
+        meta_grads(meta_params, episodes, cfg.replace(task_chunk=3), KEY)
+    with pytest.raises(ValueError, match="task_chunk=-1 must be >= 0"):
+        CFG.replace(task_chunk=-1)
+
+
+def test_task_chunks_equal_all_tasks_at_once_float64():
+    """In float64 the chunked sum and the vmapped mean agree to rounding (1e-12): the
+    float32 differences (~1e-9 on cancelling sums like the last LayerNorm bias) are
+    summation order, not math."""
+    with jax.enable_x64(True):
+        model = MODEL.replace(dtype="float64")
+        cfg = CFG.replace(model=model)
+        meta_params = jax.tree.map(lambda x: x.astype(jnp.float64), _meta_params())
+        episodes = _episodes(tasks=4)
+        (l0, _), g0 = meta_grads(meta_params, episodes, cfg, KEY)
+        (l1, _), g1 = meta_grads(meta_params, episodes, cfg.replace(task_chunk=2), KEY)
+        np.testing.assert_allclose(l1, l0, atol=1e-13)
+        _tree_close(g1, g0, atol=1e-12)
+
+
+def test_task_chunks_keep_every_task_once():
+    from jaxmaml.meta.outer import chunk_tasks
+    episodes = _episodes(tasks=6)
+    chunks = chunk_tasks(episodes, 2)  # [3 chunks, 2 tasks, ...]
+    assert chunks.support.input_ids.shape[:2] == (3, 2)
+    order = [0, 3, 1, 4, 2, 5]  # chunk j holds tasks j and j + 3
+    np.testing.assert_array_equal(chunks.query.labels.reshape(6, -1),
+                                  episodes.query.labels[np.array(order)])

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import chex
 import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 from optax import global_norm as optax_global_norm
@@ -243,8 +244,10 @@ def test_sharded_meta_steps_match_single_device_full_grid(shape, rules, first_or
     check_parity(shape, rules, first_order)
 
 
-def check_meta_grads(shape, rules, first_order):
-    cfg = cfg_for(first_order)
+def check_meta_grads(shape, rules, first_order, task_chunk=0):
+    """Sharded meta-gradients == single device, with the same ``task_chunk`` (chunked ==
+    all-at-once is tested exactly in float64 in test_maml)."""
+    cfg = cfg_for(first_order).replace(task_chunk=task_chunk)
     host = host_episodes(0)
     state = jax.device_put(jax.jit(init_fn)(), jax.devices()[0])
     key = jax.random.key(7)
@@ -265,6 +268,30 @@ def check_meta_grads(shape, rules, first_order):
 
 def test_meta_gradients_match_single_device():
     check_meta_grads((2, 4), "tensor", False)
+
+
+def test_task_chunks_on_a_sharded_task_axis_match_single_device():
+    """meta.task_chunk = the data-axis size (each chunk takes one task per device), sharded
+    (4, 2) fsdp, == single device with all tasks at once. In float64: in float32 the two
+    sum the same terms in different orders, which moves cancelling sums (the last LayerNorm
+    bias, ~1e-4) by ~1e-9; in float64 they must agree to rounding."""
+    with jax.enable_x64(True):
+        cfg = cfg_for(False).replace(model=CFG.model.replace(dtype="float64"))
+        to64 = lambda t: jax.tree.map(  # noqa: E731
+            lambda x: x.astype(jnp.float64) if x.dtype == jnp.float32 else x, t)
+        params = to64(init_meta_params(init_params(CFG.model, jax.random.key(0)), cfg,
+                                       jax.random.key(1)))
+        host, key = host_episodes(0), jax.random.key(7)
+        ref = jax.jit(lambda p, e: meta_grads(p, e, cfg, key))(params, host)
+        mesh = mesh_of((4, 2))
+        shard = parallel.tree_shardings(params, mesh, "fsdp")
+        chunked = cfg.replace(task_chunk=4)
+        out = jax.jit(lambda p, e: meta_grads(p, e, chunked, key),
+                      in_shardings=(shard, parallel.episodes_sharding(mesh)))(
+            jax.device_put(params, shard), parallel.put_episodes(host, mesh))
+        chex.assert_trees_all_close(jax.device_get(out), jax.device_get(ref), atol=1e-12,
+                                    rtol=0.0)
+        assert float(optax_global_norm(ref[1])) > 1e-3
 
 
 @pytest.mark.slow

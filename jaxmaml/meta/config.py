@@ -43,6 +43,11 @@ class MetaConfig:
         of the task's tokens (gathered once per task; same result as adapting the whole
         table, see :func:`jaxmaml.meta.task.embedding_row_view`). False: carry the full
         ``[vocab, H]`` table through the inner loop.
+      task_chunk: process the meta-batch's tasks this many at a time (a ``lax.scan``
+        accumulating gradients) instead of all at once (``vmap``); 0 = all at once. Same
+        gradient and FLOPs, the memory of ``task_chunk`` tasks: the answer to second-order
+        MAML running out of memory. Must divide ``train.tasks`` (and, sharded, be a
+        multiple of the data axis so every device keeps working).
       remat: ``jax.checkpoint`` around each inner step: ``none``, ``full`` or
         ``dots_saveable`` (keep matmul outputs, recompute the rest).
       pooling: ``cls`` or ``mean`` (mask-weighted) sentence feature for the head.
@@ -77,6 +82,7 @@ class MetaConfig:
     meta_learn_frozen: bool = True
     outer_frozen_layers: int = 0
     embedding_rows: bool = True
+    task_chunk: int = 0
     remat: str = "none"
     pooling: str = "cls"
     head_init: str = "zeros"
@@ -99,7 +105,7 @@ class MetaConfig:
         check("pooling", self.pooling, POOLING_CHOICES)
         check("head_init", self.head_init, HEAD_INIT_CHOICES)
         check("distance", self.distance, DISTANCE_CHOICES)
-        for name in ("msl_steps", "first_order_steps"):
+        for name in ("msl_steps", "first_order_steps", "task_chunk"):
             if getattr(self, name) < 0:
                 raise ValueError(f"meta.{name}={getattr(self, name)} must be >= 0.")
         if self.cosine_scale <= 0:

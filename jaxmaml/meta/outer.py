@@ -44,9 +44,43 @@ def meta_grads(meta_params: dict, episodes: Episodes, cfg: MetaConfig, key: jax.
                step: jax.Array | int = 0):
     """``((loss, metrics), grads)`` of the meta-objective w.r.t. ``meta_params``.
 
-    ``step`` (the meta-step counter, traced) lets learners anneal within one program.
+    ``step`` (the meta-step counter, traced) lets learners anneal within one program. With
+    ``cfg.task_chunk = k`` (``0 < k < tasks``) the tasks are processed ``k`` at a time in a
+    ``lax.scan`` that accumulates the chunks' gradients (see :func:`chunk_tasks`): the same
+    mean over tasks for the same FLOPs, with the working set of ``k`` tasks instead of all.
     """
     cfg = effective_config(cfg)
+    tasks = episodes.support.labels.shape[0]
+    if not 0 < cfg.task_chunk < tasks:
+        return _meta_grads(meta_params, episodes, key, cfg, step)
+    chunks = chunk_tasks(episodes, cfg.task_chunk)
+    n = tasks // cfg.task_chunk
+    keys = jax.random.split(key, n)
+    first = jax.tree.map(lambda x: x[0], chunks)
+    zeros = jax.tree.map(lambda a: jnp.zeros(a.shape, a.dtype), jax.eval_shape(
+        lambda: _meta_grads(meta_params, first, keys[0], cfg, step)))
+
+    def accumulate(total, chunk_and_key):
+        out = _meta_grads(meta_params, *chunk_and_key, cfg=cfg, step=step)
+        return jax.tree.map(jnp.add, total, out), None
+
+    total, _ = jax.lax.scan(accumulate, zeros, (chunks, keys))
+    return jax.tree.map(lambda x: x / n, total)
+
+
+def chunk_tasks(episodes: Episodes, k: int) -> Episodes:
+    """``[tasks, ...]`` -> ``[tasks // k, k, ...]``; chunk ``j`` holds tasks ``j, j + n,
+    j + 2n, ...`` (``n = tasks // k``), so when the task axis is sharded in contiguous
+    blocks over a mesh axis that divides ``k``, every chunk spreads over all devices."""
+    tasks = episodes.support.labels.shape[0]
+    if k < 1 or tasks % k:
+        raise ValueError(f"meta.task_chunk={k} must divide the {tasks} tasks of a meta-batch "
+                         "(train.tasks).")
+    return jax.tree.map(lambda x: x.reshape(k, tasks // k, *x.shape[1:]).swapaxes(0, 1),
+                        episodes)
+
+
+def _meta_grads(meta_params, episodes, key, cfg, step):
     learner = get_learner(cfg.algorithm)
     if learner.meta_grad is not None:
         return learner.meta_grad(meta_params, episodes, cfg, key, step)
