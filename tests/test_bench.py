@@ -199,3 +199,28 @@ def test_torch_peer_computes_the_same_meta_loss_and_update(mode, order):
         delta_t = p.detach().numpy() - before[name]
         delta_j = ours[name] - before[name]
         np.testing.assert_allclose(delta_t, delta_j, atol=2e-6, err_msg=name)
+
+
+def test_profile_step_sums_op_time_by_kind(tmp_path):
+    """benchmarks/profile_step.py: fusions are grouped without their numeric suffix and the
+    executor / Python frames that enclose the ops are not counted."""
+    import gzip
+    import importlib.util
+    import json as _json
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "benchmarks/profile_step.py"
+    spec = importlib.util.spec_from_file_location("profile_step", path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    events = [{"ph": "X", "name": "ynn_fusion.3", "dur": 5}, {"ph": "X", "name": "ynn_fusion", "dur": 2},
+              {"ph": "X", "name": "copy_bitcast_fusion.111", "dur": 7},
+              {"ph": "X", "name": "ThunkExecutor::Execute", "dur": 100},
+              {"ph": "X", "name": "$api.py:1 block_until_ready", "dur": 100},
+              {"ph": "i", "name": "ynn_fusion.9", "dur": 50}]
+    trace = tmp_path / "t.trace.json.gz"
+    with gzip.open(trace, "wt") as f:
+        _json.dump({"traceEvents": events}, f)
+    total, calls = mod.op_times(str(trace))
+    assert dict(total) == {"ynn_fusion": 7, "copy_bitcast_fusion": 7}
+    assert dict(calls) == {"ynn_fusion": 2, "copy_bitcast_fusion": 1}
