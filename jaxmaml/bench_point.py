@@ -169,15 +169,20 @@ def matmul_peak(dtype: str = "f32", n: int = 2048, reps: int = 5) -> float:
     return 2.0 * n ** 3 / best
 
 
-def available_memory_bytes() -> int | None:
-    """``MemAvailable`` from /proc/meminfo (Linux), else ``None``."""
+def _proc_kib_field(path: str, field: str) -> int | None:
+    """Bytes of a ``<field>: <n> kB`` line of a /proc file (Linux), else ``None``."""
     try:
-        for line in Path("/proc/meminfo").read_text().splitlines():
-            if line.startswith("MemAvailable:"):
+        for line in Path(path).read_text().splitlines():
+            if line.startswith(field + ":"):
                 return int(line.split()[1]) * 1024
     except OSError:
         pass
     return None
+
+
+def available_memory_bytes() -> int | None:
+    """``MemAvailable`` from /proc/meminfo (Linux), else ``None``."""
+    return _proc_kib_field("/proc/meminfo", "MemAvailable")
 
 
 def _reset_peak_rss() -> None:
@@ -189,13 +194,8 @@ def _reset_peak_rss() -> None:
 
 def peak_rss_bytes() -> int:
     """Peak resident set size of this process since the last reset (bytes)."""
-    try:
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    peak = _proc_kib_field("/proc/self/status", "VmHWM")
+    return peak if peak is not None else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 
 
 def memory_fields(compiled) -> dict[str, Any]:

@@ -10,7 +10,8 @@ Row = dict[str, Any]
 
 _COLUMNS = [  # (header, key, format)
     ("backend", "backend", "{}"), ("mode", "torch_mode", "{}"), ("model", "model", "{}"),
-    ("T", "tasks", "{}"), ("chunk", "task_chunk", "{}"), ("S", "inner_steps", "{}"), ("L", "seq_len", "{}"),
+    ("T", "tasks", "{}"), ("chunk", "task_chunk", "{}"), ("S", "inner_steps", "{}"),
+    ("L", "seq_len", "{}"),
     ("order", "order", "{}"), ("remat", "remat", "{}"), ("adapt", "adapt", "{}"),
     ("dtype", "dtype", "{}"), ("steps/s", "meta_steps_per_s", "{:.4g}"),
     ("tasks/s", "tasks_per_s", "{:.3g}"), ("tok/s", "tokens_per_s", "{:.4g}"),

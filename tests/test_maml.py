@@ -307,7 +307,7 @@ def test_embedding_row_view_is_off_when_it_cannot_help():
                 CFG.replace(model=MODEL.replace(vocab_size=100))):  # more tokens than rows
         *_, rows = embedding_row_view(enc, *ep, cfg)
         assert rows is None
-    enc2, s2, q2, cfg2, rows = embedding_row_view(enc, *ep, CFG)
+    enc2, s2, q2, cfg2, _, rows = embedding_row_view(enc, *ep, CFG)
     table = enc["embeddings"]["word_embeddings"]["embedding"]
     small = enc2["embeddings"]["word_embeddings"]["embedding"]
     assert cfg2.model.vocab_size == small.shape[0] == ep.support.input_ids.size + ep.query.input_ids.size

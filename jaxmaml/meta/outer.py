@@ -47,7 +47,8 @@ def meta_grads(meta_params: dict, episodes: Episodes, cfg: MetaConfig, key: jax.
     ``step`` (the meta-step counter, traced) lets learners anneal within one program. With
     ``cfg.task_chunk = k`` (``0 < k < tasks``) the tasks are processed ``k`` at a time in a
     ``lax.scan`` that accumulates the chunks' gradients (see :func:`chunk_tasks`): the same
-    mean over tasks for the same FLOPs, with the working set of ``k`` tasks instead of all.
+    mean over tasks for the same FLOPs, with the working set of ``k`` tasks instead of all
+    (the per-task random keys, used only by dropout, differ from the all-at-once split).
     """
     cfg = effective_config(cfg)
     tasks = episodes.support.labels.shape[0]

@@ -83,7 +83,8 @@ def _with_table(encoder: dict, table: jax.Array) -> dict:
         **emb["word_embeddings"], "embedding": table}}}
 
 
-def embedding_row_view(encoder: dict, support: Examples, query: Examples, cfg: MetaConfig):
+def embedding_row_view(encoder: dict, support: Examples, query: Examples, cfg: MetaConfig,
+                       lrs: dict | None = None):
     """Restrict an adapted word-embedding table to the rows this task's tokens use.
 
     SGD on the support loss only moves the rows of tokens in the support set, and the query
@@ -93,15 +94,18 @@ def embedding_row_view(encoder: dict, support: Examples, query: Examples, cfg: M
     at a fraction of the memory and time: without it every inner step of every task carries
     and updates a dense copy of the table (70% of BERT-mini's parameters).
 
-    Returns ``(encoder, support, query, cfg, rows)``; unchanged inputs and ``rows=None``
-    when the table is not adapted, the inputs carry cached lower features, the task has at
-    least ``vocab_size`` tokens (no saving) or ``cfg.embedding_rows`` is off.
+    ``lrs`` (flat ``{path: lr}`` inner learning rates, or None): per-row rates of the table
+    (Meta-SGD's ``[vocab, H]``) are gathered into the view; per-leaf rates pass unchanged.
+
+    Returns ``(encoder, support, query, cfg, lrs, rows)``; unchanged inputs and
+    ``rows=None`` when the table is not adapted, the inputs carry cached lower features,
+    the task has at least ``vocab_size`` tokens (no saving) or ``cfg.embedding_rows`` is off.
     """
     vocab = cfg.model.vocab_size
     n = support.input_ids.size + query.input_ids.size
     if (not cfg.embedding_rows or not inner.is_adapted(WORD_EMBEDDINGS, cfg) or n >= vocab
             or support.lower is not None or query.lower is not None):
-        return encoder, support, query, cfg, None
+        return encoder, support, query, cfg, lrs, None
     ids = jnp.concatenate([support.input_ids.ravel(), query.input_ids.ravel()])
     rows, inv = jnp.unique(ids, size=n, fill_value=vocab, return_inverse=True)
     inv = inv.reshape(-1).astype(support.input_ids.dtype)
@@ -110,8 +114,11 @@ def embedding_row_view(encoder: dict, support: Examples, query: Examples, cfg: M
     ns = support.input_ids.size
     support = support._replace(input_ids=inv[:ns].reshape(support.input_ids.shape))
     query = query._replace(input_ids=inv[ns:].reshape(query.input_ids.shape))
+    lr = None if lrs is None else lrs.get(WORD_EMBEDDINGS)
+    if lr is not None and lr.ndim >= 2 and lr.shape[-2] == vocab:  # per-row rates
+        lrs = {**lrs, WORD_EMBEDDINGS: jnp.take(lr, rows, axis=-2, mode="fill", fill_value=0)}
     cfg = cfg.replace(model=dataclasses.replace(cfg.model, vocab_size=n))
-    return _with_table(encoder, small), support, query, cfg, rows
+    return _with_table(encoder, small), support, query, cfg, lrs, rows
 
 
 def adapt_task(meta_params: dict, episode: Episodes, cfg: MetaConfig, *, lrs: Any = None,
@@ -134,13 +141,7 @@ def adapt_task(meta_params: dict, episode: Episodes, cfg: MetaConfig, *, lrs: An
         encoder = inner.unflatten({
             k: v if inner.is_adapted(k, cfg) else jax.lax.stop_gradient(v)
             for k, v in inner.flatten({"encoder": encoder}).items()})["encoder"]
-    vocab = cfg.model.vocab_size
-    encoder, support, query, cfg, rows = embedding_row_view(encoder, *episode, cfg)
-    if rows is not None and lrs is not None and WORD_EMBEDDINGS in lrs:
-        lr = lrs[WORD_EMBEDDINGS]
-        if lr.ndim >= 2 and lr.shape[-2] == vocab:  # per-row rates (Meta-SGD): gather rows
-            lrs = {**lrs, WORD_EMBEDDINGS: jnp.take(lr, rows, axis=-2, mode="fill",
-                                                    fill_value=0)}
+    encoder, support, query, cfg, lrs, rows = embedding_row_view(encoder, *episode, cfg, lrs)
     lower_s = inner.lower_features(encoder, support, cfg)
     lower_q = inner.lower_features(encoder, query, cfg)
     if query_step_metrics:
