@@ -5,6 +5,7 @@ second, and prints the op kinds (fusion names without their numeric suffix: ``yn
 = matmuls, ``copy_bitcast_fusion`` = layout copies/transposes, ...) with their summed time::
 
     python benchmarks/profile_step.py --model mini --order second --task-chunk 1
+    python benchmarks/profile_step.py --model mini --order second --second-order autodiff
     python benchmarks/profile_step.py --model mini --order first --task-chunk 1 --top 10
 
 Prints JSON lines ``{"op": ..., "seconds": ..., "share": ..., "calls": ...}``; the trace
@@ -43,7 +44,10 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--model", default="mini")
     ap.add_argument("--order", default="second", choices=("second", "first"))
+    ap.add_argument("--tasks", type=int, default=4)
+    ap.add_argument("--inner-steps", type=int, default=5)
     ap.add_argument("--task-chunk", type=int, default=0)
+    ap.add_argument("--second-order", default="hvp", choices=("hvp", "autodiff"))
     ap.add_argument("--remat", default="none")
     ap.add_argument("--top", type=int, default=15)
     ap.add_argument("--trace-dir", default="/tmp/jaxmaml_profile")
@@ -57,7 +61,8 @@ def main(argv: list[str] | None = None) -> int:
     from jaxmaml.meta.outer import init_meta_params, init_state, jit_meta_step
 
     point = BenchPoint(model=args.model, order=args.order, task_chunk=args.task_chunk,
-                       remat=args.remat)
+                       remat=args.remat, tasks=args.tasks, inner_steps=args.inner_steps,
+                       second_order=args.second_order)
     params, config = resolve_model(point.model, point.dtype)
     cfg = point.meta_config(config)
     episodes = jax.tree.map(jnp.asarray, make_episodes(point, config))

@@ -34,7 +34,7 @@ from typing import Any, Iterable
 from jaxmaml.bench_point import TORCH_MODES, BenchPoint, environment, matmul_peak, run_jax_point
 
 FIELDS = {f.name: f for f in dataclasses.fields(BenchPoint)}
-JAX_ONLY = ("embedding_rows", "task_chunk")  # settings the PyTorch peer does not have
+JAX_ONLY = ("embedding_rows", "task_chunk", "second_order")  # the PyTorch peer has none
 
 
 def expand(entry: dict[str, Any], defaults: dict[str, Any] | None = None) -> list[BenchPoint]:
@@ -46,7 +46,15 @@ def expand(entry: dict[str, Any], defaults: dict[str, Any] | None = None) -> lis
     if entry.get("order") == "both":
         entry["order"] = ["second", "first"]
     axes = {k: v if isinstance(v, list) else [v] for k, v in entry.items()}
-    return [BenchPoint(**dict(zip(axes, combo))) for combo in itertools.product(*axes.values())]
+    points = []
+    for combo in itertools.product(*axes.values()):
+        setting = dict(zip(axes, combo))
+        if setting.get("order") == "first":  # how second order is taken: moot here
+            setting.pop("second_order", None)
+        point = BenchPoint(**setting)
+        if point not in points:
+            points.append(point)
+    return points
 
 
 def load_grid(path: str | os.PathLike) -> tuple[str, list[BenchPoint]]:
@@ -119,8 +127,8 @@ def _child(limit: int | None) -> None:
 
 
 def _key(row: dict, *drop: str) -> tuple:
-    skip = {"order", "backend", "torch_mode", "threads", "remat", "measure", "warmup", "reps",
-            "max_time_s", *drop}
+    skip = {"order", "second_order", "backend", "torch_mode", "threads", "remat", "measure",
+            "warmup", "reps", "max_time_s", *drop}
     return tuple((k, row.get(k, FIELDS[k].default)) for k in FIELDS if k not in skip)
 
 
@@ -194,8 +202,8 @@ def build_parser() -> argparse.ArgumentParser:
     for name, kind in [("model", str), ("way", int), ("shot", int), ("query", int),
                        ("seq_len", int), ("tasks", int), ("inner_steps", int),
                        ("remat", str), ("adapt", str), ("adapt_top_k", int),
-                       ("embedding_rows", _bool), ("task_chunk", int), ("dtype", str),
-                       ("measure", str)]:
+                       ("embedding_rows", _bool), ("task_chunk", int),
+                       ("second_order", str), ("dtype", str), ("measure", str)]:
         ap.add_argument("--" + name.replace("_", "-"), type=_list(kind),
                         default=[getattr(d, name)],
                         help=f"comma list (default {getattr(d, name)})")
@@ -223,7 +231,7 @@ def points_from_args(args) -> tuple[str, list[BenchPoint]]:
         entry = {k: getattr(args, k) for k in ("model", "way", "shot", "query", "seq_len",
                                                "tasks", "inner_steps", "remat", "adapt",
                                                "adapt_top_k", "embedding_rows", "task_chunk",
-                                               "dtype", "measure")}
+                                               "second_order", "dtype", "measure")}
         entry.update(order=args.order, warmup=args.warmup, reps=args.reps,
                      max_time_s=args.max_time)
         name, points = "bench", expand(entry)

@@ -24,7 +24,8 @@ import numpy as np
 
 from jaxmaml.bench_flops import count_flops
 from jaxmaml.data.synthetic import synthetic_episodes
-from jaxmaml.meta.config import ADAPT_CHOICES, REMAT_CHOICES, MetaConfig, OptimConfig
+from jaxmaml.meta.config import (ADAPT_CHOICES, REMAT_CHOICES, SECOND_ORDER_CHOICES, MetaConfig,
+                                  OptimConfig)
 from jaxmaml.meta.outer import init_meta_params, init_state, jit_meta_step, make_optimizer
 from jaxmaml.models.bert import BertConfig, init_params
 
@@ -49,6 +50,8 @@ class BenchPoint:
     XLA's CPU thread pool). ``embedding_rows``: :attr:`MetaConfig.embedding_rows` (False:
     the inner loop carries the full word-embedding table; the PyTorch peer always does).
     ``task_chunk``: :attr:`MetaConfig.task_chunk` (0 = all tasks at once, vmap).
+    ``second_order``: :attr:`MetaConfig.second_order` (``hvp`` or ``autodiff``; second-order
+    points only, ``remat`` needs ``autodiff``).
     """
 
     model: str = "mini"
@@ -64,6 +67,7 @@ class BenchPoint:
     adapt_top_k: int = 1
     embedding_rows: bool = True
     task_chunk: int = 0
+    second_order: str = "hvp"
     dtype: str = "f32"
     backend: str = "jax"
     torch_mode: str = "func_vmap"
@@ -82,6 +86,11 @@ class BenchPoint:
 
         check("order", ("second", "first"))
         check("remat", REMAT_CHOICES)
+        check("second_order", SECOND_ORDER_CHOICES)
+        if self.order == "second" and self.remat != "none" and self.second_order == "hvp":
+            raise ValueError(f"bench remat={self.remat!r} applies to second_order=autodiff "
+                             "(hvp recomputes each inner step already); add "
+                             "second_order: autodiff to the point.")
         check("adapt", tuple(a for a in ADAPT_CHOICES if a != "regex"))
         check("dtype", tuple(DTYPES))
         check("backend", BACKENDS)
@@ -103,7 +112,8 @@ class BenchPoint:
         return MetaConfig(model=model, way=self.way, num_inner_steps=self.inner_steps,
                           first_order=self.order == "first", remat=self.remat,
                           adapt=self.adapt, adapt_top_k=self.adapt_top_k,
-                          embedding_rows=self.embedding_rows, task_chunk=self.task_chunk)
+                          embedding_rows=self.embedding_rows, task_chunk=self.task_chunk,
+                          second_order=self.second_order)
 
 
 def minilm_dir() -> str:

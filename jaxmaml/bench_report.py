@@ -12,7 +12,8 @@ _COLUMNS = [  # (header, key, format)
     ("backend", "backend", "{}"), ("mode", "torch_mode", "{}"), ("model", "model", "{}"),
     ("T", "tasks", "{}"), ("chunk", "task_chunk", "{}"), ("S", "inner_steps", "{}"),
     ("L", "seq_len", "{}"),
-    ("order", "order", "{}"), ("remat", "remat", "{}"), ("adapt", "adapt", "{}"),
+    ("order", "order", "{}"), ("via", "second_order", "{}"), ("remat", "remat", "{}"),
+    ("adapt", "adapt", "{}"),
     ("dtype", "dtype", "{}"), ("steps/s", "meta_steps_per_s", "{:.4g}"),
     ("tasks/s", "tasks_per_s", "{:.3g}"), ("tok/s", "tokens_per_s", "{:.4g}"),
     ("compile s", "compile_s", "{:.1f}"), ("peak MiB", "peak_bytes", "{:.1f}"),
@@ -28,6 +29,8 @@ def _cell(row: Row, key: str, fmt: str) -> str:
     if key == "torch_mode" and row.get("backend") != "torch":
         return ""
     if key == "remat" and row.get("backend") == "torch":
+        return ""
+    if key == "second_order" and (row.get("order") != "second" or row.get("backend") != "jax"):
         return ""
     if key == "task_chunk" and not row.get(key):  # 0 / absent: all tasks at once
         return ""
@@ -55,9 +58,11 @@ def markdown_table(rows: list[Row]) -> str:
 
 
 def short_line(row: Row) -> str:
+    via = _cell(row, "second_order", "{}")
     what = (f"{row['backend']}{'/' + row['torch_mode'] if row['backend'] == 'torch' else ''} "
             f"{row['model']} T={row['tasks']} S={row['inner_steps']} L={row['seq_len']} "
-            f"{row['order']} remat={row['remat']} adapt={_cell(row, 'adapt', '{}')} "
+            f"{row['order']}{'/' + via if via else ''} "
+            f"remat={row['remat']} adapt={_cell(row, 'adapt', '{}')} "
             f"{row['dtype']}" + (f" chunk={row['task_chunk']}" if row.get("task_chunk") else ""))
     if row.get("failed"):
         return f"{what}: FAILED {row['failed']}"

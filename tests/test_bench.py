@@ -1,6 +1,7 @@
 """The benchmark runner: JSON fields on a tiny grid, FLOP counts vs a hand count, the
 PyTorch peer computing the same meta-loss, and CLI/grid-file handling."""
 
+import dataclasses
 import functools
 import json
 
@@ -20,7 +21,7 @@ TINY = dict(model="tiny", way=3, shot=2, query=2, seq_len=16, tasks=2, warmup=1,
 ROW_FIELDS = {
     # settings
     "model", "way", "shot", "query", "seq_len", "tasks", "inner_steps", "order", "remat",
-    "adapt", "adapt_top_k", "dtype", "backend",
+    "adapt", "adapt_top_k", "embedding_rows", "task_chunk", "second_order", "dtype", "backend",
     # measurements
     "meta_steps_per_s", "tasks_per_s", "tokens_per_s", "real_tokens_per_s", "tokens_counted",
     "compile_s", "lower_s", "peak_bytes", "rss_peak_bytes", "flops_per_step",
@@ -120,11 +121,26 @@ def test_grid_file_expands_products(tmp_path):
     ({"modle": "tiny"}, "unknown bench setting"),
     ({"order": "third"}, "order='third'"),
     ({"remat": "some"}, "remat='some'"),
+    ({"order": "second", "remat": "full"}, "add second_order: autodiff"),
+    ({"second_order": "hessian"}, "second_order='hessian'"),
     ({"model": "/no/such/dir"}, "local Hugging Face BERT directory"),
 ])
 def test_bad_settings_say_how_to_fix(entry, message):
     with pytest.raises(ValueError, match=message):
         bench.expand(entry)
+
+
+def test_second_order_axis_dedupes_first_order_and_ratios_match_it():
+    """``second_order`` is moot for first-order points: one first-order point per setting,
+    and both second-order variants get their ratios against it."""
+    points = bench.expand({**TINY, "order": "both", "second_order": ["hvp", "autodiff"]})
+    assert [(p.order, p.second_order) for p in points] == [
+        ("second", "hvp"), ("second", "autodiff"), ("first", "hvp")]
+    rows = [{**dataclasses.asdict(p), "step_time_s": t, "peak_bytes": b}
+            for p, t, b in zip(points, (3.0, 6.0, 1.0), (20, 80, 10))]
+    bench.add_ratios(rows)
+    assert [r.get("second_over_first_time") for r in rows] == [3.0, 6.0, None]
+    assert [r.get("second_over_first_peak_bytes") for r in rows] == [2.0, 8.0, None]
 
 
 def test_seq_len_beyond_positions_is_rejected():

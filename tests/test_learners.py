@@ -90,9 +90,15 @@ def test_anil_inner_loop_runs_the_encoder_once_per_set_not_per_step(monkeypatch)
     # support + query, each through every layer once (no layer inside the inner step).
     assert layers == [2 * MODEL.num_hidden_layers] * 2
     loss = lambda c: lambda mp: jax.grad(lambda p: maml_task_loss(p, episode, c)[0])(mp)  # noqa
-    anil = effective_config(CFG.replace(algorithm="anil", num_inner_steps=5))
+    # counted in autodiff's program; the default hvp step's backward adds the head's
+    # Hessian-vector product (and the cached features' cotangent), still no encoder layer
+    anil = effective_config(CFG.replace(algorithm="anil", num_inner_steps=5,
+                                        second_order="autodiff"))
     anil_dots = _scan_body_dots(loss(anil), meta_params)
-    maml_dots = _scan_body_dots(loss(CFG.replace(num_inner_steps=5)), meta_params)
+    maml_dots = _scan_body_dots(loss(CFG.replace(num_inner_steps=5, second_order="autodiff")),
+                                meta_params)
+    hvp_dots = _scan_body_dots(loss(anil.replace(second_order="hvp")), meta_params)
+    assert hvp_dots < 8, hvp_dots
     # The head's logits and their gradients only, vs. >= 8 matmuls per BERT layer forward.
     assert anil_dots <= 4 and maml_dots >= 8 * MODEL.num_hidden_layers, (anil_dots, maml_dots)
 

@@ -13,6 +13,7 @@ from jaxmaml.models.bert import BertConfig
 
 ADAPT_CHOICES = ("all", "head", "top_k_layers", "regex")
 REMAT_CHOICES = ("none", "full", "dots_saveable")
+SECOND_ORDER_CHOICES = ("hvp", "autodiff")
 POOLING_CHOICES = ("cls", "mean")
 HEAD_INIT_CHOICES = ("zeros", "proto")
 DISTANCE_CHOICES = ("sqeuclidean", "cosine")
@@ -48,8 +49,15 @@ class MetaConfig:
         gradient and FLOPs, the memory of ``task_chunk`` tasks: the answer to second-order
         MAML running out of memory. Must divide ``train.tasks`` (and, sharded, be a
         multiple of the data axis so every device keeps working).
-      remat: ``jax.checkpoint`` around each inner step: ``none``, ``full`` or
-        ``dots_saveable`` (keep matmul outputs, recompute the rest).
+      second_order: how second-order meta-gradients differentiate the inner steps:
+        ``hvp`` (default) gives each step the closed-form VJP ``v - H (lr v)``, one
+        forward-over-reverse Hessian-vector product that recomputes the step's gradient
+        (keeps one step's working set; see :mod:`jaxmaml.meta.hvp`); ``autodiff`` lets
+        ``jax.grad`` transpose the inner gradients (reverse-over-reverse: keeps every step's
+        forward and backward activations unless ``remat``). Same gradient.
+      remat: with ``second_order='autodiff'``, ``jax.checkpoint`` around each inner step:
+        ``none``, ``full`` or ``dots_saveable`` (keep matmul outputs, recompute the rest).
+        ``hvp`` already recomputes instead of storing, so it takes ``none``.
       pooling: ``cls`` or ``mean`` (mask-weighted) sentence feature for the head.
       head_init: ``zeros`` or ``proto`` (Proto-MAML: W = 2c, b = -|c|^2 from support
         prototypes c).
@@ -83,6 +91,7 @@ class MetaConfig:
     outer_frozen_layers: int = 0
     embedding_rows: bool = True
     task_chunk: int = 0
+    second_order: str = "hvp"
     remat: str = "none"
     pooling: str = "cls"
     head_init: str = "zeros"
@@ -102,6 +111,13 @@ class MetaConfig:
 
         check("adapt", self.adapt, ADAPT_CHOICES)
         check("remat", self.remat, REMAT_CHOICES)
+        check("second_order", self.second_order, SECOND_ORDER_CHOICES)
+        if self.remat != "none" and self.second_order == "hvp" and not self.first_order:
+            raise ValueError(
+                f"meta.remat={self.remat!r} applies to meta.second_order='autodiff'. The "
+                "default 'hvp' recomputes each inner step's gradient in the backward pass "
+                "already and keeps only the step's input params: set meta.remat: none, or "
+                "meta.second_order: autodiff to keep remat.")
         check("pooling", self.pooling, POOLING_CHOICES)
         check("head_init", self.head_init, HEAD_INIT_CHOICES)
         check("distance", self.distance, DISTANCE_CHOICES)

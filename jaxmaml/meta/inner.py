@@ -16,6 +16,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jaxmaml.meta import hvp
 from jaxmaml.meta.config import MetaConfig
 from jaxmaml.models.bert import embed, run_layers
 from jaxmaml.types import Examples
@@ -237,7 +238,9 @@ def inner_adapt(adapted: Flat, frozen: Flat, loss_fn: Callable[[Params], jax.Arr
       frozen: the other leaves (constants here, still differentiable from outside).
       loss_fn: the support loss of the full params tree.
       cfg: static config: ``num_inner_steps``, ``inner_lr``, ``first_order`` (stop
-        gradients through the inner gradients: FOMAML) and ``remat``.
+        gradients through the inner gradients: FOMAML), ``second_order`` (``hvp``: each
+        step's VJP is a Hessian-vector product, :mod:`jaxmaml.meta.hvp`; ``autodiff``:
+        reverse-over-reverse through the scan) and ``remat`` (``autodiff`` only).
       lrs: per-leaf learning rates (a flat dict like ``adapted``, leaves broadcastable to
         each param) for Meta-SGD / MAML++; ``None`` uses the scalar ``cfg.inner_lr``.
       per_step_lrs: ``lrs`` leaves carry a leading ``[num_inner_steps]`` axis.
@@ -248,12 +251,18 @@ def inner_adapt(adapted: Flat, frozen: Flat, loss_fn: Callable[[Params], jax.Arr
       (adapted leaves after the last step, stacked ``step_fn_out`` outputs or ``None``).
     """
 
+    def loss_of_adapted(a_: Flat) -> jax.Array:
+        return loss_fn(unflatten({**frozen, **a_}))
+
     def step(a: Flat, lr: Any) -> tuple[Flat, Any]:
-        grads = jax.grad(lambda a_: loss_fn(unflatten({**frozen, **a_})))(a)
-        if cfg.first_order:
-            grads = jax.lax.stop_gradient(grads)
-        lr = jax.tree.map(lambda _: cfg.inner_lr, a) if lr is None else lr
-        a = jax.tree.map(lambda p, g, r: p - r * g, a, grads, lr)
+        if cfg.first_order or cfg.second_order == "autodiff":
+            grads = jax.grad(loss_of_adapted)(a)
+            if cfg.first_order:
+                grads = jax.lax.stop_gradient(grads)
+            lr = jax.tree.map(lambda _: cfg.inner_lr, a) if lr is None else lr
+            a = jax.tree.map(lambda p, g, r: p - r * g, a, grads, lr)
+        else:  # the step's VJP is a Hessian-vector product (see jaxmaml.meta.hvp)
+            a = hvp.sgd_step(loss_of_adapted, a, lr, cfg.inner_lr)
         out = None if step_fn_out is None else step_fn_out(unflatten({**frozen, **a}))
         return a, out
 

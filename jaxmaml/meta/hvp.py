@@ -1,0 +1,128 @@
+"""An inner SGD step whose reverse-mode derivative is a Hessian-vector product.
+
+Second-order MAML differentiates through ``a' = a - lr * grad L(a)``. Left to autodiff, the
+outer ``jax.grad`` transposes the inner gradient computation (reverse-over-reverse): every
+inner step keeps its forward *and* backward activations for the outer backward pass, and
+XLA:CPU evaluates the transposed derivative chains as huge elementwise fusions that read
+many stacked residuals and write transposed operands (the 32% "copy" share in the
+README's profile).
+
+The step's vector-Jacobian product has a closed form, because the Hessian is symmetric:
+
+    d a'/d a    ^T v = v - H (lr * v)             H = d^2 L / d a^2
+    d a'/d c    ^T v = - d^2 L / (d c d a) (lr * v)   c: anything else L depends on
+    d a'/d lr   ^T v = - v * grad L(a)            (summed to lr's shape)
+
+and all three come out of ONE forward-over-reverse product ``jax.jvp(grad L, (a,), (lr * v,))``
+(the gradient taken with respect to ``a`` and every float input ``c`` of ``L``: frozen
+leaves, cached lower-layer features, learned head inits). :func:`sgd_step` is a
+``jax.custom_vjp`` that keeps only ``a`` (and ``L``'s inputs, which are loop-invariant)
+and recomputes the step's gradient inside that product. Same meta-gradient as autodiff
+(tested in float64), at ~4/3 of its FLOPs, with one inner step's working set instead of
+all S steps' residuals; on XLA:CPU it is also the faster program (README "Performance").
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Any, Callable
+
+import jax
+import jax.numpy as jnp
+
+
+class _Staged:
+    """``loss(a, *consts)`` from the jaxpr of a closure ``loss(a)`` (consts made explicit).
+
+    ``jax.closure_convert`` hoists only float closures; a custom_vjp must not close over
+    integer tracers either (token ids under ``vmap``), so every constant becomes an
+    argument here. Hashed by identity: one instance per traced step.
+    """
+
+    def __init__(self, jaxpr):
+        self.jaxpr = jaxpr
+
+    def __call__(self, a, *consts):
+        return jax.core.eval_jaxpr(self.jaxpr, consts, *jax.tree.leaves(a))[0]
+
+
+def _used_consts(closed) -> list[int]:
+    """Indices of the constants the jaxpr reads (unused frozen leaves get no derivative)."""
+    read = {id(v) for eqn in closed.jaxpr.eqns for v in eqn.invars}
+    read |= {id(v) for v in closed.jaxpr.outvars}
+    return [i for i, v in enumerate(closed.jaxpr.constvars) if id(v) in read]
+
+
+def _is_float(x: Any) -> bool:
+    return jnp.issubdtype(x.dtype, jnp.inexact)
+
+
+def _sum_to(x: jax.Array, shape: tuple[int, ...]) -> jax.Array:
+    """Sum ``x`` over the axes along which a ``shape``-d array was broadcast to it."""
+    x = x.sum(tuple(range(x.ndim - len(shape)))) if x.ndim > len(shape) else x
+    axes = tuple(i for i, (n, m) in enumerate(zip(x.shape, shape)) if m == 1 and n != 1)
+    return x.sum(axes, keepdims=True) if axes else x
+
+
+def _update(a, grads, lrs, scalar_lr):
+    if lrs is None:
+        return jax.tree.map(lambda p, g: p - scalar_lr * g, a, grads)
+    return jax.tree.map(lambda p, g, r: p - r * g, a, grads, lrs)
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(0, 1))
+def _step(loss, scalar_lr, a, lrs, consts):
+    return _update(a, jax.grad(loss)(a, *consts), lrs, scalar_lr)
+
+
+def _step_fwd(loss, scalar_lr, a, lrs, consts):
+    return _step(loss, scalar_lr, a, lrs, consts), (a, lrs, consts)
+
+
+def _step_bwd(loss, scalar_lr, res, ct):
+    a, lrs, consts = res
+    floats = [i for i, c in enumerate(consts) if _is_float(c)]
+
+    def grads(a_):  # grad L with respect to a and every float input
+        def loss_of(a__, fc):
+            cs = list(consts)
+            for i, c in zip(floats, fc):
+                cs[i] = c
+            return loss(a__, *cs)
+
+        return jax.grad(loss_of, argnums=(0, 1))(a_, [consts[i] for i in floats])
+
+    w = (jax.tree.map(lambda v: scalar_lr * v, ct) if lrs is None
+         else jax.tree.map(lambda v, r: r * v, ct, lrs))
+    (g, _), (h_a, h_c) = jax.jvp(grads, (a,), (w,))
+    ct_a = jax.tree.map(lambda v, h: v - h, ct, h_a)
+    ct_lrs = None if lrs is None else jax.tree.map(
+        lambda v, g_, r: _sum_to(-v * g_, jnp.shape(r)).astype(jnp.result_type(r)), ct, g, lrs)
+    ct_consts = [None] * len(consts)
+    for i, h in zip(floats, h_c):
+        ct_consts[i] = -h
+    return ct_a, ct_lrs, ct_consts
+
+
+_step.defvjp(_step_fwd, _step_bwd)
+
+
+def sgd_step(loss_fn: Callable[[Any], jax.Array], a: Any, lrs: Any, scalar_lr: float) -> Any:
+    """``a - lr * grad loss_fn(a)`` with the Hessian-vector-product VJP described above.
+
+    Args:
+      loss_fn: scalar loss of ``a`` (a pytree); may close over traced values (frozen params,
+        support data, cached features); their meta-gradients flow through the step.
+      lrs: per-leaf learning rates (pytree like ``a``, leaves broadcastable), differentiable
+        (Meta-SGD, MAML++); ``None`` uses the constant ``scalar_lr``.
+    """
+    closed = jax.make_jaxpr(loss_fn)(a)
+    used = _used_consts(closed)
+    if len(used) < len(closed.consts):  # drop constants the loss never reads
+        keep = [closed.jaxpr.constvars[i] for i in used]
+        jaxpr = closed.jaxpr.replace(constvars=keep)
+        consts = [closed.consts[i] for i in used]
+    else:
+        jaxpr, consts = closed.jaxpr, list(closed.consts)
+    loss = _Staged(jaxpr)
+    return _step(loss, scalar_lr, a, lrs, consts)
