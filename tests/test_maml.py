@@ -77,6 +77,7 @@ CFG = MetaConfig(model=MODEL, way=3, num_inner_steps=2, inner_lr=LR)
 meta_grads = jax.jit(meta_grads, static_argnums=2)
 
 
+@pytest.mark.slow  # the float64 version below checks the same path at a stricter tolerance
 def test_second_order_meta_gradient_matches_unrolled_reference():
     meta_params, episodes = _meta_params(), _episodes()
     (loss, _), grads = meta_grads(meta_params, episodes, CFG, KEY)
@@ -109,9 +110,10 @@ def optax_norm(tree):
 def test_second_order_matches_finite_differences_in_float64():
     with jax.enable_x64(True):
         model = MODEL.replace(dtype="float64")
-        cfg = CFG.replace(model=model)
+        # the unrolled float64 test's setting (strong second-order terms; program shared)
+        cfg = CFG.replace(model=model, inner_lr=2.0, num_inner_steps=3)
         meta_params = jax.tree.map(lambda x: x.astype(jnp.float64), _meta_params())
-        episodes = _episodes()
+        episodes = _episodes(tasks=2)
         (_, _), grads = meta_grads(meta_params, episodes, cfg, KEY)
         f = jax.jit(lambda p: meta_loss(p, episodes, cfg, KEY)[0])
         for seed in range(2):
@@ -163,18 +165,21 @@ def test_zero_inner_steps_first_and_second_order_equal_plain_gradient():
     (_, _), so = meta_grads(meta_params, episodes, cfg, KEY)
     (_, _), fo = meta_grads(meta_params, episodes, cfg.replace(first_order=True), KEY)
 
+    support_labels = np.asarray(episodes.support.labels)
+
     def plain(encoder):  # query loss of the proto head, no adaptation, loop over tasks
         total = 0.0
         for t in range(3):
             ep = _task(episodes, t)
             s = encode(encoder, MODEL, ep.support.input_ids, ep.support.attention_mask)[:, 0]
             q = encode(encoder, MODEL, ep.query.input_ids, ep.query.attention_mask)[:, 0]
-            c = jnp.stack([s[ep.support.labels == k].mean(0) for k in range(3)])
+            labels = support_labels[t]  # concrete masks: jittable
+            c = jnp.stack([s[labels == k].mean(0) for k in range(3)])
             logits = -((q[:, None] - c[None]) ** 2).sum(-1) + (q ** 2).sum(-1, keepdims=True)
             total += -jnp.mean(jax.nn.log_softmax(logits)[jnp.arange(len(q)), ep.query.labels])
         return total / 3
 
-    ref = jax.grad(plain)(meta_params["encoder"])
+    ref = jax.jit(jax.grad(plain))(meta_params["encoder"])  # one program, not op by op
     _tree_close(so["encoder"], ref, atol=1e-5)
     _tree_close(fo["encoder"], ref, atol=1e-5)
     assert optax_norm(ref) > 1e-3
@@ -332,7 +337,7 @@ def test_task_chunks_equal_all_tasks_at_once():
     meta_params, episodes = _meta_params(), _episodes(tasks=4)
     cfg = CFG.replace(first_order=True)
     (l0, m0), g0 = meta_grads(meta_params, episodes, cfg, KEY)
-    for k in (1, 2):
+    for k in (2,):  # chunks of one task: the float64 test below
         (l1, m1), g1 = meta_grads(meta_params, episodes, cfg.replace(task_chunk=k), KEY)
         np.testing.assert_allclose(l1, l0, atol=1e-6)
         np.testing.assert_allclose(m1["accuracy"], m0["accuracy"], atol=1e-6)
@@ -353,7 +358,7 @@ def test_task_chunks_equal_all_tasks_at_once_float64():
         meta_params = jax.tree.map(lambda x: x.astype(jnp.float64), _meta_params())
         episodes = _episodes(tasks=4)
         (l0, _), g0 = meta_grads(meta_params, episodes, cfg, KEY)
-        (l1, _), g1 = meta_grads(meta_params, episodes, cfg.replace(task_chunk=2), KEY)
+        (l1, _), g1 = meta_grads(meta_params, episodes, cfg.replace(task_chunk=1), KEY)
         np.testing.assert_allclose(l1, l0, atol=1e-13)
         _tree_close(g1, g0, atol=1e-12)
 
