@@ -14,6 +14,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from learner_cases import _norm
 
 from jaxmaml.data.synthetic import synthetic_episodes
 from jaxmaml.meta import hvp, outer
@@ -38,10 +39,6 @@ def _encoder():
     keys = jax.random.split(jax.random.key(2), len(leaves))
     return jax.tree.unflatten(tree, [(x + 0.05 * jax.random.normal(k, x.shape)).astype(
         jnp.float64) for x, k in zip(leaves, keys)])
-
-
-def _norm(tree):
-    return float(jnp.sqrt(sum(jnp.sum(x ** 2) for x in jax.tree.leaves(tree))))
 
 
 CASES = {

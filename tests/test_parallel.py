@@ -292,9 +292,7 @@ def test_task_chunks_on_a_sharded_task_axis_match_single_device():
     bias, ~1e-4) by ~1e-9; in float64 they must agree to rounding."""
     with jax.enable_x64(True):
         cfg = cfg_for(True).replace(model=CFG.model.replace(dtype="float64"))
-        to64 = lambda t: jax.tree.map(  # noqa: E731
-            lambda x: x.astype(jnp.float64) if x.dtype == jnp.float32 else x, t)
-        params = to64(init_meta_params(init_params(CFG.model, jax.random.key(0)), cfg,
+        params = _to64(init_meta_params(init_params(CFG.model, jax.random.key(0)), cfg,
                                        jax.random.key(1)))
         host, key = host_episodes(0), jax.random.key(7)
         ref = jax.jit(lambda p, e: meta_grads(p, e, cfg, key))(params, host)

@@ -64,7 +64,8 @@ def _sum_to(x: jax.Array, shape: tuple[int, ...]) -> jax.Array:
     return x.sum(axes, keepdims=True) if axes else x
 
 
-def _update(a, grads, lrs, scalar_lr):
+def sgd_update(a, grads, lrs, scalar_lr):
+    """``a - lr * grads`` leafwise: per-leaf ``lrs`` (broadcastable), or ``scalar_lr`` if None."""
     if lrs is None:
         return jax.tree.map(lambda p, g: p - scalar_lr * g, a, grads)
     return jax.tree.map(lambda p, g, r: p - r * g, a, grads, lrs)
@@ -72,7 +73,7 @@ def _update(a, grads, lrs, scalar_lr):
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(0, 1))
 def _step(loss, scalar_lr, a, lrs, consts):
-    return _update(a, jax.grad(loss)(a, *consts), lrs, scalar_lr)
+    return sgd_update(a, jax.grad(loss)(a, *consts), lrs, scalar_lr)
 
 
 def _step_fwd(loss, scalar_lr, a, lrs, consts):
@@ -117,12 +118,6 @@ def sgd_step(loss_fn: Callable[[Any], jax.Array], a: Any, lrs: Any, scalar_lr: f
         (Meta-SGD, MAML++); ``None`` uses the constant ``scalar_lr``.
     """
     closed = jax.make_jaxpr(loss_fn)(a)
-    used = _used_consts(closed)
-    if len(used) < len(closed.consts):  # drop constants the loss never reads
-        keep = [closed.jaxpr.constvars[i] for i in used]
-        jaxpr = closed.jaxpr.replace(constvars=keep)
-        consts = [closed.consts[i] for i in used]
-    else:
-        jaxpr, consts = closed.jaxpr, list(closed.consts)
-    loss = _Staged(jaxpr)
-    return _step(loss, scalar_lr, a, lrs, consts)
+    used = _used_consts(closed)  # constants the loss never reads are dropped
+    jaxpr = closed.jaxpr.replace(constvars=[closed.jaxpr.constvars[i] for i in used])
+    return _step(_Staged(jaxpr), scalar_lr, a, lrs, [closed.consts[i] for i in used])

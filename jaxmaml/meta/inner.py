@@ -259,8 +259,7 @@ def inner_adapt(adapted: Flat, frozen: Flat, loss_fn: Callable[[Params], jax.Arr
             grads = jax.grad(loss_of_adapted)(a)
             if cfg.first_order:
                 grads = jax.lax.stop_gradient(grads)
-            lr = jax.tree.map(lambda _: cfg.inner_lr, a) if lr is None else lr
-            a = jax.tree.map(lambda p, g, r: p - r * g, a, grads, lr)
+            a = hvp.sgd_update(a, grads, lr, cfg.inner_lr)
         else:  # the step's VJP is a Hessian-vector product (see jaxmaml.meta.hvp)
             a = hvp.sgd_step(loss_of_adapted, a, lr, cfg.inner_lr)
         out = None if step_fn_out is None else step_fn_out(unflatten({**frozen, **a}))
