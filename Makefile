@@ -3,11 +3,11 @@
 PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
-STAMP := $(VENV)/.installed-$(shell cat pyproject.toml scripts/setup.sh | cksum | cut -d' ' -f1)
+STAMP := $(VENV)/.installed-$(shell cat pyproject.toml scripts/setup.sh constraints.txt | cksum | cut -d' ' -f1)
 
 .PHONY: setup demo test test-all bench clean
 
-$(STAMP): pyproject.toml scripts/setup.sh
+$(STAMP): pyproject.toml scripts/setup.sh constraints.txt
 	PY=$(PY) bash scripts/setup.sh $(VENV)
 	@rm -f $(VENV)/.installed-* && touch $@
 
