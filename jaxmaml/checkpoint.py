@@ -41,6 +41,12 @@ class Restored(NamedTuple):
     sampler: dict
 
 
+def _first_line(e: BaseException, limit: int = 200) -> str:
+    """``Type: first line of the message`` (TensorStore errors run to dozens of lines)."""
+    text = str(e).strip().splitlines()[0] if str(e).strip() else ""
+    return f"{type(e).__name__}: {text[:limit]}"
+
+
 def _best_metric(metrics: dict) -> float:
     return float(metrics[BEST_METRIC])
 
@@ -81,11 +87,19 @@ class RunCheckpoints:
     def latest_step(self) -> int | None:
         return self._manager.latest_step()
 
+    def _scored(self) -> list[tuple[float, int]]:
+        return [(m[BEST_METRIC], s) for s in self.all_steps()
+                if (m := self._manager.metrics(s)) and BEST_METRIC in m]
+
     def best_step(self) -> int | None:
         """The step with the highest ``val_accuracy`` (``None`` if no step has one)."""
-        scored = [(m[BEST_METRIC], s) for s in self.all_steps()
-                  if (m := self._manager.metrics(s)) and BEST_METRIC in m]
+        scored = self._scored()
         return max(scored)[1] if scored else None
+
+    def best_value(self) -> float | None:
+        """The highest saved ``val_accuracy`` (``None`` if no step has one)."""
+        scored = self._scored()
+        return max(scored)[0] if scored else None
 
     def resolve(self, which: str | int) -> int:
         """``latest``, ``best`` or a step number -> an existing step."""
@@ -147,13 +161,13 @@ class RunCheckpoints:
                 where = self.directory / str(step)
                 if not fallback:
                     raise CheckpointError(
-                        f"checkpoint {where} is unreadable ({type(e).__name__}: {e}). "
+                        f"checkpoint {where} is unreadable ({_first_line(e)}). "
                         "Pick another step with --checkpoint (available: "
                         f"{', '.join(map(str, self.all_steps()))}).") from e
                 earlier = [s for s in self.all_steps() if s < step]
                 aside = self.directory.parent / "corrupt_checkpoints" / str(step)
                 msg = (f"checkpoint {where} is corrupt or incomplete "
-                       f"({type(e).__name__}: {str(e)[:200]}); moved it to {aside}")
+                       f"({_first_line(e)}); moved it to {aside}")
                 self._quarantine(step, aside)
                 if not earlier:
                     raise CheckpointError(msg + "; no earlier checkpoint to fall back to. "

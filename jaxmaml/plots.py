@@ -33,9 +33,12 @@ def plot_learning_curves(metrics_file: str | Path, out_png: str | Path, title: s
     train = [r for r in rows if "loss" in r]
     val = [r for r in rows if "val_accuracy" in r]
     fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(10, 3.8))
-    ax_loss.plot([r["step"] for r in train], [r["loss"] for r in train], label="meta-train")
+    nan = float("nan")  # a diverged window is recorded as null
+    ax_loss.plot([r["step"] for r in train], [nan if r["loss"] is None else r["loss"]
+                                              for r in train], label="meta-train")
     ax_loss.set(xlabel="meta-step", ylabel="query loss", title="meta-loss")
-    ax_acc.plot([r["step"] for r in train], [r["accuracy"] for r in train],
+    ax_acc.plot([r["step"] for r in train], [nan if r["accuracy"] is None else r["accuracy"]
+                                             for r in train],
                 label="meta-train query")
     if val:
         ax_acc.errorbar([r["step"] for r in val], [r["val_accuracy"] for r in val],

@@ -23,6 +23,7 @@ therefore starts on a flush boundary and its windows match an uninterrupted run'
 from __future__ import annotations
 
 import dataclasses
+import shutil
 import time
 from pathlib import Path
 from typing import Any
@@ -43,10 +44,25 @@ METRICS_FILE = "metrics.jsonl"
 TIMING_FILE = "timing.jsonl"
 # Keys that may differ when re-running a command on an existing run directory.
 RESUMABLE_CHANGES = {("train", "steps"), ("train", "async_checkpointing"), ("train", "out")}
+# Keys that may change on resume with a printed note: the usual fixes after a divergence.
+# None changes the state's structure (the Optax chain and the params stay the same shape).
+TUNABLE_ON_RESUME = {("optim", "lr"), ("optim", "weight_decay"), ("optim", "final_lr_fraction")}
+UNK_WARN_RATE = 0.05  # warn when more than this fraction of text tokens map to [UNK]
 
 
 class TrainingDiverged(RuntimeError):
     """The meta-loss (or the params about to be saved) became NaN or infinite."""
+
+
+class TrainingInterrupted(RuntimeError):
+    """Ctrl-C (KeyboardInterrupt) during training; checkpoints up to ``last_saved`` are intact."""
+
+    def __init__(self, step: int, last_saved: int | None):
+        self.step, self.last_saved = step, last_saved
+        saved = (f"last checkpoint: step {last_saved}" if last_saved is not None
+                 else "no checkpoint saved yet")
+        super().__init__(f"interrupted at step {step} ({saved}); rerun the same command "
+                         "to resume.")
 
 
 @dataclasses.dataclass
@@ -62,21 +78,37 @@ class TrainResult:
     compiles: int
 
 
-def _check_resumable(run_dir: Path, cfg: ExperimentConfig) -> None:
+def _check_resumable(run_dir: Path, cfg: ExperimentConfig) -> list[str]:
+    """Refuse a config that cannot continue the run in ``run_dir``.
+
+    Returns the changed :data:`TUNABLE_ON_RESUME` keys (``"optim.lr: 0.001 -> 0.0003"``),
+    which are allowed: lowering a learning rate is how a diverged run is resumed.
+    """
     saved_file = run_dir / "config.yaml"
     if not saved_file.exists():
-        return
+        return []
     import yaml
 
     saved = to_dict(from_dict(yaml.safe_load(saved_file.read_text())))
     new = to_dict(cfg)
-    diffs = [f"{s}.{k}: {saved[s].get(k)!r} -> {new[s].get(k)!r}"
-             for s in new if isinstance(new[s], dict)
-             for k in sorted(set(saved[s]) | set(new[s]))
-             if saved[s].get(k) != new[s].get(k) and (s, k) not in RESUMABLE_CHANGES]
+    changed = [(s, k) for s in new if isinstance(new[s], dict)
+               for k in sorted(set(saved[s]) | set(new[s]))
+               if saved[s].get(k) != new[s].get(k) and (s, k) not in RESUMABLE_CHANGES]
+    text = {c: f"{c[0]}.{c[1]}: {saved[c[0]].get(c[1])!r} -> {new[c[0]].get(c[1])!r}"
+            for c in changed}
+    diffs = [text[c] for c in changed if c not in TUNABLE_ON_RESUME]
     if diffs:
+        allowed = ", ".join(f"{s}.{k}" for s, k in sorted(TUNABLE_ON_RESUME))
         raise ConfigError(f"{run_dir} holds a run with a different config ({'; '.join(diffs)}). "
-                          "Resume it with the same config, or pass a new --out RUN_DIR.")
+                          f"Resume it with the same config (only {allowed} may change), or "
+                          "pass a new --out RUN_DIR.")
+    return [text[c] for c in changed]
+
+
+def _finite_or_null(row: dict) -> dict:
+    """``row`` with NaN/inf floats as ``None``, so every line stays valid JSON."""
+    return {k: (None if isinstance(v, float) and not np.isfinite(v) else v)
+            for k, v in row.items()}
 
 
 def _truncate_metrics(path: Path, last_step: int) -> None:
@@ -95,7 +127,7 @@ def _append(path: Path, row: dict) -> None:
     import json
 
     with open(path, "a") as f:
-        f.write(json.dumps(row) + "\n")
+        f.write(json.dumps(_finite_or_null(row), allow_nan=False) + "\n")
         f.flush()
 
 
@@ -141,19 +173,68 @@ def _episode_fn(cfg: ExperimentConfig, data, split, mesh, encoder):
 def train(cfg: ExperimentConfig, run_dir: str | Path, progress: bool = True) -> TrainResult:
     """Meta-train ``cfg`` into ``run_dir``, resuming from its latest checkpoint if any.
 
-    Raises :class:`TrainingDiverged` on a NaN/inf meta-loss (earlier checkpoints untouched).
+    The run directory is locked for the whole run (:class:`~jaxmaml.runlock.RunLock`): a
+    second ``train`` on it fails at once instead of interleaving its writes.
+
+    Raises :class:`TrainingDiverged` on a NaN/inf meta-loss and
+    :class:`TrainingInterrupted` on Ctrl-C (earlier checkpoints untouched in both cases).
     """
+    from jaxmaml.runlock import RunLock
+
+    run_dir = Path(run_dir)
+    if not parallel.is_main_process():
+        return _train(cfg, run_dir, progress)
+    created = not run_dir.exists()
+    try:
+        with RunLock(run_dir):
+            return _train(cfg, run_dir, progress)
+    except BaseException:
+        # A run that failed its start-up checks leaves no directory behind (only the lock).
+        if created and run_dir.is_dir() and {p.name for p in run_dir.iterdir()} <= {".lock"}:
+            shutil.rmtree(run_dir, ignore_errors=True)
+        raise
+
+
+def _start_checks(cfg: ExperimentConfig, run_dir: Path, data, split) -> None:
+    """What can be told before the first step: eval settings the data cannot supply, a
+    tokenizer that does not cover the text, config changes allowed on resume."""
+    import sys
+
+    from jaxmaml.experiment import check_eval_settings, unknown_token_rate
+
+    check_eval_settings(cfg, data, split)
+    rate = unknown_token_rate(cfg, data)
+    if rate > UNK_WARN_RATE and parallel.is_main_process():
+        print(f"warning: {rate:.0%} of the text tokens of data.source={cfg.data.source!r} are "
+              "[UNK] for this tokenizer; the model sees mostly unknown tokens. Use a tokenizer "
+              "whose vocabulary covers this text (model.tokenizer, e.g. minilm) or check "
+              "data.text_column.", file=sys.stderr, flush=True)
+
+
+def _diverged(what: str, ckpts: RunCheckpoints) -> TrainingDiverged:
+    """``what`` went NaN/inf: say where the run can resume from and how."""
+    latest = ckpts.latest_step()
+    where = (f"The last good checkpoint (step {latest}) in {ckpts.directory} is intact; rerun "
+             "with a lower learning rate to resume from it" if latest is not None else
+             "No checkpoint was saved yet; rerun with a lower learning rate to start over")
+    return TrainingDiverged(
+        f"{what}; stopping. {where}, e.g. "
+        "the same command with --set optim.lr=<lower> (optim.lr may change on resume), or "
+        "change meta.inner_lr or optim.clip_norm in a new --out RUN_DIR.")
+
+
+def _train(cfg: ExperimentConfig, run_dir: Path, progress: bool) -> TrainResult:
     from tqdm.auto import tqdm
 
     from jaxmaml.evaluate import evaluate
 
     t = cfg.train
-    run_dir = Path(run_dir)
     main = parallel.is_main_process()
-    _check_resumable(run_dir, cfg)
+    tuned = _check_resumable(run_dir, cfg)
     mesh = parallel.make_mesh(cfg.parallel.mesh)
     parallel.check_meta_batch(t.tasks, mesh)
     data, split = load_data(cfg)
+    _start_checks(cfg, run_dir, data, split)
     if main:
         run_dir.mkdir(parents=True, exist_ok=True)
         (run_dir / "config.yaml").write_text(dump_yaml(cfg))
@@ -172,7 +253,8 @@ def train(cfg: ExperimentConfig, run_dir: str | Path, progress: bool = True) -> 
         state, start = restored.state, restored.step
         sampler.load_state_dict(restored.sampler)
         if main:
-            print(f"resuming {run_dir} from step {start}", flush=True)
+            print(f"resuming {run_dir} from step {start}"
+                  + (f" with changed {'; '.join(tuned)}" if tuned else ""), flush=True)
     else:
         state = jax.jit(init_fn, out_shardings=shardings)(encoder)
     del encoder
@@ -191,11 +273,12 @@ def train(cfg: ExperimentConfig, run_dir: str | Path, progress: bool = True) -> 
                dynamic_ncols=True)
     pending: list[dict] = []
     window_start, clock = start, time.perf_counter()
+    best_val, done = ckpts.best_value(), start
     try:
         for step in range(start, t.steps):
             state, metrics = meta_step(state, next_episodes(step))
             pending.append(metrics)
-            s = step + 1
+            s = done = step + 1
             flush, evals, saves = is_flush(s)
             if not flush:
                 continue
@@ -213,11 +296,8 @@ def train(cfg: ExperimentConfig, run_dir: str | Path, progress: bool = True) -> 
                             tasks_s=f"{rate:.1f}", refresh=False)
             bad = [m["loss"] for m in host if not np.isfinite(m["loss"])]
             if bad:
-                raise TrainingDiverged(
-                    f"meta-loss became {bad[0]} between steps {window_start + 1} and {s}; "
-                    f"stopping. The last good checkpoint ({ckpts.latest_step()}) in "
-                    f"{ckpts.directory} is intact. Lower optim.lr or meta.inner_lr (or set "
-                    "optim.clip_norm), then rerun to resume from it, or use a new --out.")
+                raise _diverged(f"meta-loss became {bad[0]} between steps {window_start + 1} "
+                                f"and {s}", ckpts)
             pending = []
             val_acc = None
             if evals:
@@ -233,23 +313,34 @@ def train(cfg: ExperimentConfig, run_dir: str | Path, progress: bool = True) -> 
                         "val_episodes": t.eval_episodes})
                 bar.write(f"step {s}: meta-val accuracy {val_acc:.4f} "
                           f"+- {res['results']['meta_learned']['ci95']:.4f}")
+                # A new best is saved even off the save_every grid: "best" never misses it.
+                saves = saves or best_val is None or val_acc > best_val
+                best_val = val_acc if best_val is None else max(best_val, val_acc)
             if saves:
                 if not bool(_all_finite(state.meta_params)):
-                    raise TrainingDiverged(
-                        f"meta-params hold NaN/inf after step {s}; not saving. The last good "
-                        f"checkpoint ({ckpts.latest_step()}) is intact; lower optim.lr.")
+                    raise _diverged(f"meta-params hold NaN/inf after step {s}", ckpts)
                 sampler.step = s  # the step the next episode batch is drawn for
                 ckpts.save(s, state, config_dict, sampler.state_dict(), val_accuracy=val_acc)
             window_start, clock = s, time.perf_counter()
+    except KeyboardInterrupt:
+        ckpts.wait()
+        raise TrainingInterrupted(done, ckpts.latest_step()) from None
     finally:
         bar.close()
         ckpts.wait()
         best_step, kept = ckpts.best_step(), ckpts.all_steps()
         ckpts.close()
+    return _finish(cfg, run_dir, state, start, best_step, kept, meta_step._cache_size())
+
+
+def _finish(cfg: ExperimentConfig, run_dir: Path, state, start: int, best_step: int | None,
+            kept: list[int], compiles: int) -> TrainResult:
+    """Plot the curves and write ``train_summary.json`` (main process)."""
+    t = cfg.train
     val = [r["val_accuracy"] for r in read_metrics(run_dir / METRICS_FILE)
            if r.get("step") == best_step and "val_accuracy" in r]
     best = (best_step, val[-1] if val else None)
-    if main:
+    if parallel.is_main_process():
         if (run_dir / METRICS_FILE).exists():
             plot_learning_curves(run_dir / METRICS_FILE, run_dir / "learning_curves.png",
                                  title=f"{cfg.name}: {cfg.meta.algorithm}")
@@ -257,5 +348,4 @@ def train(cfg: ExperimentConfig, run_dir: str | Path, progress: bool = True) -> 
             "final_step": t.steps, "best_step": best_step, "best_val_accuracy": best[1],
             "checkpoints": kept,
             "algorithm": cfg.meta.algorithm, "tasks_per_step": t.tasks})
-    return TrainResult(run_dir, state, start, t.steps, best_step, best[1],
-                       meta_step._cache_size())
+    return TrainResult(run_dir, state, start, t.steps, best_step, best[1], compiles)
