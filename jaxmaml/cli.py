@@ -2,7 +2,8 @@
 
 Logic lives in importable modules (:mod:`jaxmaml.train`, :mod:`jaxmaml.evaluate`,
 :mod:`jaxmaml.export`); heavy imports are deferred so ``jaxmaml --help`` is instant.
-Exit codes: 0 success, 1 a run failed (e.g. diverged), 2 bad input (config, paths, flags).
+Exit codes: 0 success, 1 a run failed (e.g. diverged), 2 bad input (config, paths, flags),
+130 interrupted (Ctrl-C). Errors are one line (``error: ...``); ``--debug`` adds the traceback.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from jaxmaml.config import ConfigError, ExperimentConfig, from_dict, load_config
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="jaxmaml", description="Meta-learning for BERT text "
                                 "encoders (MAML family) in JAX.")
+    p.add_argument("--debug", action="store_true", help="show the traceback of an error")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     def overrides(sp):
@@ -35,7 +37,7 @@ def _parser() -> argparse.ArgumentParser:
     e.add_argument("target", help="a run directory, or a config (evaluates its run directory)")
     overrides(e)
     e.add_argument("--out", help="run directory of a CONFIG target")
-    e.add_argument("--checkpoint", default="best",
+    e.add_argument("--checkpoint", default="best", type=_checkpoint_arg,
                    help="best (default; latest if no meta-val ran), latest, a step number, "
                    "or init (the untrained initialization)")
     e.add_argument("--data", help="evaluate on all classes of this csv/json/jsonl/parquet "
@@ -47,15 +49,18 @@ def _parser() -> argparse.ArgumentParser:
                    "values give several settings (default: eval.settings)")
     e.add_argument("--query", type=int, help="query examples per class")
     e.add_argument("--episodes", type=int, help="episodes per setting (default: eval.episodes)")
-    e.add_argument("--methods", nargs="+", help="subset of meta_learned pretrained_finetune "
-                   "nearest_centroid (default: all)")
+    e.add_argument("--methods", nargs="+", type=_method_arg,
+                   help="subset of meta_learned pretrained_finetune nearest_centroid "
+                   "(default: all)")
     e.add_argument("--json", action="store_true", help="print JSON (one object per setting; "
                    "a list for several)")
 
     x = sub.add_parser("export", help="write a Hugging Face model directory with a model card")
     x.add_argument("run_dir")
     x.add_argument("out_dir")
-    x.add_argument("--checkpoint", default="best", help="best (default), latest or a step")
+    x.add_argument("--checkpoint", default="best", type=_checkpoint_arg,
+                   help="best (default), latest, a step number, or init (the untrained "
+                   "initialization)")
     x.add_argument("--overwrite", action="store_true", help="replace a non-empty OUT_DIR")
 
     d = sub.add_parser("data", help="print a config's dataset statistics and class split")
@@ -69,6 +74,22 @@ def _parser() -> argparse.ArgumentParser:
 
 
 # ---------------------------------------------------------------------------- helpers
+def _checkpoint_arg(value: str) -> str:
+    """``--checkpoint`` is checked while parsing, before any model is loaded."""
+    if value in ("best", "latest", "init") or value.isdigit():
+        return value
+    raise argparse.ArgumentTypeError(f"{value!r}: use best, latest, init or a step number")
+
+
+def _method_arg(value: str) -> str:
+    from jaxmaml.evaluate import METHODS
+
+    if value in METHODS:
+        return value
+    raise argparse.ArgumentTypeError(f"unknown method {value!r}; use some of "
+                                     f"{' '.join(METHODS)}")
+
+
 def default_run_dir(cfg: ExperimentConfig) -> Path:
     return Path(cfg.train.out or Path("runs") / cfg.name)
 
@@ -128,7 +149,7 @@ def cmd_train(args) -> int:
     parallel.initialize_distributed()
     cfg = load_config(args.config, args.overrides)
     run_dir = Path(args.out) if args.out else default_run_dir(cfg)
-    result = train(cfg, run_dir, progress=not args.no_progress)
+    result = train(cfg, run_dir, progress=not args.no_progress)  # raises TrainingInterrupted
     if parallel.is_main_process():
         best = ("" if result.best_val_accuracy is None else
                 f"; best meta-val accuracy {result.best_val_accuracy:.4f} at step "
@@ -195,11 +216,14 @@ def cmd_eval(args) -> int:
 
 def cmd_export(args) -> int:
     from jaxmaml.experiment import initial_encoder
-    from jaxmaml.export import export
+    from jaxmaml.export import check_export_target, export
 
     cfg, run_dir = _resolve_target(args.run_dir, [], None)
+    check_export_target(run_dir, args.out_dir)  # before the (slow) model load
     import jax
-    encoder = jax.eval_shape(lambda: initial_encoder(cfg))  # only shapes are needed
+    # A checkpoint restore needs only shapes; ``init`` needs the real initial weights.
+    encoder = (initial_encoder(cfg) if args.checkpoint == "init"
+               else jax.eval_shape(lambda: initial_encoder(cfg)))
     step, meta_params = _restore(cfg, run_dir, args.checkpoint, encoder)
     out = export(run_dir, args.out_dir, cfg, step, meta_params["encoder"],
                  overwrite=args.overwrite)
@@ -210,21 +234,25 @@ def cmd_export(args) -> int:
 def cmd_data(args) -> int:
     import numpy as np
 
-    from jaxmaml.experiment import cap_per_class, class_split, load_text
+    from jaxmaml.experiment import (cap_per_class, class_split, load_text, tokenize,
+                                    unknown_token_rate)
 
     cfg = load_config(args.config, args.overrides)
     ds = cap_per_class(load_text(cfg), cfg.data.max_per_class, cfg.data.split_seed)
     split = class_split(cfg, ds.class_names)
     counts = ds.class_counts()
     lengths = np.array([len(t.split()) for t in ds.texts])
+    unk = unknown_token_rate(cfg, tokenize(cfg, ds))
     info = {"source": cfg.data.source, "examples": len(ds), "classes": len(ds.class_names),
             "words_per_text": {"mean": float(lengths.mean()), "max": int(lengths.max())},
+            "unknown_token_rate": unk,
             "split": {p: {c: counts[c] for c in split[p]} for p in ("train", "val", "test")}}
     if args.json:
         print(json.dumps(info))
         return 0
     print(f"{info['source']}: {info['examples']} examples, {info['classes']} classes, "
-          f"{info['words_per_text']['mean']:.1f} words/text on average")
+          f"{info['words_per_text']['mean']:.1f} words/text on average, {unk:.1%} of text "
+          "tokens are [UNK] for the model's tokenizer")
     for part in ("train", "val", "test"):
         names = info["split"][part]
         print(f"meta-{part} ({len(names)} classes, {sum(names.values())} examples): "
@@ -245,23 +273,38 @@ def main(argv: list[str] | None = None) -> int:
             print(f"error: jaxmaml bench is not available ({e}).", file=sys.stderr)
             return 2
         return bench.main(argv[1:])
+    if "--debug" in argv:  # accepted anywhere on the line, not only before COMMAND
+        argv = ["--debug", *(a for a in argv if a != "--debug")]
     args = _parser().parse_args(argv)
-    from jaxmaml.checkpoint import CheckpointError
-    from jaxmaml.models.hf import HFCheckpointError
-
     commands = {"train": cmd_train, "eval": cmd_eval, "export": cmd_export, "data": cmd_data}
     try:
         return commands[args.command](args)
-    except (ConfigError, CheckpointError, HFCheckpointError, FileExistsError,
-            FileNotFoundError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    except Exception as e:
-        from jaxmaml.train import TrainingDiverged
-        if isinstance(e, TrainingDiverged):
-            print(f"error: {e}", file=sys.stderr)
-            return 1
-        raise
+    except BaseException as e:  # noqa: BLE001 -- every failure becomes one line + exit code
+        if args.debug or isinstance(e, SystemExit):
+            raise
+        code, message = _failure(e)
+        print(f"{'' if code == 130 else 'error: '}{message}", file=sys.stderr)
+        return code
+
+
+def _failure(e: BaseException) -> tuple[int, str]:
+    """``(exit code, one-line message)`` of an exception escaping a command."""
+    from jaxmaml.checkpoint import CheckpointError
+    from jaxmaml.models.hf import HFCheckpointError
+    from jaxmaml.train import TrainingDiverged, TrainingInterrupted
+
+    if isinstance(e, TrainingInterrupted):
+        return 130, str(e)
+    if isinstance(e, KeyboardInterrupt):
+        return 130, "interrupted; nothing was left half-written."
+    if isinstance(e, (ConfigError, CheckpointError, HFCheckpointError, FileExistsError,
+                      FileNotFoundError)):
+        return 2, str(e)
+    if isinstance(e, TrainingDiverged):
+        return 1, str(e)
+    first = str(e).strip().splitlines()[0] if str(e).strip() else ""
+    return 1, (f"{type(e).__name__}: {first[:300]} (an unexpected failure; rerun with "
+               "--debug for the traceback)")
 
 
 if __name__ == "__main__":

@@ -25,10 +25,11 @@ SPLIT_FILE = "split.json"
 def load_text(cfg: ExperimentConfig, source: str | None = None, text_column: str | None = None,
               label_column: str | None = None):
     """The :class:`~jaxmaml.data.sources.TextDataset` of ``data.source`` (or ``source``)."""
-    from jaxmaml.data.sources import load_text_dataset
+    from jaxmaml.data.sources import ColumnNotFound, load_text_dataset
     from jaxmaml.data.wordnet import load_wordnet
 
     d = cfg.data
+    what = f"--data {source}" if source else f"data.source={d.source!r}"
     source = source or d.source
     try:
         if source == "wordnet":
@@ -36,8 +37,12 @@ def load_text(cfg: ExperimentConfig, source: str | None = None, text_column: str
         return load_text_dataset(source, text_column=text_column or d.text_column,
                                  label_column=label_column or d.label_column,
                                  split=d.hub_split)
+    except ColumnNotFound as e:
+        given = text_column if e.role == "text" else label_column
+        setting = f"--{e.role}-column" if given else f"data.{e.role}_column"
+        raise ConfigError(f"cannot load {what}: {e.named(setting)}") from e
     except (FileNotFoundError, ValueError) as e:
-        raise ConfigError(f"cannot load data.source={source!r}: {e}") from e
+        raise ConfigError(f"cannot load {what}: {e}") from e
 
 
 def class_split(cfg: ExperimentConfig, class_names) -> dict[str, list[str]]:
@@ -83,9 +88,30 @@ def tokenize(cfg: ExperimentConfig, dataset):
 
     tok = tokenizer_dir(cfg.model)
     try:
-        return tokenize_dataset(dataset, tok, cfg.data.seq_len, cache_dir=cfg.data.cache_dir)
+        data = tokenize_dataset(dataset, tok, cfg.data.seq_len, cache_dir=cfg.data.cache_dir)
     except FileNotFoundError as e:
         raise ConfigError(f"{e} (set model.tokenizer to a tokenizer directory).") from e
+    vocab = cfg.meta.model.vocab_size
+    top = int(data.input_ids.max()) if data.input_ids.size else 0
+    if top >= vocab:
+        raise ConfigError(
+            f"the tokenizer ({tok}) produces token ids up to {top}, but the model's vocabulary "
+            f"has {vocab} rows (meta.model vocab_size); use the model's own tokenizer "
+            f"(model.tokenizer) or a model with vocab_size >= {top + 1}.")
+    return data
+
+
+def unknown_token_rate(cfg: ExperimentConfig, data) -> float:
+    """Fraction of the text tokens (not [CLS]/[SEP]/padding) of ``data`` that are [UNK]."""
+    from jaxmaml.data.tokenize import special_token_ids
+
+    unk, special = special_token_ids(tokenizer_dir(cfg.model))
+    if unk is None:
+        return 0.0
+    ids = np.asarray(data.input_ids)
+    text = (np.asarray(data.attention_mask) == 1) & ~np.isin(ids, [i for i in special
+                                                                  if i != unk])
+    return float((text & (ids == unk)).sum() / max(int(text.sum()), 1))
 
 
 def load_data(cfg: ExperimentConfig):
@@ -119,6 +145,26 @@ def check_split_sizes(cfg: ExperimentConfig, data, split: dict[str, list[str]]) 
             raise ConfigError(f"meta-{part} classes with fewer than shot+query={per_class} "
                               f"examples: {', '.join(small)}; lower train.shot/query or drop "
                               "those classes from the split.")
+
+
+def check_eval_settings(cfg: ExperimentConfig, data, split: dict[str, list[str]]) -> None:
+    """Fail before training if ``eval.settings`` ask more of the meta-test split than it has
+    (``jaxmaml eval`` would otherwise fail only after the run)."""
+    counts = np.bincount(data.labels, minlength=len(data.class_names))
+    by_name = dict(zip(data.class_names, counts))
+    cap = cfg.eval.max_per_class
+    test = split["test"]
+    for way, shot, query in cfg.eval.settings:
+        if way > len(test):
+            raise ConfigError(f"eval.settings has {way}-way episodes but the meta-test split "
+                              f"has {len(test)} classes; lower the way in eval.settings or "
+                              "give the split more test classes.")
+        small = [f"{c} ({by_name[c]})" for c in test
+                 if min(by_name[c], cap or by_name[c]) < shot + query]
+        if small:
+            raise ConfigError(f"eval.settings ({way}, {shot}, {query}) needs shot+query="
+                              f"{shot + query} examples per meta-test class; these have fewer: "
+                              f"{', '.join(small)}. Lower shot/query in eval.settings.")
 
 
 def initial_encoder(cfg: ExperimentConfig) -> dict:

@@ -7,6 +7,7 @@ with ``transformers.AutoModel`` / ``AutoTokenizer``; it is written atomically.
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -87,6 +88,36 @@ def model_card(cfg: ExperimentConfig, step: int, split: dict | None, results: li
     return "\n".join(lines)
 
 
+RUN_MARKERS = ("checkpoints", "metrics.jsonl", ".lock")
+
+
+def _holds_run(d: Path) -> bool:
+    return (d / "config.yaml").is_file() and any((d / m).exists() for m in RUN_MARKERS)
+
+
+def check_export_target(run_dir: str | Path, out_dir: str | Path) -> None:
+    """Refuse an ``out_dir`` whose replacement would destroy a run.
+
+    ``out_dir`` may not be ``run_dir``, lie inside it, contain it, or contain any other run
+    directory (``--overwrite`` replaces ``out_dir`` whole). Raises ``FileExistsError``.
+    """
+    run, out = Path(run_dir).resolve(), Path(out_dir).resolve()
+    if out == run or run in out.parents:
+        raise FileExistsError(f"cannot export into the run directory {run_dir}: pick an "
+                              "OUT_DIR outside it, e.g. a sibling such as "
+                              f"{Path(run_dir).name}-hf.")
+    if out in run.parents:
+        raise FileExistsError(f"cannot export to {out_dir}: it contains the run {run_dir}, "
+                              "and writing it would replace the run; pick a new directory.")
+    if out.is_dir():
+        for d, dirs, _ in os.walk(out):
+            if _holds_run(Path(d)):
+                raise FileExistsError(f"cannot export to {out_dir}: it holds the run "
+                                      f"directory {d}, which writing it would destroy; pick "
+                                      "a new directory.")
+            dirs[:] = [x for x in dirs if not x.startswith(".")]
+
+
 def load_eval_results(run_dir: Path, step: int | None = None) -> list[dict]:
     """The run's recorded evaluation results (for checkpoint ``step`` if given)."""
     f = Path(run_dir) / EVAL_FILE
@@ -101,6 +132,7 @@ def export(run_dir: str | Path, out_dir: str | Path, cfg: ExperimentConfig, step
     """Write ``encoder`` (the meta-learned BERT params of ``step``) as a HF directory."""
     from jaxmaml.models.hf import save_pretrained
 
+    check_export_target(run_dir, out_dir)
     run_dir = Path(run_dir)
     split_file, summary_file = run_dir / "split.json", run_dir / "train_summary.json"
     split = json.loads(split_file.read_text()) if split_file.exists() else None

@@ -17,6 +17,7 @@ Example (online, hub name)::
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
 import os
@@ -60,6 +61,21 @@ class TextDataset:
         """Examples per class name (every class, including those with zero examples)."""
         counts = np.bincount(self.labels, minlength=len(self.class_names))
         return {name: int(c) for name, c in zip(self.class_names, counts)}
+
+
+class ColumnNotFound(ValueError):
+    """A text or label column the data does not have (``role``: ``text`` or ``label``)."""
+
+    def __init__(self, role: str, column: str, source: str, available: list[str],
+                 setting: str | None = None):
+        self.role, self.column, self.source, self.available = role, column, source, available
+        setting = setting or f"{role}_column"
+        super().__init__(f"{role} column {column!r} not found in {source}; available columns: "
+                         f"{available}. Set {setting} to one of them.")
+
+    def named(self, setting: str) -> "ColumnNotFound":
+        """The same error telling the user to set ``setting`` (e.g. ``data.text_column``)."""
+        return ColumnNotFound(self.role, self.column, self.source, self.available, setting)
 
 
 def from_lists(texts: Sequence[Any], labels: Sequence[Any], *,
@@ -175,20 +191,103 @@ def load_text_dataset(source: str | os.PathLike | Sequence[str | os.PathLike], *
     kwargs = dict(load_kwargs, cache_dir=cache_dir)
     if local is not None:
         builder, files = local
+        for f in files:
+            check_data_file(f, builder)
         if builder == "csv" and all(f.lower().endswith(".tsv") for f in files):
             kwargs.setdefault("delimiter", "\t")
-        ds = datasets.load_dataset(builder, data_files=files, split="train", **kwargs)
+        try:
+            with _quiet(datasets):  # its per-file progress bars would bury our messages
+                ds = datasets.load_dataset(builder, data_files=files, split="train", **kwargs)
+        except Exception as e:  # noqa: BLE001 -- datasets wraps parser errors many ways
+            raise ValueError(f"cannot read {', '.join(files)} as {builder}: "
+                             f"{_root_cause(e)}") from e
         where = {"files": [os.path.abspath(f) for f in files], "format": builder}
     else:
-        ds = datasets.load_dataset(str(source), config_name, split=split, **kwargs)
+        _require_hub(str(source))
+        try:
+            ds = datasets.load_dataset(str(source), config_name, split=split, **kwargs)
+        except (ConnectionError, OSError) as e:
+            raise ValueError(f"cannot fetch hub dataset {str(source)!r} ({_root_cause(e)}); "
+                             f"check the name and the network, or pass a local "
+                             f"{'/'.join(sorted(LOCAL_FORMATS))} file.") from e
         where = {"hub": str(source), "config": config_name, "split": split}
     columns = list(ds.column_names)
     for role, col in (("text", text_column), ("label", label_column)):
         if col not in columns:
-            raise ValueError(f"{role} column {col!r} not found in {source}; available "
-                             f"columns: {columns}. Set {role}_column to one of them.")
+            raise ColumnNotFound(role, col, str(source), columns)
     feature = ds.features[label_column]
     class_names = feature.names if isinstance(feature, datasets.ClassLabel) else None
     info = {"source": where, "text_column": text_column, "label_column": label_column}
     return from_lists(list(ds[text_column]), list(ds[label_column]),
                       class_names=class_names, drop_empty=drop_empty, info=info)
+
+
+_TRUE = {"1", "true", "yes", "on"}
+
+
+@contextlib.contextmanager
+def _quiet(datasets):
+    """``datasets`` without progress bars inside the block (restored after)."""
+    was = datasets.is_progress_bar_enabled()
+    datasets.disable_progress_bars()
+    try:
+        yield
+    finally:
+        if was:
+            datasets.enable_progress_bars()
+
+
+def hub_offline() -> bool:
+    """Whether the Hugging Face hub cannot be reached: ``HF_HUB_OFFLINE`` /
+    ``HF_DATASETS_OFFLINE`` is set, or its address does not resolve/connect within 3 s."""
+    import socket
+
+    if any(os.environ.get(v, "").lower() in _TRUE
+           for v in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE")):
+        return True
+    try:
+        socket.create_connection(("huggingface.co", 443), timeout=3).close()
+    except OSError:
+        return True
+    return False
+
+
+def _require_hub(name: str) -> None:
+    if hub_offline():
+        raise ValueError(
+            f"{name!r} is not a local file, and as a hub dataset name it cannot be fetched: "
+            "the Hugging Face hub is offline here. Pass a local file ending in "
+            f"{', '.join(sorted(LOCAL_FORMATS))} (check the path), or a built-in source.")
+
+
+def _root_cause(e: BaseException) -> str:
+    """The innermost cause's ``Type: first line`` (datasets nests its parser errors)."""
+    while e.__cause__ is not None or e.__context__ is not None:
+        e = e.__cause__ or e.__context__
+    text = str(e).strip().splitlines()[0] if str(e).strip() else ""
+    return f"{type(e).__name__}: {text[:200]}"
+
+
+def check_data_file(path: str | os.PathLike, builder: str) -> None:
+    """Refuse, with a one-line ``ValueError``, a local file no loader can use: an empty
+    file, text that is not UTF-8 (with the byte offset), a csv/tsv with a header only."""
+    p = Path(path)
+    if p.is_dir():
+        raise ValueError(f"{p} is a directory; pass a data file.")
+    if p.stat().st_size == 0:
+        raise ValueError(f"data file {p} is empty (0 bytes); it needs a header row and "
+                         "one row per example.")
+    if builder == "parquet":
+        return
+    raw = p.read_bytes()
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise ValueError(f"data file {p} is not UTF-8 text (byte {e.start}: "
+                         f"{raw[e.start:e.start + 4]!r}); convert it, e.g. `iconv -f latin1 -t "
+                         f"utf-8 {p.name} > fixed{p.suffix}`.") from None
+    if builder == "csv" and sum(1 for line in text.splitlines() if line.strip()) < 2:
+        raise ValueError(f"data file {p} has a header but no rows; add one row per example.")
+    if builder == "json" and not text.strip():
+        raise ValueError(f"data file {p} holds only whitespace; it needs one JSON record "
+                         "per example.")

@@ -9,6 +9,7 @@ The default cache directory is ``$JAXMAML_CACHE_DIR/tokens`` or ``~/.cache/jaxma
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import logging
 import os
@@ -73,6 +74,13 @@ def cache_key(dataset: TextDataset, tokenizer_dir: str | os.PathLike, seq_len: i
         b = text.encode("utf-8")
         h.update(len(b).to_bytes(8, "little") + b)
     return h.hexdigest()[:32]
+
+
+@functools.lru_cache(maxsize=8)
+def special_token_ids(tokenizer_dir: str | os.PathLike) -> tuple[int | None, tuple[int, ...]]:
+    """``(unk_id, special_ids)`` of a tokenizer (``unk_id`` None if it has no unknown token)."""
+    tok = _load_tokenizer(tokenizer_dir)
+    return tok.unk_token_id, tuple(tok.all_special_ids)
 
 
 def _load_tokenizer(tokenizer_dir: str | os.PathLike):

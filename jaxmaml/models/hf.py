@@ -156,11 +156,22 @@ def to_hf_state_dict(params: Params) -> dict[str, np.ndarray]:
     return out
 
 
+def _umask_modes(root: Path) -> None:
+    """Directories 0777 and files 0666, less the process umask (as ``mkdir``/``open`` make)."""
+    umask = os.umask(0)
+    os.umask(umask)
+    for d, dirs, files in os.walk(root):
+        os.chmod(d, 0o777 & ~umask)
+        for f in files:
+            os.chmod(os.path.join(d, f), 0o666 & ~umask)
+
+
 def write_atomically(out_dir: str | os.PathLike, fill, overwrite: bool = False) -> Path:
     """Create ``out_dir`` by calling ``fill(tmp_dir)`` on a sibling temp dir, then renaming.
 
     A failure inside ``fill`` leaves nothing behind; an existing non-empty ``out_dir`` is
-    refused unless ``overwrite``.
+    refused unless ``overwrite``. The result gets the permissions of a directory made with
+    ``mkdir`` under the process umask (the temp dir's 0700 would keep others out).
     """
     out = Path(out_dir)
     if out.exists() and (not out.is_dir() or any(out.iterdir())) and not overwrite:
@@ -170,6 +181,7 @@ def write_atomically(out_dir: str | os.PathLike, fill, overwrite: bool = False) 
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
     try:
         fill(tmp)
+        _umask_modes(tmp)
         if out.exists():
             old = out.with_name(f".{out.name}.old-{os.getpid()}")
             os.rename(out, old)
