@@ -147,7 +147,8 @@ def test_second_train_on_a_locked_run_dir_names_the_holder(runs, capsys):
 
 # ------------------------------------------------------------------ bad data files
 @pytest.mark.parametrize("case,content,expect", [
-    ("nosuffix", None, "hub is offline"),
+    ("nosuffix", None, "is not a local file, and no dataset of that name was found in the "
+                       "local hub cache"),
     ("empty.csv", b"", "is empty"),
     ("header.csv", b"text,label\n", "header but no rows"),
     ("latin1.csv", "text,label\ncaf\u00e9 au lait,food\n".encode("latin-1"), "not UTF-8"),
@@ -164,6 +165,17 @@ def test_bad_data_files_are_one_line_errors(tmp_path, capsys, case, content, exp
                         f"data.source={source}", *QUICK)
     assert code == 2 and expect in one_error_line(err), err
     assert tree_hash(tmp_path) == before  # no run directory was left behind
+
+
+def test_unreachable_hub_fails_at_once_without_offline_mode(tmp_path, capsys, monkeypatch):
+    from jaxmaml.data import sources
+
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    monkeypatch.delenv("HF_DATASETS_OFFLINE", raising=False)
+    monkeypatch.setattr(sources, "hub_reachable", lambda timeout=3.0: False)
+    code, err = run_cli(capsys, "data", TINY, "--set", "data.source=mydata")
+    line = one_error_line(err)
+    assert code == 2 and "hub cannot be reached" in line and ".parquet" in line
 
 
 def test_invalid_flags_fail_before_loading_anything(runs, capsys, monkeypatch):

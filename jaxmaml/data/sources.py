@@ -203,13 +203,7 @@ def load_text_dataset(source: str | os.PathLike | Sequence[str | os.PathLike], *
                              f"{_root_cause(e)}") from e
         where = {"files": [os.path.abspath(f) for f in files], "format": builder}
     else:
-        _require_hub(str(source))
-        try:
-            ds = datasets.load_dataset(str(source), config_name, split=split, **kwargs)
-        except (ConnectionError, OSError) as e:
-            raise ValueError(f"cannot fetch hub dataset {str(source)!r} ({_root_cause(e)}); "
-                             f"check the name and the network, or pass a local "
-                             f"{'/'.join(sorted(LOCAL_FORMATS))} file.") from e
+        ds = _load_hub(datasets, str(source), config_name, split, kwargs)
         where = {"hub": str(source), "config": config_name, "split": split}
     columns = list(ds.column_names)
     for role, col in (("text", text_column), ("label", label_column)):
@@ -237,27 +231,42 @@ def _quiet(datasets):
             datasets.enable_progress_bars()
 
 
-def hub_offline() -> bool:
-    """Whether the Hugging Face hub cannot be reached: ``HF_HUB_OFFLINE`` /
-    ``HF_DATASETS_OFFLINE`` is set, or its address does not resolve/connect within 3 s."""
+def _env_offline() -> bool:
+    return any(os.environ.get(v, "").lower() in _TRUE
+               for v in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE"))
+
+
+def hub_reachable(timeout: float = 3.0) -> bool:
+    """Whether the Hugging Face hub's address resolves and accepts a connection."""
     import socket
 
-    if any(os.environ.get(v, "").lower() in _TRUE
-           for v in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE")):
-        return True
     try:
-        socket.create_connection(("huggingface.co", 443), timeout=3).close()
+        socket.create_connection(("huggingface.co", 443), timeout=timeout).close()
     except OSError:
-        return True
-    return False
+        return False
+    return True
 
 
-def _require_hub(name: str) -> None:
-    if hub_offline():
-        raise ValueError(
-            f"{name!r} is not a local file, and as a hub dataset name it cannot be fetched: "
-            "the Hugging Face hub is offline here. Pass a local file ending in "
-            f"{', '.join(sorted(LOCAL_FORMATS))} (check the path), or a built-in source.")
+def _load_hub(datasets, name: str, config_name: str | None, split: str, kwargs: dict):
+    """``datasets.load_dataset`` of a hub name, failing at once, in one line, when it cannot
+    be had: offline mode and not in the local cache, or the hub unreachable (where
+    ``datasets`` would retry for minutes)."""
+    formats = ", ".join(sorted(LOCAL_FORMATS))
+    offline = _env_offline()
+    if not offline and not hub_reachable():
+        raise ValueError(f"{name!r} is not a local file, and the Hugging Face hub cannot be "
+                         f"reached to fetch it as a hub dataset. Pass a local file ending in "
+                         f"{formats} (check the path), a built-in source, or set "
+                         "HF_HUB_OFFLINE=1 to use a copy in the local hub cache.")
+    try:
+        with _quiet(datasets):
+            return datasets.load_dataset(name, config_name, split=split, **kwargs)
+    except Exception as e:  # noqa: BLE001 -- connection, not-found and cache errors alike
+        where = ("in the local hub cache (HF_HUB_OFFLINE is set, so the hub is not asked)"
+                 if offline else "on the hub")
+        raise ValueError(f"{name!r} is not a local file, and no dataset of that name was "
+                         f"found {where} ({_root_cause(e)}). Pass a local file ending in "
+                         f"{formats} (check the path), or a built-in source.") from e
 
 
 def _root_cause(e: BaseException) -> str:
