@@ -54,6 +54,40 @@ class TrainingDiverged(RuntimeError):
     """The meta-loss (or the params about to be saved) became NaN or infinite."""
 
 
+class _StopRequest:
+    """While active, the first Ctrl-C (SIGINT) only asks the loop to stop at the next step.
+
+    A KeyboardInterrupt raised at an arbitrary point can land in a callback whose
+    exceptions Python ignores (jax's garbage-collection hook, seen here: the run went on),
+    or in the middle of a checkpoint save. A flag checked once per step stops cleanly. A
+    second Ctrl-C restores the default behaviour and interrupts at once.
+    """
+
+    def __init__(self):
+        self.requested = False
+        self._previous = None
+
+    def _handle(self, signum, frame):
+        import signal
+
+        self.requested = True
+        signal.signal(signal.SIGINT, self._previous or signal.default_int_handler)
+
+    def __enter__(self) -> "_StopRequest":
+        import signal
+        import threading
+
+        if threading.current_thread() is threading.main_thread():
+            self._previous = signal.signal(signal.SIGINT, self._handle)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        import signal
+
+        if self._previous is not None:
+            signal.signal(signal.SIGINT, self._previous)
+
+
 class TrainingInterrupted(RuntimeError):
     """Ctrl-C (KeyboardInterrupt) during training; checkpoints up to ``last_saved`` are intact."""
 
@@ -274,8 +308,11 @@ def _train(cfg: ExperimentConfig, run_dir: Path, progress: bool) -> TrainResult:
     pending: list[dict] = []
     window_start, clock = start, time.perf_counter()
     best_val, done = ckpts.best_value(), start
+    stop = _StopRequest().__enter__()  # left in the finally below
     try:
         for step in range(start, t.steps):
+            if stop.requested:
+                raise KeyboardInterrupt
             state, metrics = meta_step(state, next_episodes(step))
             pending.append(metrics)
             s = done = step + 1
@@ -326,6 +363,7 @@ def _train(cfg: ExperimentConfig, run_dir: Path, progress: bool) -> TrainResult:
         ckpts.wait()
         raise TrainingInterrupted(done, ckpts.latest_step()) from None
     finally:
+        stop.__exit__()
         bar.close()
         ckpts.wait()
         best_step, kept = ckpts.best_step(), ckpts.all_steps()

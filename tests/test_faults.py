@@ -219,12 +219,15 @@ def test_unknown_token_rate_is_reported_and_warned(tmp_path, capsys):
 
 # ------------------------------------------------------------------ interruption, divergence
 def test_ctrl_c_is_one_line_and_the_rerun_resumes(tmp_path, capsys, monkeypatch):
+    """A real SIGINT while step 3 is prepared: the step finishes, the loop stops."""
+    import signal
+
     real, calls = parallel.put_episodes, []
 
     def interrupt_at_third_step(*a, **k):
         calls.append(1)
         if len(calls) == 3:
-            raise KeyboardInterrupt
+            os.kill(os.getpid(), signal.SIGINT)
         return real(*a, **k)
 
     monkeypatch.setattr(parallel, "put_episodes", interrupt_at_third_step)
@@ -233,8 +236,9 @@ def test_ctrl_c_is_one_line_and_the_rerun_resumes(tmp_path, capsys, monkeypatch)
             "--set", "train.eval_every=0", "--set", "train.save_every=2"]
     code, err = run_cli(capsys, *argv)
     assert code == 130
-    assert one_error_line(err, 130) == ("interrupted at step 2 (last checkpoint: step 2); "
+    assert one_error_line(err, 130) == ("interrupted at step 3 (last checkpoint: step 2); "
                                         "rerun the same command to resume.")
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # restored
     monkeypatch.setattr(parallel, "put_episodes", real)
     capsys.readouterr()
     assert main([str(a) for a in argv]) == 0
