@@ -63,6 +63,57 @@ class ModelSection:
         return self.name not in PRESETS
 
 
+SOURCE_ROLES = ("train", "heldout")
+
+
+@dataclasses.dataclass(frozen=True)
+class SourceSection:
+    """One entry of ``data.sources`` (multi-source meta-training, Meta-Dataset style).
+
+    ``source``: a built-in name (``wordnet``, ``wordnet_domains``, ``debian``), a local
+    file or a hub name; ``name`` (default: the source's file stem / last path part) prefixes
+    its class names as ``name/class`` and must be unique. ``role: train`` sources are
+    sampled for meta-training with probability proportional to ``weight`` (each task from
+    one source); ``role: heldout`` sources are never meta-trained on (all their classes are
+    meta-test classes unless ``meta_test`` lists some). Fields left ``null`` take the
+    ``data`` section's value (columns, ``hub_split``, ``num_*`` counts, ``split_seed``,
+    ``seq_len``, ``max_per_class``); class lists are per source only.
+    """
+
+    source: str
+    name: str | None = None
+    role: str = "train"
+    weight: float = 1.0
+    text_column: str | None = None
+    label_column: str | None = None
+    hub_split: str | None = None
+    meta_train: tuple[str, ...] = ()
+    meta_val: tuple[str, ...] = ()
+    meta_test: tuple[str, ...] = ()
+    num_train: int | None = None
+    num_val: int | None = None
+    num_test: int | None = None
+    split_seed: int | None = None
+    seq_len: int | None = None
+    max_per_class: int | None = None
+
+    @property
+    def label(self) -> str:
+        """The source's name: ``name``, else the file stem or last part of ``source``."""
+        if self.name:
+            return self.name
+        return Path(self.source.rstrip("/")).stem if self.source else self.source
+
+    def resolve(self, data: "DataSection") -> "DataSection":
+        """This source as a single-source :class:`DataSection` (nulls filled from ``data``)."""
+        own = {k: getattr(self, k) for k in (
+            "text_column", "label_column", "hub_split", "num_train", "num_val", "num_test",
+            "split_seed", "seq_len", "max_per_class") if getattr(self, k) is not None}
+        return dataclasses.replace(data, source=self.source, sources=(),
+                                   meta_train=self.meta_train, meta_val=self.meta_val,
+                                   meta_test=self.meta_test, **own)
+
+
 @dataclasses.dataclass(frozen=True)
 class DataSection:
     """Where the text comes from and how its classes are split (class-disjoint).
@@ -71,6 +122,8 @@ class DataSection:
     Hugging Face hub dataset name (``hub_split`` picks its split). Splits are explicit class
     lists (``meta_train``/``meta_val``/``meta_test``) or, where a list is empty, counts of
     classes drawn with ``split_seed``. ``max_per_class`` caps examples per class (seeded).
+    ``sources``: several :class:`SourceSection` s instead of ``source`` (which is then not
+    used); the other keys here are their defaults.
     """
 
     source: str = "wordnet"
@@ -87,6 +140,7 @@ class DataSection:
     seq_len: int = 32
     max_per_class: int | None = None
     cache_dir: str | None = None
+    sources: tuple[SourceSection, ...] = ()
 
 
 @dataclasses.dataclass(frozen=True)
@@ -199,6 +253,8 @@ def _coerce(value: Any, tp: Any, where: str) -> Any:
         if len(value) != len(args):
             raise ConfigError(f"{where} must have {len(args)} items, got {list(value)!r}.")
         return tuple(_coerce(v, a, f"{where}[{i}]") for i, (v, a) in enumerate(zip(value, args)))
+    if dataclasses.is_dataclass(tp):
+        return _nested(tp, value, where)
     if tp is bool:
         if isinstance(value, bool):
             return value
@@ -223,6 +279,22 @@ def _coerce(value: Any, tp: Any, where: str) -> Any:
             return str(value)
         raise ConfigError(f"{where} must be a string, got {value!r}.")
     return value
+
+
+def _nested(cls: type, value: Any, where: str) -> Any:
+    """A mapping inside a section (e.g. one ``data.sources`` entry) as dataclass ``cls``."""
+    if not isinstance(value, Mapping):
+        raise ConfigError(f"{where} must be a mapping of keys, e.g. {{source: wordnet, "
+                          f"weight: 1.0}}; got {value!r}.")
+    keys = [f.name for f in dataclasses.fields(cls)]
+    for key in value:
+        if key not in keys:
+            raise _unknown("config key", f"{where}.{key}", [f"{where}.{k}" for k in keys])
+    required = [f.name for f in dataclasses.fields(cls)
+                if f.default is dataclasses.MISSING and f.name not in value]
+    if required:
+        raise ConfigError(f"{where} needs {', '.join(required)} (e.g. {required[0]}: ...).")
+    return _build(cls, value, where)
 
 
 def _build(cls: type, raw: Mapping[str, Any], section: str, **fixed) -> Any:
@@ -364,7 +436,48 @@ def load_config(path: str | os.PathLike, overrides: Iterable[str] = ()) -> Exper
             candidate = (path.parent / os.path.expanduser(value)).resolve()
             if candidate.exists() and not Path(value).exists():
                 raw[section][key] = str(candidate)
+    sources = raw.get("data", {}).get("sources")
+    if isinstance(sources, list):  # the same for each data.sources entry's file
+        raw["data"]["sources"] = [_relative_source(s, path.parent) for s in sources]
     return from_dict({"name": name, **raw})
+
+
+def _relative_source(entry: Any, root: Path) -> Any:
+    value = entry.get("source") if isinstance(entry, Mapping) else None
+    if isinstance(value, str) and value and not os.path.isabs(value):
+        candidate = (root / os.path.expanduser(value)).resolve()
+        if candidate.exists() and not Path(value).exists():
+            return {**entry, "source": str(candidate)}
+    return entry
+
+
+def validate_sources(cfg: ExperimentConfig) -> None:
+    """Checks of ``data.sources``: unique names, roles, weights, lengths, meta-val classes."""
+    d, max_len = cfg.data, cfg.meta.model.max_position_embeddings
+    names = [s.label for s in d.sources]
+    for i, (src, name) in enumerate(zip(d.sources, names)):
+        where = f"data.sources[{i}]"
+        if not name or "/" in name:
+            raise ConfigError(f"{where}: source name {name!r} must be non-empty without '/'; "
+                              "set name: to a short word.")
+        if src.role not in SOURCE_ROLES:
+            raise ConfigError(f"{where}.role={src.role!r}: use one of {list(SOURCE_ROLES)}.")
+        if src.role == "train" and not (0 < src.weight < float("inf")):
+            raise ConfigError(f"{where}.weight={src.weight} must be a positive number.")
+        seq_len = src.resolve(d).seq_len
+        if not 2 <= seq_len <= max_len:
+            raise ConfigError(f"{where}.seq_len={seq_len} must lie in [2, {max_len}] (the "
+                              "model's max_position_embeddings).")
+    dup = sorted({n for n in names if names.count(n) > 1})
+    if dup:
+        raise ConfigError(f"data.sources has several sources named {dup}; give each a "
+                          "unique name:.")
+    train = [s for s in d.sources if s.role == "train"]
+    if not train:
+        raise ConfigError("data.sources needs at least one source with role: train.")
+    if cfg.train.eval_every and not any(s.meta_val or s.resolve(d).num_val for s in train):
+        raise ConfigError("train.eval_every > 0 needs meta-val classes in a training source: "
+                          "set num_val or meta_val on one, or train.eval_every=0.")
 
 
 def validate(cfg: ExperimentConfig) -> None:
@@ -399,6 +512,8 @@ def validate(cfg: ExperimentConfig) -> None:
     if tokenizer_dir(cfg.model) is None:
         raise ConfigError(f"model.name={cfg.model.name!r} is a randomly initialized preset: "
                           "set model.tokenizer to a tokenizer directory (e.g. the MiniLM one).")
+    if d.sources:
+        validate_sources(cfg)
 
 
 # ---------------------------------------------------------------- writing
@@ -406,6 +521,8 @@ def to_dict(cfg: ExperimentConfig) -> dict[str, Any]:
     """The config as plain YAML/JSON-able data; ``from_dict(to_dict(c)) == c``."""
 
     def plain(x):
+        if dataclasses.is_dataclass(x):
+            return {f.name: plain(getattr(x, f.name)) for f in dataclasses.fields(x)}
         return [plain(v) for v in x] if isinstance(x, tuple) else x
 
     out: dict[str, Any] = {"name": cfg.name}
