@@ -122,3 +122,24 @@ def evaluate_sources(meta_params: Any, cfg: ExperimentConfig, data, split: dict)
     return {"way": cfg.meta.way, "shot": t.shot, "query": t.query,
             "episodes": t.eval_episodes, "data": data_name(cfg), "split": "meta_val",
             "seed": t.seed, "results": {"meta_learned": pooled}, "by_source": by_source}
+
+
+def describe_sources(cfg: ExperimentConfig) -> dict:
+    """``jaxmaml data`` for ``data.sources``: per source its counts and class split."""
+    from jaxmaml.experiment import cap_per_class, class_split, load_text
+
+    out = {"source": data_name(cfg), "sources": {}}
+    for src in cfg.data.sources:
+        scfg = source_config(cfg, src)
+        try:
+            ds = load_text(scfg)
+            split = (_heldout_split(src, ds.class_names) if src.role == "heldout"
+                     else class_split(scfg, ds.class_names))
+        except ConfigError as e:
+            raise ConfigError(f"data.sources {src.label!r}: {e}") from e
+        counts = cap_per_class(ds, scfg.data.max_per_class, scfg.data.split_seed).class_counts()
+        out["sources"][src.label] = {
+            "role": src.role, "weight": src.weight, "seq_len": scfg.data.seq_len,
+            "examples": sum(counts.values()), "classes": len(ds.class_names),
+            "split": {p: {c: counts[c] for c in split[p]} for p in ("train", "val", "test")}}
+    return out
