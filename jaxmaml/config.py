@@ -425,7 +425,10 @@ def validate_sources(cfg: ExperimentConfig) -> None:
     train = [s for s in d.sources if s.role == "train"]
     if not train:
         raise ConfigError("data.sources needs at least one source with role: train.")
-    if cfg.train.eval_every and not any(s.meta_val or s.resolve(d).num_val for s in train):
+    def has_val(s: SourceSection) -> bool:  # explicit lists win over counts (class_split)
+        return bool(s.meta_val) if s.meta_train or s.meta_test else s.resolve(d).num_val > 0
+
+    if cfg.train.eval_every and not any(has_val(s) for s in train):
         raise ConfigError("train.eval_every > 0 needs meta-val classes in a training source: "
                           "set num_val or meta_val on one, or train.eval_every=0.")
 

@@ -115,6 +115,9 @@ def evaluate_sources(meta_params: Any, cfg: ExperimentConfig, data, split: dict)
                        seed=t.seed, methods=("meta_learned",), data_name=name,
                        split="meta_val")[0]
         by_source[name] = res["results"]["meta_learned"]
+    if not by_source:
+        raise ConfigError("meta-val needs meta-val classes in a training source; set "
+                          "num_val or meta_val on one, or train.eval_every=0.")
     means = np.array([r["mean"] for r in by_source.values()])
     cis = np.array([r["ci95"] for r in by_source.values()])
     pooled = {"mean": float(means.mean()),

@@ -63,6 +63,7 @@ def test_config_round_trip_and_resolution():
     ("[{source: a.csv, weight: 0}]", "positive number"),
     ("[{source: a.csv, seq_len: 999}]", r"seq_len=999 must lie in \[2, 64\]"),
     ("[{source: a.csv, num_val: 0}]", "meta-val classes in a training source"),
+    ("[{source: a.csv, meta_train: [x, y], meta_test: [z]}]", "meta-val classes in a training"),
     ("[wordnet]", r"data.sources\[0\] must be a mapping"),
 ])
 def test_bad_sources_are_refused(sources, match):
