@@ -227,3 +227,18 @@ def test_multisource_resume_is_bit_identical(full_run, tmp_path):
             == (result.run_dir / "metrics.jsonl").read_text())
     _bits_equal(resumed.state, result.state)
 
+
+
+def test_data_command_prints_each_source(capsys):
+    from jaxmaml.cli import main
+
+    assert main(["data", str(TINY), "--set", f"data.sources={SOURCES}", "--json"]) == 0
+    info = json.loads(capsys.readouterr().out)
+    assert info["source"] == "topics+pairs+held"
+    held = info["sources"]["held"]
+    assert held["role"] == "heldout" and held["examples"] == 96
+    assert {k: len(v) for k, v in held["split"].items()} == {"train": 0, "val": 0, "test": 4}
+    assert {k: len(v) for k, v in info["sources"]["pairs"]["split"].items()} == {
+        "train": 2, "val": 0, "test": 2}
+    assert main(["data", str(TINY), "--set", "data.sources=[{source: nope.csv}]"]) == 2
+    assert "error: data.sources 'nope': cannot load" in capsys.readouterr().err
