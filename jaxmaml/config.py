@@ -425,6 +425,7 @@ def validate_sources(cfg: ExperimentConfig) -> None:
     train = [s for s in d.sources if s.role == "train"]
     if not train:
         raise ConfigError("data.sources needs at least one source with role: train.")
+
     def has_val(s: SourceSection) -> bool:  # explicit lists win over counts (class_split)
         return bool(s.meta_val) if s.meta_train or s.meta_test else s.resolve(d).num_val > 0
 
