@@ -95,6 +95,14 @@ def mixture_sampler(cfg: ExperimentConfig, data, split: dict) -> MixtureSampler:
                           t.query, t.tasks, t.seed)
 
 
+def source_classes(split: dict, part: str, roles=("train", "heldout")) -> dict[str, list[str]]:
+    """``{source name: its namespaced classes of split part}`` (``part``: train/val/test),
+    for sources of the given roles that have any; e.g. per-source meta-test evaluation:
+    ``for name, classes in source_classes(split, "test").items(): evaluate(..., classes)``."""
+    return {name: [f"{name}{SEP}{c}" for c in s[part]] for name, s in split["sources"].items()
+            if s["role"] in roles and s[part]}
+
+
 def evaluate_sources(meta_params: Any, cfg: ExperimentConfig, data, split: dict) -> dict:
     """Meta-val per training source, in the shape of one :func:`evaluate` result.
 
@@ -107,10 +115,8 @@ def evaluate_sources(meta_params: Any, cfg: ExperimentConfig, data, split: dict)
 
     t = cfg.train
     by_source = {}
-    for name, s in split["sources"].items():
-        if s["role"] != "train" or not s["val"]:
-            continue
-        res = evaluate(meta_params, cfg.meta, data, [f"{name}{SEP}{c}" for c in s["val"]],
+    for name, classes in source_classes(split, "val", roles=("train",)).items():
+        res = evaluate(meta_params, cfg.meta, data, classes,
                        [(cfg.meta.way, t.shot, t.query)], episodes=t.eval_episodes,
                        seed=t.seed, methods=("meta_learned",), data_name=name,
                        split="meta_val")[0]

@@ -114,6 +114,10 @@ def test_split_is_per_source_and_heldout_is_never_trained(combined):
     assert s["held"]["train"] == s["held"]["val"] == [] and len(s["held"]["test"]) == 4
     assert split["train"] == ([f"topics/{c}" for c in s["topics"]["train"]]
                               + [f"pairs/{c}" for c in s["pairs"]["train"]])
+    from jaxmaml.multisource import source_classes
+    assert source_classes(split, "val") == {"topics": [f"topics/{c}" for c in s["topics"]["val"]]}
+    assert list(source_classes(split, "test")) == ["topics", "pairs", "held"]
+    assert list(source_classes(split, "test", roles=("heldout",))) == ["held"]
     assert data.input_ids.shape == (96 * 3, 16)  # pairs padded from 12 to 16 tokens
     pairs_rows = np.flatnonzero(np.char.startswith(np.array(data.class_names), "pairs/")
                                 [data.labels])
