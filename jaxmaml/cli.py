@@ -238,6 +238,8 @@ def cmd_data(args) -> int:
                                     unknown_token_rate)
 
     cfg = load_config(args.config, args.overrides)
+    if cfg.data.sources:
+        return _data_sources(cfg, args.json)
     ds = cap_per_class(load_text(cfg), cfg.data.max_per_class, cfg.data.split_seed)
     split = class_split(cfg, ds.class_names)
     counts = ds.class_counts()
@@ -257,6 +259,24 @@ def cmd_data(args) -> int:
         names = info["split"][part]
         print(f"meta-{part} ({len(names)} classes, {sum(names.values())} examples): "
               + ", ".join(f"{c} ({n})" for c, n in names.items()))
+    return 0
+
+
+def _data_sources(cfg: ExperimentConfig, as_json: bool) -> int:
+    """``jaxmaml data`` of a multi-source config: one block per source."""
+    from jaxmaml.multisource import describe_sources
+
+    info = describe_sources(cfg)
+    if as_json:
+        print(json.dumps(info))
+        return 0
+    for name, s in info["sources"].items():
+        print(f"{name} ({s['role']}, weight {s['weight']}, seq_len {s['seq_len']}): "
+              f"{s['examples']} examples, {s['classes']} classes")
+        for part in ("train", "val", "test"):
+            names = s["split"][part]
+            print(f"  meta-{part} ({len(names)} classes, {sum(names.values())} examples): "
+                  + ", ".join(f"{c} ({n})" for c, n in names.items()))
     return 0
 
 

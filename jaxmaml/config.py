@@ -34,6 +34,7 @@ from typing import Any, Iterable, Mapping
 
 import yaml
 
+from jaxmaml.config_sources import SOURCE_ROLES, SourceSection
 from jaxmaml.meta.config import MetaConfig, OptimConfig
 from jaxmaml.models.bert import BertConfig
 
@@ -71,6 +72,8 @@ class DataSection:
     Hugging Face hub dataset name (``hub_split`` picks its split). Splits are explicit class
     lists (``meta_train``/``meta_val``/``meta_test``) or, where a list is empty, counts of
     classes drawn with ``split_seed``. ``max_per_class`` caps examples per class (seeded).
+    ``sources``: several :class:`SourceSection` s instead of ``source`` (which is then not
+    used); the other keys here are their defaults.
     """
 
     source: str = "wordnet"
@@ -87,6 +90,7 @@ class DataSection:
     seq_len: int = 32
     max_per_class: int | None = None
     cache_dir: str | None = None
+    sources: tuple[SourceSection, ...] = ()
 
 
 @dataclasses.dataclass(frozen=True)
@@ -199,6 +203,8 @@ def _coerce(value: Any, tp: Any, where: str) -> Any:
         if len(value) != len(args):
             raise ConfigError(f"{where} must have {len(args)} items, got {list(value)!r}.")
         return tuple(_coerce(v, a, f"{where}[{i}]") for i, (v, a) in enumerate(zip(value, args)))
+    if dataclasses.is_dataclass(tp):
+        return _nested(tp, value, where)
     if tp is bool:
         if isinstance(value, bool):
             return value
@@ -223,6 +229,22 @@ def _coerce(value: Any, tp: Any, where: str) -> Any:
             return str(value)
         raise ConfigError(f"{where} must be a string, got {value!r}.")
     return value
+
+
+def _nested(cls: type, value: Any, where: str) -> Any:
+    """A mapping inside a section (e.g. one ``data.sources`` entry) as dataclass ``cls``."""
+    if not isinstance(value, Mapping):
+        raise ConfigError(f"{where} must be a mapping of keys, e.g. {{source: wordnet, "
+                          f"weight: 1.0}}; got {value!r}.")
+    keys = [f.name for f in dataclasses.fields(cls)]
+    for key in value:
+        if key not in keys:
+            raise _unknown("config key", f"{where}.{key}", [f"{where}.{k}" for k in keys])
+    required = [f.name for f in dataclasses.fields(cls)
+                if f.default is dataclasses.MISSING and f.name not in value]
+    if required:
+        raise ConfigError(f"{where} needs {', '.join(required)} (e.g. {required[0]}: ...).")
+    return _build(cls, value, where)
 
 
 def _build(cls: type, raw: Mapping[str, Any], section: str, **fixed) -> Any:
@@ -364,7 +386,52 @@ def load_config(path: str | os.PathLike, overrides: Iterable[str] = ()) -> Exper
             candidate = (path.parent / os.path.expanduser(value)).resolve()
             if candidate.exists() and not Path(value).exists():
                 raw[section][key] = str(candidate)
+    sources = raw.get("data", {}).get("sources")
+    if isinstance(sources, list):  # the same for each data.sources entry's file
+        raw["data"]["sources"] = [_relative_source(s, path.parent) for s in sources]
     return from_dict({"name": name, **raw})
+
+
+def _relative_source(entry: Any, root: Path) -> Any:
+    value = entry.get("source") if isinstance(entry, Mapping) else None
+    if isinstance(value, str) and value and not os.path.isabs(value):
+        candidate = (root / os.path.expanduser(value)).resolve()
+        if candidate.exists() and not Path(value).exists():
+            return {**entry, "source": str(candidate)}
+    return entry
+
+
+def validate_sources(cfg: ExperimentConfig) -> None:
+    """Checks of ``data.sources``: unique names, roles, weights, lengths, meta-val classes."""
+    d, max_len = cfg.data, cfg.meta.model.max_position_embeddings
+    names = [s.label for s in d.sources]
+    for i, (src, name) in enumerate(zip(d.sources, names)):
+        where = f"data.sources[{i}]"
+        if not name or "/" in name:
+            raise ConfigError(f"{where}: source name {name!r} must be non-empty without '/'; "
+                              "set name: to a short word.")
+        if src.role not in SOURCE_ROLES:
+            raise ConfigError(f"{where}.role={src.role!r}: use one of {list(SOURCE_ROLES)}.")
+        if src.role == "train" and not (0 < src.weight < float("inf")):
+            raise ConfigError(f"{where}.weight={src.weight} must be a positive number.")
+        seq_len = src.resolve(d).seq_len
+        if not 2 <= seq_len <= max_len:
+            raise ConfigError(f"{where}.seq_len={seq_len} must lie in [2, {max_len}] (the "
+                              "model's max_position_embeddings).")
+    dup = sorted({n for n in names if names.count(n) > 1})
+    if dup:
+        raise ConfigError(f"data.sources has several sources named {dup}; give each a "
+                          "unique name:.")
+    train = [s for s in d.sources if s.role == "train"]
+    if not train:
+        raise ConfigError("data.sources needs at least one source with role: train.")
+
+    def has_val(s: SourceSection) -> bool:  # explicit lists win over counts (class_split)
+        return bool(s.meta_val) if s.meta_train or s.meta_test else s.resolve(d).num_val > 0
+
+    if cfg.train.eval_every and not any(has_val(s) for s in train):
+        raise ConfigError("train.eval_every > 0 needs meta-val classes in a training source: "
+                          "set num_val or meta_val on one, or train.eval_every=0.")
 
 
 def validate(cfg: ExperimentConfig) -> None:
@@ -399,6 +466,8 @@ def validate(cfg: ExperimentConfig) -> None:
     if tokenizer_dir(cfg.model) is None:
         raise ConfigError(f"model.name={cfg.model.name!r} is a randomly initialized preset: "
                           "set model.tokenizer to a tokenizer directory (e.g. the MiniLM one).")
+    if d.sources:
+        validate_sources(cfg)
 
 
 # ---------------------------------------------------------------- writing
@@ -406,6 +475,8 @@ def to_dict(cfg: ExperimentConfig) -> dict[str, Any]:
     """The config as plain YAML/JSON-able data; ``from_dict(to_dict(c)) == c``."""
 
     def plain(x):
+        if dataclasses.is_dataclass(x):
+            return {f.name: plain(getattr(x, f.name)) for f in dataclasses.fields(x)}
         return [plain(v) for v in x] if isinstance(x, tuple) else x
 
     out: dict[str, Any] = {"name": cfg.name}

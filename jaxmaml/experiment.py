@@ -25,15 +25,15 @@ SPLIT_FILE = "split.json"
 def load_text(cfg: ExperimentConfig, source: str | None = None, text_column: str | None = None,
               label_column: str | None = None):
     """The :class:`~jaxmaml.data.sources.TextDataset` of ``data.source`` (or ``source``)."""
+    from jaxmaml.data.builtin import BUILTIN_SOURCES, load_builtin
     from jaxmaml.data.sources import ColumnNotFound, load_text_dataset
-    from jaxmaml.data.wordnet import load_wordnet
 
     d = cfg.data
     what = f"--data {source}" if source else f"data.source={d.source!r}"
     source = source or d.source
     try:
-        if source == "wordnet":
-            return load_wordnet()
+        if source in BUILTIN_SOURCES:
+            return load_builtin(source)
         return load_text_dataset(source, text_column=text_column or d.text_column,
                                  label_column=label_column or d.label_column,
                                  split=d.hub_split)
@@ -117,8 +117,12 @@ def unknown_token_rate(cfg: ExperimentConfig, data) -> float:
 def load_data(cfg: ExperimentConfig):
     """``(TokenizedData, split)`` for meta-training and meta-val/test.
 
-    ``data.max_per_class`` caps examples per class before tokenizing.
+    ``data.max_per_class`` caps examples per class before tokenizing. With
+    ``data.sources`` the sources are combined (:func:`jaxmaml.multisource.load_sources`).
     """
+    if cfg.data.sources:
+        from jaxmaml.multisource import load_sources
+        return load_sources(cfg)
     dataset = load_text(cfg)
     split = class_split(cfg, dataset.class_names)
     dataset = cap_per_class(dataset, cfg.data.max_per_class, cfg.data.split_seed)

@@ -37,6 +37,7 @@ from jaxmaml.checkpoint import RunCheckpoints
 from jaxmaml.config import ConfigError, ExperimentConfig, dump_yaml, from_dict, to_dict
 from jaxmaml.experiment import SPLIT_FILE, initial_encoder, load_data, state_init_fn, write_json
 from jaxmaml.meta.outer import make_optimizer
+from jaxmaml.multisource import data_name, evaluate_sources
 from jaxmaml.plots import plot_learning_curves, read_metrics
 from jaxmaml.types import Episodes
 
@@ -180,8 +181,12 @@ def _episode_fn(cfg: ExperimentConfig, data, split, mesh, encoder):
     from jaxmaml.data.episodes import EpisodeSampler, gather
 
     t = cfg.train
-    sampler = EpisodeSampler(data, list(split["train"]), cfg.meta.way, t.shot, t.query,
-                             t.tasks, t.seed)
+    if cfg.data.sources:  # each task from one source, chosen by weight
+        from jaxmaml.multisource import mixture_sampler
+        sampler = mixture_sampler(cfg, data, split)
+    else:
+        sampler = EpisodeSampler(data, list(split["train"]), cfg.meta.way, t.shot, t.query,
+                                 t.tasks, t.seed)
     tasks = parallel.process_task_slice(t.tasks, mesh)
     if cfg.meta.outer_frozen_layers:
         from jaxmaml.meta.inner import precompute_bottom
@@ -272,7 +277,7 @@ def _train(cfg: ExperimentConfig, run_dir: Path, progress: bool) -> TrainResult:
     if main:
         run_dir.mkdir(parents=True, exist_ok=True)
         (run_dir / "config.yaml").write_text(dump_yaml(cfg))
-        write_json(run_dir / SPLIT_FILE, {**split, "source": cfg.data.source})
+        write_json(run_dir / SPLIT_FILE, {**split, "source": data_name(cfg)})
 
     encoder = initial_encoder(cfg)
     optimizer = make_optimizer(cfg.optim)
@@ -338,16 +343,21 @@ def _train(cfg: ExperimentConfig, run_dir: Path, progress: bool) -> TrainResult:
             pending = []
             val_acc = None
             if evals:
-                res = evaluate(state.meta_params, cfg.meta, data, split["val"],
-                               [(cfg.meta.way, t.shot, t.query)], episodes=t.eval_episodes,
-                               seed=t.seed, methods=("meta_learned",),
-                               data_name=cfg.data.source, split="meta_val")[0]
+                if cfg.data.sources:  # per source; val_accuracy is their mean
+                    res = evaluate_sources(state.meta_params, cfg, data, split)
+                else:
+                    res = evaluate(state.meta_params, cfg.meta, data, split["val"],
+                                   [(cfg.meta.way, t.shot, t.query)], episodes=t.eval_episodes,
+                                   seed=t.seed, methods=("meta_learned",),
+                                   data_name=cfg.data.source, split="meta_val")[0]
                 val_acc = res["results"]["meta_learned"]["mean"]
                 if main:
                     _append(run_dir / METRICS_FILE, {
                         "step": s, "val_accuracy": val_acc,
                         "val_ci95": res["results"]["meta_learned"]["ci95"],
-                        "val_episodes": t.eval_episodes})
+                        "val_episodes": t.eval_episodes,
+                        **({"val_by_source": {k: v["mean"] for k, v in res["by_source"].items()}}
+                           if "by_source" in res else {})})
                 bar.write(f"step {s}: meta-val accuracy {val_acc:.4f} "
                           f"+- {res['results']['meta_learned']['ci95']:.4f}")
                 # A new best is saved even off the save_every grid: "best" never misses it.

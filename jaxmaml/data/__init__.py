@@ -1,6 +1,9 @@
-"""Data: text sources, WordNet supersenses, class splits, tokenization cache, episodes."""
+"""Data: text sources, built-in datasets, class splits, tokenization cache, episodes."""
 
+from jaxmaml.data.builtin import BUILTIN_SOURCES, load_builtin
+from jaxmaml.data.debian import load_debian
 from jaxmaml.data.episodes import EpisodeSampler, IndexEpisodes, gather
+from jaxmaml.data.mixture import MixtureSampler
 from jaxmaml.data.sources import TextDataset, from_lists, load_text_dataset
 from jaxmaml.data.splits import resolve_split, split_classes, validate_split
 from jaxmaml.data.tokenize import TokenizedData, tokenize_dataset
@@ -8,8 +11,10 @@ from jaxmaml.data.wordnet import DEFAULT_SPLIT as WORDNET_DEFAULT_SPLIT
 from jaxmaml.data.wordnet import LEXNAMES as WORDNET_CLASSES
 from jaxmaml.data.wordnet import info as wordnet_info
 from jaxmaml.data.wordnet import load_wordnet
+from jaxmaml.data.wordnet_domains import load_wordnet_domains
 
 __all__ = [
+    "BUILTIN_SOURCES", "MixtureSampler", "load_builtin", "load_debian", "load_wordnet_domains",
     "EpisodeSampler", "IndexEpisodes", "TextDataset", "TokenizedData", "WORDNET_CLASSES",
     "WORDNET_DEFAULT_SPLIT", "from_lists", "gather", "load_text_dataset", "load_wordnet",
     "resolve_split", "split_classes", "tokenize_dataset", "validate_split", "wordnet_info",

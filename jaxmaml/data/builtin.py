@@ -1,0 +1,39 @@
+"""The built-in real-text sources, by the name ``data.source`` (or a ``data.sources`` entry)
+gives them: each loader returns a :class:`~jaxmaml.data.sources.TextDataset`."""
+
+from __future__ import annotations
+
+from jaxmaml.data.sources import TextDataset
+
+
+def _wordnet() -> TextDataset:
+    from jaxmaml.data.wordnet import load_wordnet
+    return load_wordnet()
+
+
+def _wordnet_domains() -> TextDataset:
+    from jaxmaml.data.wordnet_domains import load_wordnet_domains
+    return load_wordnet_domains()
+
+
+def _debian() -> TextDataset:
+    from jaxmaml.data.debian import load_debian
+    return load_debian()
+
+
+# name -> (loader, one-line description)
+BUILTIN_SOURCES = {
+    "wordnet": (_wordnet, "WordNet 3.0 definitions -> 45 supersenses (117,659 examples)"),
+    "wordnet_domains": (_wordnet_domains,
+                        "WordNet 3.0 definitions -> 66 topic domains (4,918 examples)"),
+    "debian": (_debian, "Debian package synopses -> 35 archive sections (20,013 examples; "
+                        "needs apt-get update)"),
+}
+
+
+def load_builtin(name: str) -> TextDataset:
+    """The built-in dataset ``name`` (one of :data:`BUILTIN_SOURCES`)."""
+    if name not in BUILTIN_SOURCES:
+        raise ValueError(f"unknown built-in source {name!r}; use one of "
+                         f"{sorted(BUILTIN_SOURCES)}.")
+    return BUILTIN_SOURCES[name][0]()

