@@ -63,7 +63,7 @@ def test_debian_without_apt_lists_says_run_apt_get_update(tmp_path, monkeypatch)
     with pytest.raises(FileNotFoundError, match="run `apt-get update`"):
         debian.load_debian()
     cfg = load_config(TINY)
-    with pytest.raises(ConfigError, match="cannot load data.source='debian'.*apt-get update"):
+    with pytest.raises(ConfigError, match="cannot load --data debian: .*apt-get update"):
         load_text(cfg, "debian")
 
 
