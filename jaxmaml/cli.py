@@ -141,15 +141,9 @@ def cmd_train(args) -> int:
 
 
 def _update_eval_file(run_dir: Path, rows: list[dict]) -> None:
-    from jaxmaml.experiment import write_json
-    from jaxmaml.export import EVAL_FILE
+    from jaxmaml.eval_run import record_results
 
-    f = run_dir / EVAL_FILE
-    old = json.loads(f.read_text()) if f.exists() else []
-    key = lambda r: (r["checkpoint_step"], r["data"], r["split"], r["way"], r["shot"],  # noqa: E731
-                     r["query"], r["episodes"], r.get("seq_len"))
-    new_keys = {key(r) for r in rows}
-    write_json(f, [r for r in old if key(r) not in new_keys] + rows)
+    record_results(run_dir, rows)
 
 
 def cmd_eval(args) -> int:

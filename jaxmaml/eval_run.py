@@ -29,7 +29,7 @@ class EvalData(NamedTuple):
 
 def eval_seq_len(cfg: ExperimentConfig, seq_len: int | None = None) -> int:
     """Tokens per evaluated example: ``seq_len``, else ``eval.seq_len``, else ``data.seq_len``."""
-    n = seq_len or cfg.eval.seq_len or cfg.data.seq_len
+    n = next(x for x in (seq_len, cfg.eval.seq_len, cfg.data.seq_len) if x is not None)
     limit = cfg.meta.model.max_position_embeddings
     if not 2 <= n <= limit:
         raise ConfigError(f"--seq-len / eval.seq_len={n} must be in [2, {limit}] (the "
@@ -78,6 +78,24 @@ def restore(cfg: ExperimentConfig, run_dir: Path, which: str, encoder: Any
     return restored.step, restored.state.meta_params
 
 
+def record_results(run_dir: str | Path, rows: list[dict]) -> None:
+    """Merge ``rows`` (each with ``checkpoint_step``) into the run's ``eval_results.json``.
+
+    A row replaces an earlier one of the same checkpoint, data, split, setting and seq_len.
+    """
+    import json
+
+    from jaxmaml.experiment import write_json
+    from jaxmaml.export import EVAL_FILE
+
+    f = Path(run_dir) / EVAL_FILE
+    old = json.loads(f.read_text()) if f.exists() else []
+    key = lambda r: (r["checkpoint_step"], r["data"], r["split"], r["way"], r["shot"],  # noqa: E731
+                     r["query"], r["episodes"], r.get("seq_len"))
+    new_keys = {key(r) for r in rows}
+    write_json(f, [r for r in old if key(r) not in new_keys] + rows)
+
+
 def load_run(run_dir: str | Path, overrides: Sequence[str] = ()) -> ExperimentConfig:
     """The config a run directory was trained with (``--set`` style ``overrides`` applied)."""
     import yaml
@@ -102,7 +120,8 @@ def evaluate_run(cfg: ExperimentConfig, run_dir: str | Path, *, checkpoint: str 
 
     Defaults come from the config (``eval.settings``, ``eval.episodes``, every method).
     ``encoder`` (the pretrained params) and ``meta_params`` (``(step, meta_params)``) may be
-    passed to reuse them across datasets. Each result row also records ``seq_len``.
+    passed to reuse them across datasets. Each result row also records ``seq_len`` and the
+    number of ``classes`` episodes are drawn from.
     """
     from jaxmaml.evaluate import METHODS, evaluate
     from jaxmaml.experiment import initial_encoder
@@ -123,4 +142,4 @@ def evaluate_run(cfg: ExperimentConfig, run_dir: str | Path, *, checkpoint: str 
                            max_per_class=cfg.eval.max_per_class)
     except ValueError as e:
         raise ConfigError(f"cannot evaluate: {e}") from e
-    return step, [{**r, "seq_len": ev.seq_len} for r in results]
+    return step, [{**r, "seq_len": ev.seq_len, "classes": len(ev.classes)} for r in results]

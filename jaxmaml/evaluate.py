@@ -40,6 +40,34 @@ METHODS = ("meta_learned", "meta_learned_centroid", "pretrained_finetune",
 # meta-learned init are made against the best of these.
 BASELINES = ("pretrained_finetune", "pretrained_adapt_cosine", "cosine_centroid",
              "linear_probe", "nearest_centroid")
+METHOD_LABELS = {
+    "meta_learned": "meta-learned init + inner loop",
+    "meta_learned_centroid": "meta-learned encoder, cosine centroid",
+    "pretrained_finetune": "pretrained init + inner loop",
+    "pretrained_adapt_cosine": "pretrained + inner loop, cosine head",
+    "cosine_centroid": "original encoder, cosine centroid",
+    "linear_probe": "original encoder, linear probe",
+    "nearest_centroid": "original encoder, euclidean centroid",
+}
+
+
+def best_baseline(results: dict[str, dict[str, float]]) -> tuple[str, float] | None:
+    """``(method, mean)`` of the best of :data:`BASELINES` in ``results`` (``None`` if none)."""
+    scored = [(results[m]["mean"], m) for m in BASELINES if m in results]
+    if not scored:
+        return None
+    mean, method = max(scored)
+    return method, mean
+
+
+def gain_over_baselines(results: dict[str, dict[str, float]],
+                        method: str = "meta_learned") -> float | None:
+    """Accuracy points (x100) of ``method`` over the best baseline (``None`` if either is
+    missing)."""
+    best = best_baseline(results)
+    if best is None or method not in results:
+        return None
+    return 100.0 * (results[method]["mean"] - best[1])
 
 
 def mean_ci95(values: np.ndarray) -> dict[str, float]:
