@@ -39,12 +39,13 @@ def eval_seq_len(cfg: ExperimentConfig, seq_len: int | None = None) -> int:
 
 def load_eval_data(cfg: ExperimentConfig, data: str | None = None,
                    text_column: str | None = None, label_column: str | None = None,
-                   seq_len: int | None = None) -> EvalData:
+                   seq_len: int | None = None, source_name: str | None = None) -> EvalData:
     """The run's meta-test classes, or every class of ``data`` (a file, hub name or a
     built-in source such as ``wordnet``), tokenized to :func:`eval_seq_len` tokens.
 
     ``eval.max_per_class`` caps a ``data`` file's classes before tokenizing (seeded by
-    ``eval.seed``), so a large file is not tokenized whole.
+    ``eval.seed``), so a large file is not tokenized whole. ``source_name`` keeps only the
+    meta-test classes of that source of a multi-source run (classes named ``NAME/class``).
     """
     from jaxmaml.experiment import cap_per_class, load_data, load_text, tokenize
 
@@ -56,7 +57,14 @@ def load_eval_data(cfg: ExperimentConfig, data: str | None = None,
         tokenized = tokenize(tok_cfg, ds)
         return EvalData(tokenized, list(tokenized.class_names), "all", data, n)
     tokenized, split = load_data(tok_cfg)
-    return EvalData(tokenized, list(split["test"]), "meta_test", cfg.data.source, n)
+    classes, name = list(split["test"]), cfg.data.source
+    if source_name:
+        classes = [c for c in classes if c.startswith(f"{source_name}/")]
+        if not classes:
+            raise ConfigError(f"no meta-test classes of a source named {source_name!r} in "
+                              f"this run (its meta-test classes: {list(split['test'])[:5]}...).")
+        name = source_name
+    return EvalData(tokenized, classes, "meta_test", name, n)
 
 
 def restore(cfg: ExperimentConfig, run_dir: Path, which: str, encoder: Any
@@ -112,7 +120,7 @@ def load_run(run_dir: str | Path, overrides: Sequence[str] = ()) -> ExperimentCo
 def evaluate_run(cfg: ExperimentConfig, run_dir: str | Path, *, checkpoint: str = "best",
                  data: str | None = None, text_column: str | None = None,
                  label_column: str | None = None, seq_len: int | None = None,
-                 settings: Sequence[tuple[int, int, int]] | None = None,
+                 source_name: str | None = None, settings: Sequence[tuple[int, int, int]] | None = None,
                  episodes: int | None = None, methods: Sequence[str] | None = None,
                  encoder: Any = None, meta_params: tuple[int, dict] | None = None
                  ) -> tuple[int, list[dict]]:
@@ -126,7 +134,7 @@ def evaluate_run(cfg: ExperimentConfig, run_dir: str | Path, *, checkpoint: str 
     from jaxmaml.evaluate import METHODS, evaluate
     from jaxmaml.experiment import initial_encoder
 
-    ev = load_eval_data(cfg, data, text_column, label_column, seq_len)
+    ev = load_eval_data(cfg, data, text_column, label_column, seq_len, source_name)
     encoder = initial_encoder(cfg) if encoder is None else encoder
     step, params = meta_params or restore(cfg, Path(run_dir), checkpoint, encoder)
     settings = list(settings or cfg.eval.settings)

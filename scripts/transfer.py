@@ -12,12 +12,13 @@ evaluation dataset (``--data [NAME=]SPEC``, repeatable), evaluates every method 
 and writes ``OUT.md`` and ``OUT.json``.
 
 ``SPEC`` is ``meta_test`` (the run's own meta-test classes: new classes, meta-training
-domain), a built-in source name (``wordnet``: all of its classes) or a local
+domain), ``meta_test:NAME`` (the meta-test classes of source NAME of a multi-source run;
+a ``role: heldout`` source's classes are all meta-test classes), a built-in source name (``wordnet``: all of its classes) or a local
 csv/json/jsonl/parquet file with ``text``/``label`` columns (``FILE:TEXT_COL:LABEL_COL`` for
 other column names). Each row is marked ``in-domain`` when its data is a source the run
 meta-trained on (``data.source``, or any of ``data.sources`` that is not held out), else
-``held-out``. Multi-source runs (``data.sources`` with one source held out) plug in as they
-are: pass the held-out source as a ``--data`` and it is tabulated as held-out.
+``held-out``. Multi-source runs (``data.sources`` with a ``role: heldout`` source) plug in
+as they are: ``--data meta_test:debian`` (or ``--data debian``) is tabulated as held-out.
 """
 
 from __future__ import annotations
@@ -35,43 +36,45 @@ sys.path.insert(0, str(ROOT))
 
 def parse_data_spec(spec: str) -> dict:
     """``[NAME=]SPEC`` -> ``{"name", "source" (None: the run's meta-test classes),
-    "text_column", "label_column"}``."""
+    "source_name" (meta-test classes of one source of a multi-source run), "text_column",
+    "label_column"}``."""
     name, sep, body = spec.partition("=")
     if not sep:
         name, body = "", spec
-    if body == "meta_test":
-        return {"name": name or "meta_test", "source": None, "text_column": None,
-                "label_column": None}
+    if body == "meta_test" or body.startswith("meta_test:"):
+        source_name = body.partition(":")[2] or None
+        return {"name": name or source_name or "meta_test", "source": None,
+                "source_name": source_name, "text_column": None, "label_column": None}
     parts = body.split(":")
     if len(parts) == 3 and not Path(body).exists():
         source, text_col, label_col = parts
     else:
         source, text_col, label_col = body, None, None
-    return {"name": name or Path(source).stem, "source": source, "text_column": text_col,
-            "label_column": label_col}
+    return {"name": name or Path(source).stem, "source": source, "source_name": None,
+            "text_column": text_col, "label_column": label_col}
 
 
 def training_sources(cfg) -> tuple[set[str], set[str]]:
     """``(meta-trained, held-out)`` source names of a run's config.
 
-    ``data.source`` alone, or the entries of ``data.sources`` (duck-typed: each entry's
-    ``source`` or ``name``, held out if it has a true ``held_out``).
+    ``data.source`` alone, or the entries of ``data.sources`` (each entry's ``source`` and
+    its name ``label``; held out when its ``role`` is ``heldout``).
     """
     trained, held = set(), set()
     entries = getattr(cfg.data, "sources", None) or ()
     for e in entries:
-        names = {str(v) for v in (getattr(e, "source", None), getattr(e, "name", None)) if v}
-        (held if getattr(e, "held_out", False) else trained).update(names)
+        names = {str(v) for v in (getattr(e, "source", None), getattr(e, "label", None)) if v}
+        (held if getattr(e, "role", "train") == "heldout" else trained).update(names)
     if not entries:
         trained.add(str(cfg.data.source))
     return trained, held
 
 
 def domain_role(cfg, spec: dict) -> str:
-    """``in-domain`` (meta-test classes, or a source the run meta-trained on) or ``held-out``."""
-    if spec["source"] is None:
-        return "in-domain"
+    """``in-domain`` (classes of a source the run meta-trained on) or ``held-out``."""
     trained, held = training_sources(cfg)
+    if spec["source"] is None:  # the run's meta-test classes (of one source, if named)
+        return "held-out" if spec.get("source_name") in held else "in-domain"
     src = spec["source"]
     same = {src, str(Path(src).resolve())} if os.path.exists(src) else {src}
     trained_abs = trained | {str(Path(t).resolve()) for t in trained if os.path.exists(t)}
@@ -142,7 +145,8 @@ def main(argv: list[str] | None = None) -> int:
                 t0 = time.perf_counter()
                 step, results = evaluate_run(
                     cfg, run, data=spec["source"], text_column=spec["text_column"],
-                    label_column=spec["label_column"], seq_len=args.seq_len, settings=settings,
+                    label_column=spec["label_column"], seq_len=args.seq_len,
+                    source_name=spec["source_name"], settings=settings,
                     episodes=args.episodes, methods=args.methods, encoder=encoder,
                     meta_params=restored)
                 for r in results:
