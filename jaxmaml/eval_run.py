@@ -120,7 +120,8 @@ def load_run(run_dir: str | Path, overrides: Sequence[str] = ()) -> ExperimentCo
 def evaluate_run(cfg: ExperimentConfig, run_dir: str | Path, *, checkpoint: str = "best",
                  data: str | None = None, text_column: str | None = None,
                  label_column: str | None = None, seq_len: int | None = None,
-                 source_name: str | None = None, settings: Sequence[tuple[int, int, int]] | None = None,
+                 source_name: str | None = None,
+                 settings: Sequence[tuple[int, int, int]] | None = None,
                  episodes: int | None = None, methods: Sequence[str] | None = None,
                  encoder: Any = None, meta_params: tuple[int, dict] | None = None
                  ) -> tuple[int, list[dict]]:

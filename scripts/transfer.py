@@ -13,7 +13,8 @@ and writes ``OUT.md`` and ``OUT.json``.
 
 ``SPEC`` is ``meta_test`` (the run's own meta-test classes: new classes, meta-training
 domain), ``meta_test:NAME`` (the meta-test classes of source NAME of a multi-source run;
-a ``role: heldout`` source's classes are all meta-test classes), a built-in source name (``wordnet``: all of its classes) or a local
+a ``role: heldout`` source's classes are all meta-test classes), a built-in source name
+(``wordnet``: all of its classes) or a local
 csv/json/jsonl/parquet file with ``text``/``label`` columns (``FILE:TEXT_COL:LABEL_COL`` for
 other column names). Each row is marked ``in-domain`` when its data is a source the run
 meta-trained on (``data.source``, or any of ``data.sources`` that is not held out), else
