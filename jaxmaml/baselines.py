@@ -8,8 +8,9 @@ whatever ``meta.pooling`` the run meta-trained with.
   support feature has the highest cosine similarity.
 - ``linear_probe``: frozen original encoder; multinomial logistic regression on the support
   features, ``mean_i CE_i + 1/(2 C n) |W|^2`` (``n`` support examples, bias not penalized:
-  scikit-learn's ``LogisticRegression(C=C)`` objective), solved with :data:`PROBE_ITERS`
-  L-BFGS iterations (Optax, zoom line search) from zeros; ``C`` = :data:`PROBE_C`.
+  scikit-learn's ``LogisticRegression(C=C)`` objective), solved with L-BFGS (Optax, zoom
+  line search) from zeros to a gradient norm of :data:`PROBE_TOL` (at most
+  :data:`PROBE_ITERS` iterations); ``C`` = :data:`PROBE_C`.
 - ``pretrained_adapt_cosine``: the original encoder + the learner's own inner loop (its
   adapt filter, ``num_inner_steps``, ``inner_lr``) with a head that can learn: a cosine head
   ``logits = s * cos(f(x), w_c)`` with ``s = meta.cosine_scale``, ``w_c`` initialized at the
@@ -38,7 +39,8 @@ from jaxmaml.meta.config import MetaConfig
 from jaxmaml.types import Episodes, Examples
 
 PROBE_C = 1.0        # inverse L2 strength, scikit-learn's default
-PROBE_ITERS = 100    # L-BFGS iterations (converged to ~1e-6 on 5-way 5-shot MiniLM features)
+PROBE_ITERS = 100    # at most this many L-BFGS iterations ...
+PROBE_TOL = 1e-6     # ... stopping when the gradient norm is below this
 
 # Methods scored on frozen sentence features: method -> which encoder's features.
 FROZEN_METHODS = {"cosine_centroid": "pretrained", "linear_probe": "pretrained",
@@ -99,23 +101,30 @@ def probe_objective(params: dict, x: jax.Array, y: jax.Array, way: int, c: float
 
 
 def fit_probe(x: jax.Array, y: jax.Array, way: int, c: float = PROBE_C,
-              iters: int = PROBE_ITERS) -> dict:
+              iters: int = PROBE_ITERS, tol: float = PROBE_TOL) -> dict:
     """Multinomial logistic regression ``{"kernel": [H, way], "bias": [way]}`` on one task.
 
-    ``iters`` L-BFGS steps from zeros (a fixed count: vmappable, one compiled program).
+    L-BFGS from zeros until the gradient norm is below ``tol`` or after ``iters`` steps
+    (a ``lax.while_loop``: under ``vmap`` finished tasks keep their solution).
     """
     fn = functools.partial(probe_objective, x=x, y=y, way=way, c=c)
     opt = optax.lbfgs()
     value_and_grad = optax.value_and_grad_from_state(fn)
     params = {"kernel": jnp.zeros((x.shape[-1], way), x.dtype), "bias": jnp.zeros((way,), x.dtype)}
 
-    def step(_, carry):
+    def step(carry):
         p, state = carry
         value, grad = value_and_grad(p, state=state)
         updates, state = opt.update(grad, state, p, value=value, grad=grad, value_fn=fn)
         return optax.apply_updates(p, updates), state
 
-    return jax.lax.fori_loop(0, iters, step, (params, opt.init(params)))[0]
+    def going(carry):
+        # a converged L-BFGS keeps line-searching on round-off: stop at the tolerance
+        count = optax.tree_utils.tree_get(carry[1], "count")
+        grad = optax.tree_utils.tree_get(carry[1], "grad")
+        return (count == 0) | ((count < iters) & (optax.tree.norm(grad) >= tol))
+
+    return jax.lax.while_loop(going, step, (params, opt.init(params)))[0]
 
 
 def linear_probe_logits(s_feats: jax.Array, s_labels: jax.Array, q_feats: jax.Array,
