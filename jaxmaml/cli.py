@@ -44,13 +44,16 @@ def _parser() -> argparse.ArgumentParser:
                    "file (or hub dataset) instead of the run's meta-test classes")
     e.add_argument("--text-column", help="text column of --data (default: data.text_column)")
     e.add_argument("--label-column", help="label column of --data (default: data.label_column)")
+    e.add_argument("--seq-len", type=int, help="tokens per evaluated example (default: "
+                   "eval.seq_len, else data.seq_len); changes only the evaluated data")
     e.add_argument("--way", type=int, help="classes per episode (default: meta.way)")
     e.add_argument("--shot", type=int, nargs="+", help="support examples per class; several "
                    "values give several settings (default: eval.settings)")
     e.add_argument("--query", type=int, help="query examples per class")
     e.add_argument("--episodes", type=int, help="episodes per setting (default: eval.episodes)")
     e.add_argument("--methods", nargs="+", type=_method_arg,
-                   help="subset of meta_learned pretrained_finetune nearest_centroid "
+                   help="subset of meta_learned meta_learned_centroid pretrained_finetune "
+                   "pretrained_adapt_cosine cosine_centroid linear_probe nearest_centroid "
                    "(default: all)")
     e.add_argument("--json", action="store_true", help="print JSON (one object per setting; "
                    "a list for several)")
@@ -159,31 +162,22 @@ def cmd_train(args) -> int:
 
 
 def _update_eval_file(run_dir: Path, rows: list[dict]) -> None:
-    from jaxmaml.experiment import write_json
-    from jaxmaml.export import EVAL_FILE
+    from jaxmaml.eval_run import record_results
 
-    f = run_dir / EVAL_FILE
-    old = json.loads(f.read_text()) if f.exists() else []
-    key = lambda r: (r["checkpoint_step"], r["data"], r["split"], r["way"], r["shot"],  # noqa: E731
-                     r["query"], r["episodes"])
-    new_keys = {key(r) for r in rows}
-    write_json(f, [r for r in old if key(r) not in new_keys] + rows)
+    record_results(run_dir, rows)
 
 
 def cmd_eval(args) -> int:
+    from jaxmaml.eval_run import load_eval_data
     from jaxmaml.evaluate import METHODS, evaluate
-    from jaxmaml.experiment import initial_encoder, load_data, load_text, tokenize
+    from jaxmaml.experiment import initial_encoder
 
     cfg, run_dir = _resolve_target(args.target, args.overrides, args.out)
     methods = tuple(args.methods or METHODS)
     encoder = initial_encoder(cfg)
     step, meta_params = _restore(cfg, run_dir, args.checkpoint, encoder)
-    if args.data:
-        data = tokenize(cfg, load_text(cfg, args.data, args.text_column, args.label_column))
-        classes, split_name, data_name = list(data.class_names), "all", args.data
-    else:
-        data, split = load_data(cfg)
-        classes, split_name, data_name = split["test"], "meta_test", cfg.data.source
+    ev = load_eval_data(cfg, args.data, args.text_column, args.label_column, args.seq_len)
+    data, classes, split_name, data_name = ev.data, ev.classes, ev.split, ev.name
     if args.way or args.shot or args.query:
         way = args.way or cfg.meta.way
         shots = args.shot or sorted({s for _, s, _ in cfg.eval.settings})
@@ -205,6 +199,7 @@ def cmd_eval(args) -> int:
                            max_per_class=cfg.eval.max_per_class)
     except ValueError as e:  # settings the data cannot supply, unknown methods
         raise ConfigError(f"cannot evaluate: {e}") from e
+    results = [{**r, "seq_len": ev.seq_len} for r in results]
     if run_dir.is_dir() and args.checkpoint != "init":
         _update_eval_file(run_dir, [{**r, "checkpoint_step": step} for r in results])
     if args.json:

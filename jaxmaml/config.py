@@ -118,12 +118,17 @@ class TrainSection:
 
 @dataclasses.dataclass(frozen=True)
 class EvalSection:
-    """Final evaluation: ``settings`` are (way, shot, query) triples, ``episodes`` each."""
+    """Final evaluation: ``settings`` are (way, shot, query) triples, ``episodes`` each.
+
+    ``seq_len`` tokenizes the evaluated data (``None``: ``data.seq_len``); it changes only
+    the evaluated data, e.g. to read longer texts of a held-out domain whole.
+    """
 
     settings: tuple[tuple[int, int, int], ...] = ((5, 1, 15), (5, 5, 15))
     episodes: int = 600
     seed: int = 0
     max_per_class: int | None = None
+    seq_len: int | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -450,6 +455,10 @@ def validate(cfg: ExperimentConfig) -> None:
     if d.seq_len > cfg.meta.model.max_position_embeddings:
         raise ConfigError(f"data.seq_len={d.seq_len} exceeds the model's "
                           f"max_position_embeddings={cfg.meta.model.max_position_embeddings}.")
+    if cfg.eval.seq_len is not None and not (
+            2 <= cfg.eval.seq_len <= cfg.meta.model.max_position_embeddings):
+        raise ConfigError(f"eval.seq_len={cfg.eval.seq_len} must be in [2, "
+                          f"{cfg.meta.model.max_position_embeddings}] (null: data.seq_len).")
     if t.eval_every and not (d.meta_val or d.num_val):
         raise ConfigError("train.eval_every > 0 needs meta-val classes: set data.num_val or "
                           "data.meta_val, or train.eval_every=0.")

@@ -5,7 +5,11 @@ accuracy mean and 95% confidence interval (1.96 * std / sqrt(E)) for
 
 - ``meta_learned``: the meta-learned init + the learner's inner loop,
 - ``pretrained_finetune``: the pretrained init + the same inner loop (no meta-training),
-- ``nearest_centroid``: a frozen pretrained encoder, nearest class mean of pooled features.
+- ``nearest_centroid``: a frozen pretrained encoder, nearest class mean of pooled features
+  (squared euclidean, unnormalized; a weak baseline kept as an extra row),
+- the strong baselines of :mod:`jaxmaml.baselines` (``cosine_centroid``, ``linear_probe``,
+  ``pretrained_adapt_cosine``) and ``meta_learned_centroid`` (the meta-learned encoder as a
+  plain sentence encoder).
 
 All methods see the same episodes (a paired comparison). The encoder is fixed during
 evaluation, so everything below the first layer the inner loop adapts is computed once per
@@ -23,13 +27,47 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jaxmaml import baselines
 from jaxmaml.meta import inner
 from jaxmaml.meta.config import MetaConfig
 from jaxmaml.meta.learners import effective_config
 from jaxmaml.meta.outer import init_meta_params, make_eval_step
 from jaxmaml.types import Episodes, Examples
 
-METHODS = ("meta_learned", "pretrained_finetune", "nearest_centroid")
+METHODS = ("meta_learned", "meta_learned_centroid", "pretrained_finetune",
+           "pretrained_adapt_cosine", "cosine_centroid", "linear_probe", "nearest_centroid")
+# The methods that use only the original (pretrained) encoder: claims of "+N points" for the
+# meta-learned init are made against the best of these.
+BASELINES = ("pretrained_finetune", "pretrained_adapt_cosine", "cosine_centroid",
+             "linear_probe", "nearest_centroid")
+METHOD_LABELS = {
+    "meta_learned": "meta-learned init + inner loop",
+    "meta_learned_centroid": "meta-learned encoder, cosine centroid",
+    "pretrained_finetune": "pretrained init + inner loop",
+    "pretrained_adapt_cosine": "pretrained + inner loop, cosine head",
+    "cosine_centroid": "original encoder, cosine centroid",
+    "linear_probe": "original encoder, linear probe",
+    "nearest_centroid": "original encoder, euclidean centroid",
+}
+
+
+def best_baseline(results: dict[str, dict[str, float]]) -> tuple[str, float] | None:
+    """``(method, mean)`` of the best of :data:`BASELINES` in ``results`` (``None`` if none)."""
+    scored = [(results[m]["mean"], m) for m in BASELINES if m in results]
+    if not scored:
+        return None
+    mean, method = max(scored)
+    return method, mean
+
+
+def gain_over_baselines(results: dict[str, dict[str, float]],
+                        method: str = "meta_learned") -> float | None:
+    """Accuracy points (x100) of ``method`` over the best baseline (``None`` if either is
+    missing)."""
+    best = best_baseline(results)
+    if best is None or method not in results:
+        return None
+    return 100.0 * (results[method]["mean"] - best[1])
 
 
 def mean_ci95(values: np.ndarray) -> dict[str, float]:
@@ -125,7 +163,7 @@ def evaluate(meta_params: dict, cfg: MetaConfig, data, classes: Sequence[str],
     unknown = set(methods) - set(METHODS)
     if unknown:
         raise ValueError(f"unknown evaluation method(s) {sorted(unknown)}; use {METHODS}.")
-    if pretrained_params is None and set(methods) & {"pretrained_finetune", "nearest_centroid"}:
+    if pretrained_params is None and set(methods) & set(BASELINES):
         raise ValueError("the baselines need pretrained_params (the pretrained BERT params).")
 
     pool = _pool(data, classes, max_per_class, seed)
@@ -134,8 +172,13 @@ def evaluate(meta_params: dict, cfg: MetaConfig, data, classes: Sequence[str],
     if "pretrained_finetune" in methods:
         encoders["pretrained_finetune"] = init_meta_params(pretrained_params, cfg,
                                                            jax.random.key(seed))
+    if "pretrained_adapt_cosine" in methods:
+        encoders["pretrained_adapt_cosine"] = {"encoder": pretrained_params}
     arrays = {}
-    for name in set(methods) & set(encoders):
+    for name in [m for m in METHODS if m in methods and m in encoders]:
+        if name == "pretrained_adapt_cosine" and "pretrained_finetune" in arrays:
+            arrays[name] = arrays["pretrained_finetune"]  # same encoder, same inputs
+            continue
         a = {"input_ids": pool.input_ids, "attention_mask": pool.attention_mask}
         if ecfg.outer_frozen_layers:
             a["lower"] = inner.precompute_bottom(encoders[name]["encoder"], ecfg,
@@ -144,6 +187,7 @@ def evaluate(meta_params: dict, cfg: MetaConfig, data, classes: Sequence[str],
     if "nearest_centroid" in methods:
         nc_feats = _pooled_features(pretrained_params, cfg.replace(outer_frozen_layers=0),
                                     pool.input_ids, pool.attention_mask)
+    sentence_feats = _sentence_features(methods, meta_params, pretrained_params, cfg, pool)
 
     results = []
     for way, shot, query in settings:
@@ -151,7 +195,8 @@ def evaluate(meta_params: dict, cfg: MetaConfig, data, classes: Sequence[str],
         sampler = EpisodeSampler(TokenizedData(pool.input_ids, pool.attention_mask, pool.labels,
                                                pool.class_names),
                                  list(classes), way, shot, query, batch_tasks, seed)
-        eval_fns = {m: _eval_fn(ecfg.replace(way=way)) for m in arrays}
+        eval_fns = {m: (baselines.cosine_adapt_eval_fn if m == "pretrained_adapt_cosine"
+                        else _eval_fn)(ecfg.replace(way=way)) for m in arrays}
         accs: dict[str, list[np.ndarray]] = {m: [] for m in methods}
         for b in range(n_batches):
             idx = sampler.indices(b)
@@ -164,12 +209,34 @@ def evaluate(meta_params: dict, cfg: MetaConfig, data, classes: Sequence[str],
                 accs["nearest_centroid"].append(np.asarray(_nearest_centroid_acc(
                     nc_feats[idx.support_idx], idx.support_labels,
                     nc_feats[idx.query_idx], idx.query_labels, way=way)))
+            for m, feats in sentence_feats.items():
+                accs[m].append(np.asarray(baselines.frozen_accuracy(
+                    m, feats[idx.support_idx], idx.support_labels, feats[idx.query_idx],
+                    idx.query_labels, way=way)))
         results.append({
             "way": way, "shot": shot, "query": query, "episodes": episodes,
             "data": data_name, "split": split, "seed": seed,
             "results": {m: mean_ci95(np.concatenate(accs[m])[:episodes]) for m in methods},
         })
     return results
+
+
+def _sentence_features(methods: Sequence[str], meta_params: dict, pretrained_params: Any,
+                       cfg: MetaConfig, pool) -> dict[str, np.ndarray]:
+    """``{method: [N, H]}`` normalized mean-pooled pool features of each frozen-feature
+    method requested (each encoder's features computed once)."""
+    encoders = {"pretrained": pretrained_params, "meta_learned": meta_params["encoder"]}
+    cache: dict[str, np.ndarray] = {}
+    out = {}
+    for m in methods:
+        which = baselines.FROZEN_METHODS.get(m)
+        if which is None:
+            continue
+        if which not in cache:
+            cache[which] = baselines.sentence_features(encoders[which], cfg, pool.input_ids,
+                                                       pool.attention_mask)
+        out[m] = cache[which]
+    return out
 
 
 def _pool(data, classes: Sequence[str], max_per_class: int | None, seed: int):

@@ -25,15 +25,22 @@ def _fmt(r: dict | None) -> str:
 
 
 def eval_table(results: list[dict]) -> str:
-    """A markdown table of evaluation results (one row per setting)."""
-    methods = ("nearest_centroid", "pretrained_finetune", "meta_learned")
-    lines = ["| data | split | way | shot | query | episodes | nearest-centroid | "
-             "pretrained init + inner loop | meta-learned init |",
-             "|---|---|---|---|---|---|---|---|---|"]
+    """A markdown table of evaluation results: one row per setting, one column per method
+    (in :data:`jaxmaml.evaluate.METHODS` order), and the meta-learned init's points over the
+    best baseline on the original encoder."""
+    from jaxmaml.evaluate import METHOD_LABELS, METHODS, best_baseline, gain_over_baselines
+
+    methods = [m for m in METHODS if any(m in r["results"] for r in results)]
+    lines = ["| data | split | way | shot | query | episodes | "
+             + " | ".join(METHOD_LABELS[m] for m in methods)
+             + " | meta-learned vs best baseline |",
+             "|---" * (7 + len(methods)) + "|"]
     for r in results:
         cells = [str(r.get("data", "")), str(r.get("split", "")), str(r["way"]), str(r["shot"]),
                  str(r["query"]), str(r["episodes"])]
         cells += [_fmt(r["results"].get(m)) for m in methods]
+        gain, best = gain_over_baselines(r["results"]), best_baseline(r["results"])
+        cells.append("-" if gain is None else f"{gain:+.1f} points vs {METHOD_LABELS[best[0]]}")
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 

@@ -4,17 +4,18 @@
                                  [--episodes 600] [--set key=value ...]
 
 1. ``jaxmaml train`` on the config (resumes if the run directory has checkpoints);
-2. ``jaxmaml eval`` 5-way 1-shot and 5-shot on the meta-test classes (600 episodes each):
-   nearest-centroid on the frozen pretrained encoder, the pretrained init fine-tuned with the
-   same inner loop, and the meta-learned init, with 95% confidence intervals;
+2. evaluation 5-way 1-shot and 5-shot on the meta-test classes (600 episodes each, the
+   same episodes for every method, 95% confidence intervals): the meta-learned init + its
+   inner loop, the meta-learned encoder as a plain sentence encoder (cosine centroid), and
+   the baselines on the original encoder: cosine centroid, linear probe, the pretrained
+   init + the same inner loop (linear Proto-MAML head, and a cosine head), and the weak
+   squared-euclidean centroid. "+N points" is against the best baseline;
 3. ``jaxmaml export`` to ``RUN_DIR/hf_model`` (a Hugging Face directory with a model card).
 """
 
 from __future__ import annotations
 
 import argparse
-import contextlib
-import io
 import json
 import os
 import sys
@@ -22,32 +23,29 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-METHODS = (("nearest_centroid", "frozen encoder, nearest centroid"),
-           ("pretrained_finetune", "pretrained init + inner loop"),
-           ("meta_learned", "meta-learned init + inner loop"))
-
-
-def run(argv: list[str]) -> str:
-    """Run ``jaxmaml ARGV`` in-process; stdout is returned (and echoed unless JSON)."""
-    from jaxmaml.cli import main
-
-    buf = io.StringIO()
-    with contextlib.redirect_stdout(buf):
-        code = main(argv)
-    if code:
-        sys.stdout.write(buf.getvalue())
-        raise SystemExit(f"`jaxmaml {' '.join(argv)}` failed with exit code {code}")
-    return buf.getvalue()
 
 
 def table(results: list[dict]) -> str:
-    head = f"{'method':<36}" + "".join(f"{r['way']}-way {r['shot']}-shot".rjust(20)
+    """Methods as rows, settings as columns, then the meta-learned init vs the best baseline."""
+    from jaxmaml.evaluate import METHOD_LABELS, METHODS, best_baseline, gain_over_baselines
+
+    head = f"{'method':<40}" + "".join(f"{r['way']}-way {r['shot']}-shot".rjust(20)
                                        for r in results)
     lines = [head, "-" * len(head)]
-    for key, label in METHODS:
+    for key in METHODS:
+        if not all(key in r["results"] for r in results):
+            continue
         cells = "".join(f"{r['results'][key]['mean']:.3f} ± {r['results'][key]['ci95']:.3f}"
                         .rjust(20) for r in results)
-        lines.append(f"{label:<36}{cells}")
+        lines.append(f"{METHOD_LABELS[key]:<40}{cells}")
+    lines.append("-" * len(head))
+    cells = ""
+    for r in results:
+        gain, best = gain_over_baselines(r["results"]), best_baseline(r["results"])
+        cells += ("-" if gain is None else f"{gain:+.1f} pts").rjust(20)
+    lines.append(f"{'meta-learned vs best baseline':<40}{cells}")
+    best = {best_baseline(r["results"])[0] for r in results if best_baseline(r["results"])}
+    lines.append(f"(best baseline: {', '.join(METHOD_LABELS[b] for b in sorted(best))})")
     return "\n".join(lines)
 
 
@@ -72,11 +70,21 @@ def main() -> int:
     t1 = time.perf_counter()
     print(f"[2/3] evaluating on meta-test classes ({args.episodes} episodes per setting)",
           flush=True)
-    results = json.loads(run(["eval", str(out), "--json", "--way", str(args.way), "--shot", "1", "5",
-                              "--query", str(args.query), "--episodes", str(args.episodes)]))
+    from jaxmaml.config import ConfigError
+    from jaxmaml.eval_run import evaluate_run, load_run, record_results
+    try:
+        cfg = load_run(out)
+        step, results = evaluate_run(cfg, out, settings=[(args.way, 1, args.query),
+                                                         (args.way, 5, args.query)],
+                                     episodes=args.episodes)
+    except ConfigError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    record_results(out, [{**r, "checkpoint_step": step} for r in results])
     t2 = time.perf_counter()
     print(f"[3/3] exporting to {out / 'hf_model'}", flush=True)
-    print(run(["export", str(out), str(out / "hf_model"), "--overwrite"]).strip())
+    if cli_main(["export", str(out), str(out / "hf_model"), "--overwrite"]):
+        return 1
     t3 = time.perf_counter()
 
     split = json.loads((out / "split.json").read_text())

@@ -13,11 +13,12 @@ import numpy as np
 import pytest
 
 from jaxmaml.cli import main
+from jaxmaml.evaluate import METHODS as EVAL_METHODS
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = ROOT / "configs" / "tiny.yaml"
 SCHEMA_KEYS = {"way", "shot", "query", "episodes", "data", "split", "results"}
-METHODS = {"meta_learned", "pretrained_finetune", "nearest_centroid"}
+METHODS = set(EVAL_METHODS)  # the default: every method
 
 
 def _check_result(obj, way, shot, query, episodes, split, methods=METHODS):
@@ -169,3 +170,37 @@ def test_bench_dispatches_remaining_argv(monkeypatch):
     monkeypatch.setattr(jaxmaml.bench, "main", lambda argv: seen.append(argv) or 0)
     assert main(["bench", "--tasks", "4", "--json"]) == 0
     assert seen == [["--tasks", "4", "--json"]]
+
+
+def test_eval_seq_len_changes_only_the_evaluated_data(run_dir, capsys):
+    from jaxmaml.eval_run import load_eval_data, load_run
+    from jaxmaml.experiment import load_data
+
+    cfg = load_run(run_dir)
+    data_file = str(ROOT / "tests/data/tiny_topics.csv")
+    default = load_eval_data(cfg, data_file)
+    short = load_eval_data(cfg, data_file, seq_len=6)
+    assert default.seq_len == cfg.data.seq_len == default.data.input_ids.shape[1] == 16
+    assert short.seq_len == short.data.input_ids.shape[1] == 6
+    # the same examples, cut shorter: every row's first 5 tokens agree ([SEP] moves)
+    np.testing.assert_array_equal(short.data.labels, default.data.labels)
+    np.testing.assert_array_equal(short.data.input_ids[:, :5], default.data.input_ids[:, :5])
+    assert (default.data.attention_mask.sum(1) > 6).any()
+    # the run's meta-training data and config are untouched
+    assert load_data(cfg)[0].input_ids.shape[1] == 16 and cfg.data.seq_len == 16
+    # eval.seq_len is the config default of --seq-len; the flag wins; both reach the CLI
+    via_cfg = load_eval_data(load_run(run_dir, ["eval.seq_len=8"]), data_file)
+    assert via_cfg.data.input_ids.shape[1] == 8
+    assert load_eval_data(load_run(run_dir, ["eval.seq_len=8"]), data_file,
+                          seq_len=6).seq_len == 6
+    capsys.readouterr()
+    assert main(["eval", str(run_dir), "--data", data_file, "--seq-len", "6", "--json",
+                 "--way", "2", "--shot", "1", "--episodes", "4",
+                 "--methods", "cosine_centroid"]) == 0
+    obj = json.loads(capsys.readouterr().out)
+    assert obj["seq_len"] == 6
+    assert main(["eval", str(run_dir), "--json", "--way", "2", "--shot", "1", "--episodes",
+                 "4", "--methods", "cosine_centroid", "--set", "eval.seq_len=8"]) == 0
+    assert json.loads(capsys.readouterr().out)["seq_len"] == 8  # meta-test classes too
+    assert main(["eval", str(run_dir), "--data", data_file, "--seq-len", "1"]) == 2
+    assert "seq-len" in capsys.readouterr().err

@@ -1,0 +1,154 @@
+"""Evaluate a run directory: restore a checkpoint, load the evaluation data, run the protocol.
+
+What ``jaxmaml eval`` does, as a library call (scripts such as ``scripts/quickstart.py``
+and ``scripts/transfer.py`` use it instead of parsing the CLI's output). The evaluated data
+is tokenized to ``seq_len`` tokens: ``--seq-len``, else ``eval.seq_len``, else the run's
+``data.seq_len``; only the evaluated data changes (training data and the model do not).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Any, NamedTuple, Sequence
+
+from jaxmaml.config import ConfigError, ExperimentConfig
+
+
+class EvalData(NamedTuple):
+    """Tokenized evaluation data: ``data`` (a ``TokenizedData``), the ``classes`` to draw
+    episodes from, the ``split`` name (``meta_test`` or ``all``), the ``name`` of the source
+    and the ``seq_len`` it was tokenized to."""
+
+    data: Any
+    classes: list[str]
+    split: str
+    name: str
+    seq_len: int
+
+
+def eval_seq_len(cfg: ExperimentConfig, seq_len: int | None = None) -> int:
+    """Tokens per evaluated example: ``seq_len``, else ``eval.seq_len``, else ``data.seq_len``."""
+    n = next(x for x in (seq_len, cfg.eval.seq_len, cfg.data.seq_len) if x is not None)
+    limit = cfg.meta.model.max_position_embeddings
+    if not 2 <= n <= limit:
+        raise ConfigError(f"--seq-len / eval.seq_len={n} must be in [2, {limit}] (the "
+                          "model's max_position_embeddings; 2 leaves room for [CLS] and [SEP]).")
+    return n
+
+
+def load_eval_data(cfg: ExperimentConfig, data: str | None = None,
+                   text_column: str | None = None, label_column: str | None = None,
+                   seq_len: int | None = None, source_name: str | None = None) -> EvalData:
+    """The run's meta-test classes, or every class of ``data`` (a file, hub name or a
+    built-in source such as ``wordnet``), tokenized to :func:`eval_seq_len` tokens.
+
+    ``eval.max_per_class`` caps a ``data`` file's classes before tokenizing (seeded by
+    ``eval.seed``), so a large file is not tokenized whole. ``source_name`` keeps only the
+    meta-test classes of that source of a multi-source run (classes named ``NAME/class``).
+    """
+    from jaxmaml.experiment import cap_per_class, load_data, load_text, tokenize
+
+    n = eval_seq_len(cfg, seq_len)
+    tok_cfg = cfg.replace(data=dataclasses.replace(cfg.data, seq_len=n))
+    if data:
+        ds = cap_per_class(load_text(cfg, data, text_column, label_column),
+                           cfg.eval.max_per_class, cfg.eval.seed)
+        tokenized = tokenize(tok_cfg, ds)
+        return EvalData(tokenized, list(tokenized.class_names), "all", data, n)
+    tokenized, split = load_data(tok_cfg)
+    classes, name = list(split["test"]), cfg.data.source
+    if source_name:
+        classes = [c for c in classes if c.startswith(f"{source_name}/")]
+        if not classes:
+            raise ConfigError(f"no meta-test classes of a source named {source_name!r} in "
+                              f"this run (its meta-test classes: {list(split['test'])[:5]}...).")
+        name = source_name
+    return EvalData(tokenized, classes, "meta_test", name, n)
+
+
+def restore(cfg: ExperimentConfig, run_dir: Path, which: str, encoder: Any
+            ) -> tuple[int, dict]:
+    """``(step, meta_params)`` of checkpoint ``which`` (best, latest, a step, or ``init``)."""
+    from jaxmaml.checkpoint import CheckpointError, RunCheckpoints
+    from jaxmaml.experiment import abstract_state, state_init_fn
+    from jaxmaml.meta.outer import make_optimizer
+
+    if which == "init":
+        return 0, state_init_fn(cfg, make_optimizer(cfg.optim))(encoder).meta_params
+    if not (Path(run_dir) / "checkpoints").is_dir():
+        raise CheckpointError(f"no checkpoints in {run_dir}: train it first with `jaxmaml train "
+                              "CONFIG --out RUN_DIR`, or evaluate checkpoint init.")
+    with RunCheckpoints(Path(run_dir) / "checkpoints", read_only=True) as ckpts:
+        if which == "best" and ckpts.best_step() is None:
+            which = "latest"
+        restored = ckpts.restore(abstract_state(cfg, encoder), which)
+    return restored.step, restored.state.meta_params
+
+
+def record_results(run_dir: str | Path, rows: list[dict]) -> None:
+    """Merge ``rows`` (each with ``checkpoint_step``) into the run's ``eval_results.json``.
+
+    A row replaces an earlier one of the same checkpoint, data, split, setting and seq_len.
+    """
+    import json
+
+    from jaxmaml.experiment import write_json
+    from jaxmaml.export import EVAL_FILE
+
+    f = Path(run_dir) / EVAL_FILE
+    old = json.loads(f.read_text()) if f.exists() else []
+    key = lambda r: (r["checkpoint_step"], r["data"], r["split"], r["way"], r["shot"],  # noqa: E731
+                     r["query"], r["episodes"], r.get("seq_len"))
+    new_keys = {key(r) for r in rows}
+    write_json(f, [r for r in old if key(r) not in new_keys] + rows)
+
+
+def load_run(run_dir: str | Path, overrides: Sequence[str] = ()) -> ExperimentConfig:
+    """The config a run directory was trained with (``--set`` style ``overrides`` applied)."""
+    import yaml
+
+    from jaxmaml.config import apply_overrides, from_dict
+
+    cfg_file = Path(run_dir) / "config.yaml"
+    if not cfg_file.exists():
+        raise ConfigError(f"{run_dir} is not a run directory (no config.yaml); pass a run "
+                          "directory written by `jaxmaml train`.")
+    return from_dict(apply_overrides(yaml.safe_load(cfg_file.read_text()), overrides))
+
+
+def evaluate_run(cfg: ExperimentConfig, run_dir: str | Path, *, checkpoint: str = "best",
+                 data: str | None = None, text_column: str | None = None,
+                 label_column: str | None = None, seq_len: int | None = None,
+                 source_name: str | None = None,
+                 settings: Sequence[tuple[int, int, int]] | None = None,
+                 episodes: int | None = None, methods: Sequence[str] | None = None,
+                 encoder: Any = None, meta_params: tuple[int, dict] | None = None
+                 ) -> tuple[int, list[dict]]:
+    """``(checkpoint step, results)`` of :func:`jaxmaml.evaluate.evaluate` on a run.
+
+    Defaults come from the config (``eval.settings``, ``eval.episodes``, every method).
+    ``encoder`` (the pretrained params) and ``meta_params`` (``(step, meta_params)``) may be
+    passed to reuse them across datasets. Each result row also records ``seq_len`` and the
+    number of ``classes`` episodes are drawn from.
+    """
+    from jaxmaml.evaluate import METHODS, evaluate
+    from jaxmaml.experiment import initial_encoder
+
+    ev = load_eval_data(cfg, data, text_column, label_column, seq_len, source_name)
+    encoder = initial_encoder(cfg) if encoder is None else encoder
+    step, params = meta_params or restore(cfg, Path(run_dir), checkpoint, encoder)
+    settings = list(settings or cfg.eval.settings)
+    for way, _, _ in settings:
+        if way > len(ev.classes):
+            raise ConfigError(f"{way}-way episodes need {way} classes but {ev.split} of "
+                              f"{ev.name} has {len(ev.classes)}; lower the way.")
+    try:
+        results = evaluate(params, cfg.meta, ev.data, ev.classes, settings,
+                           episodes=episodes or cfg.eval.episodes, seed=cfg.eval.seed,
+                           methods=tuple(methods or METHODS), pretrained_params=encoder,
+                           data_name=ev.name, split=ev.split,
+                           max_per_class=cfg.eval.max_per_class)
+    except ValueError as e:
+        raise ConfigError(f"cannot evaluate: {e}") from e
+    return step, [{**r, "seq_len": ev.seq_len, "classes": len(ev.classes)} for r in results]
