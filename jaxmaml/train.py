@@ -78,7 +78,10 @@ class _StopRequest:
         import signal
         import threading
 
-        if threading.current_thread() is threading.main_thread():
+        # Only in the main thread (signal.signal's rule), and never where SIGINT is ignored
+        # on purpose (nohup, a background job of a non-interactive shell).
+        if (threading.current_thread() is threading.main_thread()
+                and signal.getsignal(signal.SIGINT) is not signal.SIG_IGN):
             self._previous = signal.signal(signal.SIGINT, self._handle)
         return self
 

@@ -231,6 +231,8 @@ def test_ctrl_c_is_one_line_and_the_rerun_resumes(tmp_path, capsys, monkeypatch)
         return real(*a, **k)
 
     monkeypatch.setattr(parallel, "put_episodes", interrupt_at_third_step)
+    # What an interactive terminal gives (a background job of a script inherits SIG_IGN).
+    before = signal.signal(signal.SIGINT, signal.default_int_handler)
     run = tmp_path / "run"
     argv = ["train", TINY, "--out", run, "--no-progress", "--set", "train.steps=4",
             "--set", "train.eval_every=0", "--set", "train.save_every=2"]
@@ -239,6 +241,7 @@ def test_ctrl_c_is_one_line_and_the_rerun_resumes(tmp_path, capsys, monkeypatch)
     assert one_error_line(err, 130) == ("interrupted at step 3 (last checkpoint: step 2); "
                                         "rerun the same command to resume.")
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # restored
+    signal.signal(signal.SIGINT, before)
     monkeypatch.setattr(parallel, "put_episodes", real)
     capsys.readouterr()
     assert main([str(a) for a in argv]) == 0
