@@ -1,4 +1,4 @@
-"""``jaxmaml train | eval | export | data | bench``: argument parsing only.
+"""``jaxmaml train | eval | export | predict | data | bench``: argument parsing only.
 
 Logic lives in importable modules (:mod:`jaxmaml.train`, :mod:`jaxmaml.evaluate`,
 :mod:`jaxmaml.export`); heavy imports are deferred so ``jaxmaml --help`` is instant.
@@ -58,6 +58,24 @@ def _parser() -> argparse.ArgumentParser:
     x.add_argument("--checkpoint", default="best", help="best (default), latest or a step")
     x.add_argument("--overwrite", action="store_true", help="replace a non-empty OUT_DIR")
 
+    pr = sub.add_parser("predict", help="adapt a model to a labelled support file and "
+                        "label a file of texts")
+    pr.add_argument("model", help="a run directory or an export directory")
+    pr.add_argument("--support", required=True, help="labelled examples of your task "
+                    "(csv/tsv/json/jsonl/parquet)")
+    pr.add_argument("--texts", required=True, help="the texts to label (same formats)")
+    pr.add_argument("--out", required=True, help="output .csv or .jsonl: the --texts rows "
+                    "plus a prediction column")
+    pr.add_argument("--text-column", default="text", help="text column of both files "
+                    "(default: text)")
+    pr.add_argument("--label-column", default="label", help="label column of --support "
+                    "(default: label)")
+    pr.add_argument("--proba", action="store_true", help="add a proba_<class> column per class")
+    pr.add_argument("--checkpoint", default="best", help="of a run directory: best (default), "
+                    "latest or a step")
+    pr.add_argument("--seq-len", type=int, help="tokens per text (default: the model's)")
+    pr.add_argument("--no-progress", action="store_true", help="no progress bar")
+
     d = sub.add_parser("data", help="print a config's dataset statistics and class split")
     d.add_argument("config")
     overrides(d)
@@ -92,21 +110,9 @@ def _resolve_target(target: str, overrides: list[str], out: str | None
 
 def _restore(cfg: ExperimentConfig, run_dir: Path, which: str, encoder):
     """(step, meta_params) of checkpoint ``which`` (``init``: step 0, untrained)."""
-    from jaxmaml.checkpoint import CheckpointError, RunCheckpoints
-    from jaxmaml.experiment import abstract_state, state_init_fn
-    from jaxmaml.meta.outer import make_optimizer
+    from jaxmaml.loading import restore_meta_params
 
-    if which == "init":
-        return 0, state_init_fn(cfg, make_optimizer(cfg.optim))(encoder).meta_params
-    if not (run_dir / "checkpoints").is_dir():
-        raise CheckpointError(f"no checkpoints in {run_dir}: train it first with `jaxmaml train "
-                              "CONFIG --out RUN_DIR`, or pass --checkpoint init to evaluate "
-                              "the untrained initialization.")
-    with RunCheckpoints(run_dir / "checkpoints", read_only=True) as ckpts:
-        if which == "best" and ckpts.best_step() is None:
-            which = "latest"
-        restored = ckpts.restore(abstract_state(cfg, encoder), which)
-    return restored.step, restored.state.meta_params
+    return restore_meta_params(cfg, run_dir, which, encoder)
 
 
 def format_table(result: dict, step: int) -> str:
@@ -202,8 +208,20 @@ def cmd_export(args) -> int:
     encoder = jax.eval_shape(lambda: initial_encoder(cfg))  # only shapes are needed
     step, meta_params = _restore(cfg, run_dir, args.checkpoint, encoder)
     out = export(run_dir, args.out_dir, cfg, step, meta_params["encoder"],
-                 overwrite=args.overwrite)
+                 overwrite=args.overwrite, meta_params=meta_params)
     print(f"exported step {step} of {run_dir} to {out}")
+    return 0
+
+
+def cmd_predict(args) -> int:
+    from jaxmaml.predict import predict_files
+
+    info = predict_files(args.model, args.support, args.texts, args.out,
+                         text_column=args.text_column, label_column=args.label_column,
+                         proba=args.proba, checkpoint=args.checkpoint, seq_len=args.seq_len,
+                         progress=not args.no_progress)
+    print(f"labelled {info['rows']} texts with {len(info['classes'])} classes "
+          f"({', '.join(info['classes'])}) into {info['out']}")
     return 0
 
 
@@ -249,7 +267,8 @@ def main(argv: list[str] | None = None) -> int:
     from jaxmaml.checkpoint import CheckpointError
     from jaxmaml.models.hf import HFCheckpointError
 
-    commands = {"train": cmd_train, "eval": cmd_eval, "export": cmd_export, "data": cmd_data}
+    commands = {"train": cmd_train, "eval": cmd_eval, "export": cmd_export, "data": cmd_data,
+                "predict": cmd_predict}
     try:
         return commands[args.command](args)
     except (ConfigError, CheckpointError, HFCheckpointError, FileExistsError,

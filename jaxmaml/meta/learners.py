@@ -24,29 +24,35 @@ Learners (module in brackets):
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Iterable
 
 from jaxmaml.meta import mamlpp, metasgd, metric, reptile
 from jaxmaml.meta.config import MetaConfig
-from jaxmaml.meta.task import Learner, adapt_task, maml_task_loss, score
+from jaxmaml.meta.task import (Learner, adapt_task, head_adapt, head_predict, maml_task_loss,
+                               score)
 
 __all__ = ["IMPLIED", "LEARNERS", "Learner", "adapt_task", "effective_config", "get_learner",
-           "maml_task_loss", "score"]
+           "maml_task_loss", "resolve_config", "score"]
 
+_HEAD = dict(adapt=head_adapt, predict=head_predict)
 LEARNERS: dict[str, Learner] = {
-    "maml": Learner(maml_task_loss),
-    "fomaml": Learner(maml_task_loss),
-    "anil": Learner(maml_task_loss),
-    "metasgd": Learner(metasgd.task_loss, init_extras=metasgd.init_extras),
+    "maml": Learner(maml_task_loss, **_HEAD),
+    "fomaml": Learner(maml_task_loss, **_HEAD),
+    "anil": Learner(maml_task_loss, **_HEAD),
+    "metasgd": Learner(metasgd.task_loss, init_extras=metasgd.init_extras,
+                       adapt=metasgd.adapt, predict=head_predict),
     "mamlpp": Learner(mamlpp.task_loss, init_extras=mamlpp.init_extras,
-                      meta_grad=mamlpp.meta_grad),
-    "reptile": Learner(maml_task_loss, meta_grad=reptile.meta_grad),
-    "protomaml": Learner(maml_task_loss),
-    "protonet": Learner(metric.protonet_task_loss, adapts=False),
+                      meta_grad=mamlpp.meta_grad, adapt=mamlpp.adapt, predict=head_predict),
+    "reptile": Learner(maml_task_loss, meta_grad=reptile.meta_grad, **_HEAD),
+    "protomaml": Learner(maml_task_loss, **_HEAD),
+    "protonet": Learner(metric.protonet_task_loss, adapts=False, adapt=metric.protonet_adapt,
+                        predict=metric.protonet_predict),
     "matchingnet": Learner(metric.matching_task_loss, init_extras=metric.matching_init_extras,
-                           adapts=False),
+                           adapts=False, adapt=metric.matching_adapt,
+                           predict=metric.matching_predict),
     "relationnet": Learner(metric.relation_task_loss, init_extras=metric.relation_init_extras,
-                           adapts=False),
+                           adapts=False, adapt=metric.relation_adapt,
+                           predict=metric.relation_predict),
 }
 
 # Settings an algorithm name implies, applied by ``effective_config``. Metric learners have
@@ -62,6 +68,37 @@ IMPLIED: dict[str, dict[str, Any]] = {
     "matchingnet": _METRIC,
     "relationnet": _METRIC,
 }
+
+
+# The implied settings that define an algorithm: an explicit different value is a conflict
+# (the metric learners' implied settings only mark their missing inner loop: no conflict).
+_DEFINING_HINT = {
+    ("anil", "adapt"): "ANIL adapts the head only; for more layers use meta.algorithm: maml "
+                       "with meta.adapt: top_k_layers",
+    ("fomaml", "first_order"): "for second-order MAML use meta.algorithm: maml",
+    ("reptile", "first_order"): "Reptile never differentiates through the inner loop",
+    ("protomaml", "head_init"): "for a zero head init use meta.algorithm: maml",
+}
+
+
+def resolve_config(cfg: MetaConfig, explicit: Iterable[str] = ()) -> MetaConfig:
+    """``cfg`` with the settings its algorithm implies (see :data:`IMPLIED`), resolved once
+    when a config is built.
+
+    Args:
+      explicit: the meta fields the user set; one that contradicts a defining implied
+        setting (e.g. ``anil`` with ``adapt: top_k_layers``) raises a ``ValueError`` that
+        says how to fix it.
+    """
+    get_learner(cfg.algorithm)
+    explicit = set(explicit)
+    for field, value in IMPLIED.get(cfg.algorithm, {}).items():
+        hint = _DEFINING_HINT.get((cfg.algorithm, field))
+        if hint and field in explicit and getattr(cfg, field) != value:
+            raise ValueError(
+                f"meta.algorithm={cfg.algorithm!r} implies meta.{field}={value!r} but the config "
+                f"sets meta.{field}={getattr(cfg, field)!r}: remove meta.{field} ({hint}).")
+    return effective_config(cfg)
 
 
 def get_learner(name: str) -> Learner:
