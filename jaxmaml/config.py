@@ -346,11 +346,12 @@ def from_dict(raw: Mapping[str, Any], name: str = "experiment") -> ExperimentCon
 
 
 def _resolve_meta(meta: MetaConfig, raw_meta: Mapping[str, Any]) -> MetaConfig:
-    """The settings ``meta.algorithm`` implies, resolved once here (conflicts: ConfigError)."""
+    """Check the YAML's meta settings against what ``meta.algorithm`` implies (conflicts:
+    ConfigError); the implied values are applied when the MetaConfig is built."""
     from jaxmaml.meta.learners import resolve_config
 
     try:
-        return resolve_config(meta, explicit=raw_meta.keys())
+        return resolve_config(meta, explicit=raw_meta)
     except ValueError as e:
         raise ConfigError(str(e)) from e
 

@@ -69,7 +69,7 @@ class TaskLearner(NamedTuple):
         return self.cfg.algorithm
 
 
-def from_config(cfg: MetaConfig, explicit: tuple[str, ...] = ()) -> TaskLearner:
+def from_config(cfg: MetaConfig, explicit: dict[str, Any] | None = None) -> TaskLearner:
     """The :class:`TaskLearner` of ``cfg.algorithm`` (implied settings resolved)."""
     cfg = resolve_config(cfg, explicit)
     learner = get_learner(cfg.algorithm)
@@ -98,7 +98,7 @@ def _factory(algorithm: str, doc: str) -> Callable[..., TaskLearner]:
         kwargs = dict(settings, algorithm=algorithm)
         if model is not None:
             kwargs["model"] = model
-        return from_config(MetaConfig(**kwargs), explicit=tuple(settings))
+        return from_config(MetaConfig(**kwargs), explicit=settings)
 
     make.__name__ = make.__qualname__ = algorithm
     make.__doc__ = doc + """

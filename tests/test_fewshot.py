@@ -113,11 +113,12 @@ def test_classifier_from_run_and_export_equal_eval_on_the_same_episodes(name, tm
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
-    """A 2-step metasgd run (learned rates in the checkpoint) and its export."""
+    """A 2-step relationnet run (a meta-learned relation MLP in the checkpoint; no inner
+    loop, so it compiles fast) and its export."""
     root = tmp_path_factory.mktemp("fewshot")
     run, out = root / "run", root / "export"
     assert main(["train", str(TINY), "--out", str(run), "--no-progress", "--set",
-                 "meta.algorithm=metasgd", "--set", "train.steps=2", "--set",
+                 "meta.algorithm=relationnet", "--set", "train.steps=2", "--set",
                  "train.eval_every=0", "--set", "train.save_every=2"]) == 0
     assert main(["export", str(run), str(out)]) == 0
     return run, out
@@ -171,6 +172,27 @@ def test_sentence_transformers_loads_the_export_with_the_runs_pooling(trained):
     np.testing.assert_allclose(model.encode(texts), clf.embed(texts), atol=1e-5, rtol=0)
 
 
+@pytest.mark.slow
+@pytest.mark.torch
+@pytest.mark.minilm
+def test_minilm_export_is_a_sentence_transformer_with_the_runs_pooling(tmp_path, minilm_path):
+    """all-MiniLM-L6-v2 (model.name minilm) through the quickstart config (mean pooling)."""
+    st = pytest.importorskip("sentence_transformers")
+    cfg = load_config(ROOT / "configs" / "quickstart.yaml")
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "config.yaml").write_text(dump_yaml(cfg))
+    loaded = load_run(run, "init")
+    out = export(run, tmp_path / "export", cfg, 0, loaded.meta_params["encoder"],
+                 meta_params=loaded.meta_params)
+    texts = ["the cat purred on the mat", "a", "stocks fell sharply as the bank raised "
+             "interest rates again, in a sentence longer than the run's twenty-four tokens"]
+    clf = FewShotClassifier.from_pretrained(out)
+    model = st.SentenceTransformer(str(out), device="cpu")
+    assert model.max_seq_length == cfg.data.seq_len
+    np.testing.assert_allclose(model.encode(texts), clf.embed(texts), atol=1e-5, rtol=0)
+
+
 # ------------------------------------------------------------------------- bad input
 def _write(path, rows):
     import pandas as pd
@@ -193,7 +215,7 @@ GOOD_TEXTS = {"text": ["bird", "road truck"], "id": [7, 8]}
 
 
 def test_predict_cli_writes_rows_plus_predictions(trained, tmp_path, capsys):
-    _, out_dir = trained
+    run, out_dir = trained
     rc, out = _predict(tmp_path, out_dir, GOOD_SUPPORT, GOOD_TEXTS, "--proba")
     assert rc == 0, capsys.readouterr().err
     import pandas as pd
@@ -204,7 +226,7 @@ def test_predict_cli_writes_rows_plus_predictions(trained, tmp_path, capsys):
                                                          GOOD_SUPPORT["label"])
     assert list(df["prediction"]) == list(clf.predict(GOOD_TEXTS["text"]))
     jl = tmp_path / "pred.jsonl"
-    assert main(["predict", str(out_dir), "--support", str(tmp_path / "support.csv"),
+    assert main(["predict", str(run), "--support", str(tmp_path / "support.csv"),
                  "--texts", str(tmp_path / "texts.csv"), "--out", str(jl)]) == 0
     rows = [json.loads(line) for line in jl.read_text().splitlines()]
     assert [r["prediction"] for r in rows] == list(df["prediction"]) and rows[0]["id"] == 7
@@ -271,3 +293,28 @@ def test_non_bert_directory_is_a_one_line_error(tmp_path, capsys):
     assert not out.exists()
     rc, out = _predict(tmp_path, tmp_path / "nowhere", GOOD_SUPPORT, GOOD_TEXTS)
     assert rc == 2 and not out.exists()
+
+
+# ------------------------------------------------------------------------- learner API
+def test_implied_settings_are_resolved_once_and_conflicts_are_errors():
+    from jaxmaml import learners
+    from jaxmaml.config import ConfigError
+    from jaxmaml.meta.config import MetaConfig
+
+    with pytest.raises(ConfigError, match="'anil' implies meta.adapt='head' but the config "
+                       "sets meta.adapt='top_k_layers': remove meta.adapt"):
+        load_config(TINY, ["meta.algorithm=anil"])  # tiny.yaml sets adapt: top_k_layers
+    with pytest.raises(ValueError, match="implies meta.first_order=True"):
+        learners.fomaml(first_order=False)
+    cfg = MetaConfig(algorithm="protonet", num_inner_steps=4)  # unused by protonet: no error
+    assert (cfg.num_inner_steps, cfg.adapt) == (0, "head")
+    assert MetaConfig(algorithm="reptile").first_order
+    assert load_config(TINY, ["meta.algorithm=anil", "meta.adapt=head"]).meta.adapt == "head"
+    assert learners.protomaml(inner_lr=0.1).cfg.head_init == "proto"
+
+
+def test_learners_doctest():
+    import doctest
+
+    from jaxmaml import learners
+    assert doctest.testmod(learners).failed == 0

@@ -24,10 +24,10 @@ Learners (module in brackets):
 
 from __future__ import annotations
 
-from typing import Any, Iterable
+from typing import Any, Mapping
 
 from jaxmaml.meta import mamlpp, metasgd, metric, reptile
-from jaxmaml.meta.config import MetaConfig
+from jaxmaml.meta.config import IMPLIED, MetaConfig, check_implied
 from jaxmaml.meta.task import (Learner, adapt_task, head_adapt, head_predict, maml_task_loss,
                                score)
 
@@ -55,50 +55,18 @@ LEARNERS: dict[str, Learner] = {
                            predict=metric.relation_predict),
 }
 
-# Settings an algorithm name implies, applied by ``effective_config``. Metric learners have
-# no inner loop; ``adapt="head"`` marks the whole encoder as inner-frozen so evaluation
-# computes every example's features once (see jaxmaml.evaluate).
-_METRIC = dict(adapt="head", num_inner_steps=0)
-IMPLIED: dict[str, dict[str, Any]] = {
-    "fomaml": dict(first_order=True),
-    "anil": dict(adapt="head"),
-    "reptile": dict(first_order=True),
-    "protomaml": dict(head_init="proto"),
-    "protonet": _METRIC,
-    "matchingnet": _METRIC,
-    "relationnet": _METRIC,
-}
-
-
-# The implied settings that define an algorithm: an explicit different value is a conflict
-# (the metric learners' implied settings only mark their missing inner loop: no conflict).
-_DEFINING_HINT = {
-    ("anil", "adapt"): "ANIL adapts the head only; for more layers use meta.algorithm: maml "
-                       "with meta.adapt: top_k_layers",
-    ("fomaml", "first_order"): "for second-order MAML use meta.algorithm: maml",
-    ("reptile", "first_order"): "Reptile never differentiates through the inner loop",
-    ("protomaml", "head_init"): "for a zero head init use meta.algorithm: maml",
-}
-
-
-def resolve_config(cfg: MetaConfig, explicit: Iterable[str] = ()) -> MetaConfig:
-    """``cfg`` with the settings its algorithm implies (see :data:`IMPLIED`), resolved once
-    when a config is built.
+def resolve_config(cfg: MetaConfig, explicit: Mapping[str, Any] | None = None) -> MetaConfig:
+    """``cfg`` checked against the settings its algorithm implies (already applied when the
+    :class:`MetaConfig` was built, see :data:`IMPLIED`).
 
     Args:
-      explicit: the meta fields the user set; one that contradicts a defining implied
-        setting (e.g. ``anil`` with ``adapt: top_k_layers``) raises a ``ValueError`` that
-        says how to fix it.
+      explicit: the meta settings the user gave (field -> value); one that contradicts a
+        defining implied setting (e.g. ``anil`` with ``adapt: top_k_layers``) raises a
+        ``ValueError`` that says how to fix it.
     """
     get_learner(cfg.algorithm)
-    explicit = set(explicit)
-    for field, value in IMPLIED.get(cfg.algorithm, {}).items():
-        hint = _DEFINING_HINT.get((cfg.algorithm, field))
-        if hint and field in explicit and getattr(cfg, field) != value:
-            raise ValueError(
-                f"meta.algorithm={cfg.algorithm!r} implies meta.{field}={value!r} but the config "
-                f"sets meta.{field}={getattr(cfg, field)!r}: remove meta.{field} ({hint}).")
-    return effective_config(cfg)
+    check_implied(cfg.algorithm, explicit or {})
+    return cfg
 
 
 def get_learner(name: str) -> Learner:
@@ -108,6 +76,7 @@ def get_learner(name: str) -> Learner:
 
 
 def effective_config(cfg: MetaConfig) -> MetaConfig:
-    """``cfg`` with the overrides an algorithm implies (see :data:`IMPLIED`)."""
+    """``cfg`` itself (its implied settings were resolved when it was built); kept so older
+    call sites keep working. Checks that the algorithm exists."""
     get_learner(cfg.algorithm)
-    return cfg.replace(**IMPLIED.get(cfg.algorithm, {}))
+    return cfg
