@@ -88,6 +88,9 @@ def write_table_atomically(df, out: str | Path) -> Path:
                 df.to_csv(f, index=False)
             else:
                 f.write(df.to_json(orient="records", lines=True, force_ascii=False))
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # mkstemp's 0600 is for the temp file, not the result
         os.replace(tmp, out)
     except BaseException:
         if os.path.exists(tmp):
