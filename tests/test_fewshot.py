@@ -323,3 +323,16 @@ def test_learners_doctest():
 
     from jaxmaml import learners
     assert doctest.testmod(learners).failed == 0
+
+
+def test_one_compile_per_padded_shape(trained):
+    from jaxmaml.classifier import _adapt_fn, _predict_fn
+
+    _, out_dir = trained
+    clf = FewShotClassifier.from_pretrained(out_dir, batch_size=16)
+    texts, labels = _unbalanced()  # 8 support rows: bucket 8
+    clf.fit(texts[:5] + texts[7:], labels[:5] + labels[7:])  # 6 rows: bucket 8 too
+    clf.predict(["dog"])
+    clf.fit(texts, labels).predict(["dog cat"] * 40)  # 3 batches of 16, the last one padded
+    adapt, predict = _adapt_fn(clf.cfg, 3), _predict_fn(clf.cfg.replace(way=3))
+    assert adapt._cache_size() == 1 and predict._cache_size() == 1
