@@ -1,5 +1,8 @@
 """jaxmaml: meta-learning for pretrained BERT text encoders in JAX/Flax."""
 
+from jaxmaml import learners
+from jaxmaml.classifier import FewShotClassifier
+from jaxmaml.loading import load_export, load_run
 from jaxmaml.meta.config import MetaConfig, OptimConfig
 from jaxmaml.meta.inner import inner_adapt
 from jaxmaml.meta.learners import LEARNERS, get_learner
@@ -10,7 +13,8 @@ from jaxmaml.models.hf import HFCheckpointError, load_pretrained, save_pretraine
 from jaxmaml.types import Episodes, Examples, MetaState
 
 __all__ = [
-    "BertConfig", "Episodes", "Examples", "HFCheckpointError", "LEARNERS", "MetaConfig",
+    "BertConfig", "Episodes", "Examples", "FewShotClassifier", "HFCheckpointError", "LEARNERS",
+    "MetaConfig", "learners", "load_export", "load_run",
     "MetaState", "OptimConfig", "encode", "get_learner", "init_meta_params", "init_params",
     "init_state", "inner_adapt", "jit_meta_step", "load_pretrained", "make_eval_step",
     "make_meta_step", "make_optimizer", "meta_grads", "meta_loss", "pool", "save_pretrained",

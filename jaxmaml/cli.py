@@ -1,4 +1,4 @@
-"""``jaxmaml train | eval | export | data | bench``: argument parsing only.
+"""``jaxmaml train | eval | export | predict | data | bench``: argument parsing only.
 
 Logic lives in importable modules (:mod:`jaxmaml.train`, :mod:`jaxmaml.evaluate`,
 :mod:`jaxmaml.export`); heavy imports are deferred so ``jaxmaml --help`` is instant.
@@ -13,7 +13,7 @@ import json
 import sys
 from pathlib import Path
 
-from jaxmaml.config import ConfigError, ExperimentConfig, from_dict, load_config
+from jaxmaml.config import ConfigError, ExperimentConfig, load_config
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -66,6 +66,24 @@ def _parser() -> argparse.ArgumentParser:
                    "initialization)")
     x.add_argument("--overwrite", action="store_true", help="replace a non-empty OUT_DIR")
 
+    pr = sub.add_parser("predict", help="adapt a model to a labelled support file and "
+                        "label a file of texts")
+    pr.add_argument("model", help="a run directory or an export directory")
+    pr.add_argument("--support", required=True, help="labelled examples of your task "
+                    "(csv/tsv/json/jsonl/parquet)")
+    pr.add_argument("--texts", required=True, help="the texts to label (same formats)")
+    pr.add_argument("--out", required=True, help="output .csv or .jsonl: the --texts rows "
+                    "plus a prediction column")
+    pr.add_argument("--text-column", default="text", help="text column of both files "
+                    "(default: text)")
+    pr.add_argument("--label-column", default="label", help="label column of --support "
+                    "(default: label)")
+    pr.add_argument("--proba", action="store_true", help="add a proba_<class> column per class")
+    pr.add_argument("--checkpoint", default="best", help="of a run directory: best (default), "
+                    "latest or a step")
+    pr.add_argument("--seq-len", type=int, help="tokens per text (default: the model's)")
+    pr.add_argument("--no-progress", action="store_true", help="no progress bar")
+
     d = sub.add_parser("data", help="print a config's dataset statistics and class split")
     d.add_argument("config")
     overrides(d)
@@ -100,37 +118,13 @@ def default_run_dir(cfg: ExperimentConfig) -> Path:
 def _resolve_target(target: str, overrides: list[str], out: str | None
                     ) -> tuple[ExperimentConfig, Path]:
     """(config, run_dir) of a run directory or a config file."""
-    import yaml
+    from jaxmaml.loading import run_config
 
     path = Path(target)
     if path.is_dir():
-        cfg_file = path / "config.yaml"
-        if not cfg_file.exists():
-            raise ConfigError(f"{path} is not a run directory (no config.yaml); pass a run "
-                              "directory written by `jaxmaml train` or a config file.")
-        from jaxmaml.config import apply_overrides
-        return from_dict(apply_overrides(yaml.safe_load(cfg_file.read_text()), overrides)), path
+        return run_config(path, overrides), path
     cfg = load_config(path, overrides)
     return cfg, Path(out) if out else default_run_dir(cfg)
-
-
-def _restore(cfg: ExperimentConfig, run_dir: Path, which: str, encoder):
-    """(step, meta_params) of checkpoint ``which`` (``init``: step 0, untrained)."""
-    from jaxmaml.checkpoint import CheckpointError, RunCheckpoints
-    from jaxmaml.experiment import abstract_state, state_init_fn
-    from jaxmaml.meta.outer import make_optimizer
-
-    if which == "init":
-        return 0, state_init_fn(cfg, make_optimizer(cfg.optim))(encoder).meta_params
-    if not (run_dir / "checkpoints").is_dir():
-        raise CheckpointError(f"no checkpoints in {run_dir}: train it first with `jaxmaml train "
-                              "CONFIG --out RUN_DIR`, or pass --checkpoint init to evaluate "
-                              "the untrained initialization.")
-    with RunCheckpoints(run_dir / "checkpoints", read_only=True) as ckpts:
-        if which == "best" and ckpts.best_step() is None:
-            which = "latest"
-        restored = ckpts.restore(abstract_state(cfg, encoder), which)
-    return restored.step, restored.state.meta_params
 
 
 def format_table(result: dict, step: int) -> str:
@@ -168,38 +162,22 @@ def _update_eval_file(run_dir: Path, rows: list[dict]) -> None:
 
 
 def cmd_eval(args) -> int:
-    from jaxmaml.eval_run import load_eval_data
-    from jaxmaml.evaluate import METHODS, evaluate
-    from jaxmaml.experiment import initial_encoder
+    from jaxmaml.eval_run import evaluate_run
 
     cfg, run_dir = _resolve_target(args.target, args.overrides, args.out)
-    methods = tuple(args.methods or METHODS)
-    encoder = initial_encoder(cfg)
-    step, meta_params = _restore(cfg, run_dir, args.checkpoint, encoder)
-    ev = load_eval_data(cfg, args.data, args.text_column, args.label_column, args.seq_len)
-    data, classes, split_name, data_name = ev.data, ev.classes, ev.split, ev.name
+    settings = None  # eval.settings
     if args.way or args.shot or args.query:
         way = args.way or cfg.meta.way
         shots = args.shot or sorted({s for _, s, _ in cfg.eval.settings})
         query = args.query or cfg.eval.settings[0][2]
         settings = [(way, s, query) for s in shots]
-    else:
-        settings = list(cfg.eval.settings)
-    episodes = args.episodes or cfg.eval.episodes
-    if episodes < 2:
-        raise ConfigError(f"--episodes {episodes}: need at least 2 for a confidence interval.")
-    for way, _, _ in settings:
-        if way > len(classes):
-            raise ConfigError(f"{way}-way episodes need {way} classes but {split_name} of "
-                              f"{data_name} has {len(classes)}; lower --way.")
-    try:
-        results = evaluate(meta_params, cfg.meta, data, classes, settings, episodes=episodes,
-                           seed=cfg.eval.seed, methods=methods, pretrained_params=encoder,
-                           data_name=data_name, split=split_name,
-                           max_per_class=cfg.eval.max_per_class)
-    except ValueError as e:  # settings the data cannot supply, unknown methods
-        raise ConfigError(f"cannot evaluate: {e}") from e
-    results = [{**r, "seq_len": ev.seq_len} for r in results]
+    if args.episodes is not None and args.episodes < 2:
+        raise ConfigError(f"--episodes {args.episodes}: need at least 2 for a confidence "
+                          "interval.")
+    step, results = evaluate_run(cfg, run_dir, checkpoint=args.checkpoint, data=args.data,
+                                 text_column=args.text_column, label_column=args.label_column,
+                                 seq_len=args.seq_len, settings=settings,
+                                 episodes=args.episodes, methods=args.methods)
     if run_dir.is_dir() and args.checkpoint != "init":
         _update_eval_file(run_dir, [{**r, "checkpoint_step": step} for r in results])
     if args.json:
@@ -212,6 +190,7 @@ def cmd_eval(args) -> int:
 def cmd_export(args) -> int:
     from jaxmaml.experiment import initial_encoder
     from jaxmaml.export import check_export_target, export
+    from jaxmaml.loading import restore_meta_params
 
     cfg, run_dir = _resolve_target(args.run_dir, [], None)
     check_export_target(run_dir, args.out_dir)  # before the (slow) model load
@@ -219,10 +198,22 @@ def cmd_export(args) -> int:
     # A checkpoint restore needs only shapes; ``init`` needs the real initial weights.
     encoder = (initial_encoder(cfg) if args.checkpoint == "init"
                else jax.eval_shape(lambda: initial_encoder(cfg)))
-    step, meta_params = _restore(cfg, run_dir, args.checkpoint, encoder)
+    step, meta_params = restore_meta_params(cfg, run_dir, args.checkpoint, encoder)
     out = export(run_dir, args.out_dir, cfg, step, meta_params["encoder"],
-                 overwrite=args.overwrite)
+                 overwrite=args.overwrite, meta_params=meta_params)
     print(f"exported step {step} of {run_dir} to {out}")
+    return 0
+
+
+def cmd_predict(args) -> int:
+    from jaxmaml.predict import predict_files
+
+    info = predict_files(args.model, args.support, args.texts, args.out,
+                         text_column=args.text_column, label_column=args.label_column,
+                         proba=args.proba, checkpoint=args.checkpoint, seq_len=args.seq_len,
+                         progress=not args.no_progress)
+    print(f"labelled {info['rows']} texts with {len(info['classes'])} classes "
+          f"({', '.join(info['classes'])}) into {info['out']}")
     return 0
 
 
@@ -291,7 +282,8 @@ def main(argv: list[str] | None = None) -> int:
     if "--debug" in argv:  # accepted anywhere on the line, not only before COMMAND
         argv = ["--debug", *(a for a in argv if a != "--debug")]
     args = _parser().parse_args(argv)
-    commands = {"train": cmd_train, "eval": cmd_eval, "export": cmd_export, "data": cmd_data}
+    commands = {"train": cmd_train, "eval": cmd_eval, "export": cmd_export, "data": cmd_data,
+                "predict": cmd_predict}
     try:
         return commands[args.command](args)
     except BaseException as e:  # noqa: BLE001 -- every failure becomes one line + exit code

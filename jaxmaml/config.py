@@ -363,13 +363,24 @@ def from_dict(raw: Mapping[str, Any], name: str = "experiment") -> ExperimentCon
     bert = resolve_bert(model)
     cfg = ExperimentConfig(
         model=model, data=_build(DataSection, raw["data"], "data"),
-        meta=_build(MetaConfig, raw["meta"], "meta", model=bert),
+        meta=_resolve_meta(_build(MetaConfig, raw["meta"], "meta", model=bert), raw["meta"]),
         optim=_build(OptimConfig, raw["optim"], "optim"),
         train=_build(TrainSection, raw["train"], "train"),
         eval=_build(EvalSection, raw["eval"], "eval"),
         parallel=_build(ParallelSection, raw["parallel"], "parallel"), name=str(name))
     validate(cfg)
     return cfg
+
+
+def _resolve_meta(meta: MetaConfig, raw_meta: Mapping[str, Any]) -> MetaConfig:
+    """Check the YAML's meta settings against what ``meta.algorithm`` implies (conflicts:
+    ConfigError); the implied values are applied when the MetaConfig is built."""
+    from jaxmaml.meta.learners import resolve_config
+
+    try:
+        return resolve_config(meta, explicit=raw_meta)
+    except ValueError as e:
+        raise ConfigError(str(e)) from e
 
 
 def load_config(path: str | os.PathLike, overrides: Iterable[str] = ()) -> ExperimentConfig:

@@ -67,25 +67,6 @@ def load_eval_data(cfg: ExperimentConfig, data: str | None = None,
     return EvalData(tokenized, classes, "meta_test", name, n)
 
 
-def restore(cfg: ExperimentConfig, run_dir: Path, which: str, encoder: Any
-            ) -> tuple[int, dict]:
-    """``(step, meta_params)`` of checkpoint ``which`` (best, latest, a step, or ``init``)."""
-    from jaxmaml.checkpoint import CheckpointError, RunCheckpoints
-    from jaxmaml.experiment import abstract_state, state_init_fn
-    from jaxmaml.meta.outer import make_optimizer
-
-    if which == "init":
-        return 0, state_init_fn(cfg, make_optimizer(cfg.optim))(encoder).meta_params
-    if not (Path(run_dir) / "checkpoints").is_dir():
-        raise CheckpointError(f"no checkpoints in {run_dir}: train it first with `jaxmaml train "
-                              "CONFIG --out RUN_DIR`, or evaluate checkpoint init.")
-    with RunCheckpoints(Path(run_dir) / "checkpoints", read_only=True) as ckpts:
-        if which == "best" and ckpts.best_step() is None:
-            which = "latest"
-        restored = ckpts.restore(abstract_state(cfg, encoder), which)
-    return restored.step, restored.state.meta_params
-
-
 def record_results(run_dir: str | Path, rows: list[dict]) -> None:
     """Merge ``rows`` (each with ``checkpoint_step``) into the run's ``eval_results.json``.
 
@@ -102,19 +83,6 @@ def record_results(run_dir: str | Path, rows: list[dict]) -> None:
                      r["query"], r["episodes"], r.get("seq_len"))
     new_keys = {key(r) for r in rows}
     write_json(f, [r for r in old if key(r) not in new_keys] + rows)
-
-
-def load_run(run_dir: str | Path, overrides: Sequence[str] = ()) -> ExperimentConfig:
-    """The config a run directory was trained with (``--set`` style ``overrides`` applied)."""
-    import yaml
-
-    from jaxmaml.config import apply_overrides, from_dict
-
-    cfg_file = Path(run_dir) / "config.yaml"
-    if not cfg_file.exists():
-        raise ConfigError(f"{run_dir} is not a run directory (no config.yaml); pass a run "
-                          "directory written by `jaxmaml train`.")
-    return from_dict(apply_overrides(yaml.safe_load(cfg_file.read_text()), overrides))
 
 
 def evaluate_run(cfg: ExperimentConfig, run_dir: str | Path, *, checkpoint: str = "best",
@@ -134,10 +102,11 @@ def evaluate_run(cfg: ExperimentConfig, run_dir: str | Path, *, checkpoint: str 
     """
     from jaxmaml.evaluate import METHODS, evaluate
     from jaxmaml.experiment import initial_encoder
+    from jaxmaml.loading import restore_meta_params
 
     ev = load_eval_data(cfg, data, text_column, label_column, seq_len, source_name)
     encoder = initial_encoder(cfg) if encoder is None else encoder
-    step, params = meta_params or restore(cfg, Path(run_dir), checkpoint, encoder)
+    step, params = meta_params or restore_meta_params(cfg, run_dir, checkpoint, encoder)
     settings = list(settings or cfg.eval.settings)
     for way, _, _ in settings:
         if way > len(ev.classes):

@@ -1,7 +1,9 @@
 """Export a run's meta-learned encoder as a Hugging Face BERT directory with a model card.
 
 The directory (config.json, model.safetensors, tokenizer files, README.md) loads offline
-with ``transformers.AutoModel`` / ``AutoTokenizer``; it is written atomically.
+with ``transformers.AutoModel`` / ``AutoTokenizer``; the learner's settings and extras and
+the sentence-transformers files (:mod:`jaxmaml.export_files`) make it load completely with
+``jaxmaml.FewShotClassifier.from_pretrained``. It is written atomically.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from typing import Any
 import yaml
 
 from jaxmaml.config import ExperimentConfig, to_dict, tokenizer_dir
+from jaxmaml.export_files import usage_section
 
 EVAL_FILE = "eval_results.json"
 
@@ -57,13 +60,10 @@ def model_card(cfg: ExperimentConfig, step: int, split: dict | None, results: li
         "---", "library_name: transformers", "pipeline_tag: feature-extraction",
         "tags: [bert, meta-learning, few-shot, jaxmaml]", "---", "",
         f"# {cfg.name}: meta-learned BERT encoder ({m.algorithm})", "",
-        "A BERT encoder (`BertModel`) whose weights are a meta-learned initialization for "
-        "few-shot text classification, trained with jaxmaml "
-        "(JAX/Flax). Load it with `transformers.AutoModel.from_pretrained(path)`; for a new "
-        f"task, add a {m.way}-way linear head on the {m.pooling}-pooled features"
-        + (" initialized from the support-set class prototypes (Proto-MAML)"
-           if m.head_init == "proto" else "")
-        + f" and take {m.num_inner_steps} SGD steps (lr {m.inner_lr}) on {adapt}.", "",
+        "A BERT encoder (`BertModel`) meta-learned for few-shot text classification with "
+        "jaxmaml (JAX/Flax), exported with everything its learner needs to adapt to a new "
+        "task.", "",
+        usage_section(m, cfg.data.seq_len),
         "## Meta-training", "",
         f"- algorithm: `{m.algorithm}` ({order}), inner loop: {m.num_inner_steps} steps, "
         f"inner lr {m.inner_lr}, adapting {adapt}",
@@ -135,8 +135,10 @@ def load_eval_results(run_dir: Path, step: int | None = None) -> list[dict]:
 
 
 def export(run_dir: str | Path, out_dir: str | Path, cfg: ExperimentConfig, step: int,
-           encoder: Any, overwrite: bool = False) -> Path:
-    """Write ``encoder`` (the meta-learned BERT params of ``step``) as a HF directory."""
+           encoder: Any, overwrite: bool = False, meta_params: dict | None = None) -> Path:
+    """Write ``encoder`` (the meta-learned BERT params of ``step``) as a HF directory, plus
+    the learner's settings and extras of ``meta_params`` (see :mod:`jaxmaml.export_files`)."""
+    from jaxmaml.export_files import jaxmaml_files
     from jaxmaml.models.hf import save_pretrained
 
     check_export_target(run_dir, out_dir)
@@ -146,4 +148,7 @@ def export(run_dir: str | Path, out_dir: str | Path, cfg: ExperimentConfig, step
     summary = json.loads(summary_file.read_text()) if summary_file.exists() else None
     card = model_card(cfg, step, split, load_eval_results(run_dir, step), summary)
     return save_pretrained(encoder, cfg.meta.model, out_dir, tokenizer_dir(cfg.model),
-                           overwrite=overwrite, extra_files={"README.md": card})
+                           overwrite=overwrite, extra_files={
+                               "README.md": card, **jaxmaml_files(
+                                   cfg.meta, meta_params or {"encoder": encoder},
+                                   cfg.data.seq_len, step)})

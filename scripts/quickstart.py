@@ -71,9 +71,10 @@ def main() -> int:
     print(f"[2/3] evaluating on meta-test classes ({args.episodes} episodes per setting)",
           flush=True)
     from jaxmaml.config import ConfigError
-    from jaxmaml.eval_run import evaluate_run, load_run, record_results
+    from jaxmaml.eval_run import evaluate_run, record_results
+    from jaxmaml.loading import run_config
     try:
-        cfg = load_run(out)
+        cfg = run_config(out)
         step, results = evaluate_run(cfg, out, settings=[(args.way, 1, args.query),
                                                          (args.way, 5, args.query)],
                                      episodes=args.episodes)

@@ -131,7 +131,8 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
     from jaxmaml.config import ConfigError
-    from jaxmaml.eval_run import evaluate_run, load_run, restore
+    from jaxmaml.eval_run import evaluate_run
+    from jaxmaml.loading import restore_meta_params, run_config
     from jaxmaml.experiment import initial_encoder
 
     specs = [parse_data_spec(s) for s in args.data]
@@ -139,9 +140,9 @@ def main(argv: list[str] | None = None) -> int:
     rows = []
     try:
         for run in args.run:
-            cfg = load_run(run)
+            cfg = run_config(run)
             encoder = initial_encoder(cfg)
-            restored = restore(cfg, Path(run), args.checkpoint, encoder)
+            restored = restore_meta_params(cfg, run, args.checkpoint, encoder)
             for spec in specs:
                 t0 = time.perf_counter()
                 step, results = evaluate_run(

@@ -85,7 +85,8 @@ def test_export_automodel_matches_jax(run_dir, tmp_path):
     torch = pytest.importorskip("torch")
     from transformers import AutoModel
 
-    from jaxmaml.cli import _resolve_target, _restore
+    from jaxmaml.cli import _resolve_target
+    from jaxmaml.loading import restore_meta_params
     from jaxmaml.experiment import initial_encoder
     from jaxmaml.models.bert import encode
 
@@ -93,7 +94,7 @@ def test_export_automodel_matches_jax(run_dir, tmp_path):
     assert main(["export", str(run_dir), str(out), "--checkpoint", "latest"]) == 0
     model = AutoModel.from_pretrained(str(out)).eval()
     cfg, _ = _resolve_target(str(run_dir), [], None)
-    _, meta_params = _restore(cfg, run_dir, "latest", initial_encoder(cfg))
+    _, meta_params = restore_meta_params(cfg, run_dir, "latest", initial_encoder(cfg))
     ids = np.array([[2, 10, 20, 30, 3, 0]], np.int32)
     mask = (ids > 0).astype(np.int32)
     with torch.no_grad():
@@ -173,7 +174,8 @@ def test_bench_dispatches_remaining_argv(monkeypatch):
 
 
 def test_eval_seq_len_changes_only_the_evaluated_data(run_dir, capsys):
-    from jaxmaml.eval_run import load_eval_data, load_run
+    from jaxmaml.eval_run import load_eval_data
+    from jaxmaml.loading import run_config as load_run
     from jaxmaml.experiment import load_data
 
     cfg = load_run(run_dir)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import re
+from typing import Any, Mapping
 
 from jaxmaml.models.bert import BertConfig
 
@@ -19,9 +20,48 @@ HEAD_INIT_CHOICES = ("zeros", "proto")
 DISTANCE_CHOICES = ("sqeuclidean", "cosine")
 
 
+# Settings an algorithm name implies, applied when a MetaConfig is built (once: every call
+# site sees the resolved values). Metric learners have no inner loop; ``adapt="head"`` marks
+# the whole encoder as inner-frozen so evaluation computes every example's features once.
+_METRIC = dict(adapt="head", num_inner_steps=0)
+IMPLIED: dict[str, dict[str, Any]] = {
+    "fomaml": dict(first_order=True),
+    "anil": dict(adapt="head"),
+    "reptile": dict(first_order=True),
+    "protomaml": dict(head_init="proto"),
+    "protonet": _METRIC,
+    "matchingnet": _METRIC,
+    "relationnet": _METRIC,
+}
+# The implied settings that define an algorithm: setting them otherwise is a conflict (the
+# metric learners' only mark their missing inner loop, so any value there is just unused).
+_DEFINING_HINT = {
+    ("anil", "adapt"): "ANIL adapts the head only; for more layers use meta.algorithm: maml "
+                       "with meta.adapt: top_k_layers",
+    ("fomaml", "first_order"): "for second-order MAML use meta.algorithm: maml",
+    ("reptile", "first_order"): "Reptile never differentiates through the inner loop",
+    ("protomaml", "head_init"): "for a zero head init use meta.algorithm: maml",
+}
+
+
+def check_implied(algorithm: str, explicit: Mapping[str, Any]) -> None:
+    """Raise ``ValueError`` when a setting the user gave (``explicit``: meta field -> value)
+    contradicts what ``algorithm`` means, e.g. ``anil`` with ``adapt: top_k_layers``."""
+    for field, value in IMPLIED.get(algorithm, {}).items():
+        hint = _DEFINING_HINT.get((algorithm, field))
+        if hint and field in explicit and explicit[field] != value:
+            raise ValueError(
+                f"meta.algorithm={algorithm!r} implies meta.{field}={value!r} but the config "
+                f"sets meta.{field}={explicit[field]!r}: remove meta.{field} ({hint}).")
+
+
 @dataclasses.dataclass(frozen=True)
 class MetaConfig:
     """How one task is adapted and scored.
+
+    The settings ``algorithm`` implies (:data:`IMPLIED`: ``fomaml``/``reptile`` are first
+    order, ``anil`` adapts the head, ``protomaml`` uses the prototype head, metric learners
+    have no inner loop) are applied when the config is built.
 
     Attributes:
       model: the encoder's :class:`BertConfig`.
@@ -105,6 +145,9 @@ class MetaConfig:
     reptile_all_data: bool = True
 
     def __post_init__(self):
+        for name, value in IMPLIED.get(self.algorithm, {}).items():  # resolved once, here
+            object.__setattr__(self, name, value)
+
         def check(name, value, choices):
             if value not in choices:
                 raise ValueError(f"meta.{name}={value!r} is not one of {', '.join(choices)}.")

@@ -24,44 +24,49 @@ Learners (module in brackets):
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Mapping
 
 from jaxmaml.meta import mamlpp, metasgd, metric, reptile
-from jaxmaml.meta.config import MetaConfig
-from jaxmaml.meta.task import Learner, adapt_task, maml_task_loss, score
+from jaxmaml.meta.config import IMPLIED, MetaConfig, check_implied
+from jaxmaml.meta.task import (Learner, adapt_task, head_adapt, head_predict, maml_task_loss,
+                               score)
 
 __all__ = ["IMPLIED", "LEARNERS", "Learner", "adapt_task", "effective_config", "get_learner",
-           "maml_task_loss", "score"]
+           "maml_task_loss", "resolve_config", "score"]
 
+_HEAD = dict(adapt=head_adapt, predict=head_predict)
 LEARNERS: dict[str, Learner] = {
-    "maml": Learner(maml_task_loss),
-    "fomaml": Learner(maml_task_loss),
-    "anil": Learner(maml_task_loss),
-    "metasgd": Learner(metasgd.task_loss, init_extras=metasgd.init_extras),
+    "maml": Learner(maml_task_loss, **_HEAD),
+    "fomaml": Learner(maml_task_loss, **_HEAD),
+    "anil": Learner(maml_task_loss, **_HEAD),
+    "metasgd": Learner(metasgd.task_loss, init_extras=metasgd.init_extras,
+                       adapt=metasgd.adapt, predict=head_predict),
     "mamlpp": Learner(mamlpp.task_loss, init_extras=mamlpp.init_extras,
-                      meta_grad=mamlpp.meta_grad),
-    "reptile": Learner(maml_task_loss, meta_grad=reptile.meta_grad),
-    "protomaml": Learner(maml_task_loss),
-    "protonet": Learner(metric.protonet_task_loss, adapts=False),
+                      meta_grad=mamlpp.meta_grad, adapt=mamlpp.adapt, predict=head_predict),
+    "reptile": Learner(maml_task_loss, meta_grad=reptile.meta_grad, **_HEAD),
+    "protomaml": Learner(maml_task_loss, **_HEAD),
+    "protonet": Learner(metric.protonet_task_loss, adapts=False, adapt=metric.protonet_adapt,
+                        predict=metric.protonet_predict),
     "matchingnet": Learner(metric.matching_task_loss, init_extras=metric.matching_init_extras,
-                           adapts=False),
+                           adapts=False, adapt=metric.matching_adapt,
+                           predict=metric.matching_predict),
     "relationnet": Learner(metric.relation_task_loss, init_extras=metric.relation_init_extras,
-                           adapts=False),
+                           adapts=False, adapt=metric.relation_adapt,
+                           predict=metric.relation_predict),
 }
 
-# Settings an algorithm name implies, applied by ``effective_config``. Metric learners have
-# no inner loop; ``adapt="head"`` marks the whole encoder as inner-frozen so evaluation
-# computes every example's features once (see jaxmaml.evaluate).
-_METRIC = dict(adapt="head", num_inner_steps=0)
-IMPLIED: dict[str, dict[str, Any]] = {
-    "fomaml": dict(first_order=True),
-    "anil": dict(adapt="head"),
-    "reptile": dict(first_order=True),
-    "protomaml": dict(head_init="proto"),
-    "protonet": _METRIC,
-    "matchingnet": _METRIC,
-    "relationnet": _METRIC,
-}
+def resolve_config(cfg: MetaConfig, explicit: Mapping[str, Any] | None = None) -> MetaConfig:
+    """``cfg`` checked against the settings its algorithm implies (already applied when the
+    :class:`MetaConfig` was built, see :data:`IMPLIED`).
+
+    Args:
+      explicit: the meta settings the user gave (field -> value); one that contradicts a
+        defining implied setting (e.g. ``anil`` with ``adapt: top_k_layers``) raises a
+        ``ValueError`` that says how to fix it.
+    """
+    get_learner(cfg.algorithm)
+    check_implied(cfg.algorithm, explicit or {})
+    return cfg
 
 
 def get_learner(name: str) -> Learner:
@@ -71,6 +76,7 @@ def get_learner(name: str) -> Learner:
 
 
 def effective_config(cfg: MetaConfig) -> MetaConfig:
-    """``cfg`` with the overrides an algorithm implies (see :data:`IMPLIED`)."""
+    """``cfg`` itself (its implied settings were resolved when it was built); kept so older
+    call sites keep working. Checks that the algorithm exists."""
     get_learner(cfg.algorithm)
-    return cfg.replace(**IMPLIED.get(cfg.algorithm, {}))
+    return cfg

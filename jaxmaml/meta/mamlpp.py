@@ -26,8 +26,8 @@ import jax.numpy as jnp
 
 from jaxmaml.meta.config import MetaConfig
 from jaxmaml.meta.metasgd import init_log_lrs, learned_lrs
-from jaxmaml.meta.task import adapt_task
-from jaxmaml.types import Episodes
+from jaxmaml.meta.task import adapt_task, head_adapt
+from jaxmaml.types import Episodes, Examples
 
 LRS_KEY = "lslr"
 MIN_NON_FINAL = 0.03  # the paper's floor for non-final step weights, times 1/S
@@ -75,6 +75,15 @@ def _task_loss(meta_params: dict, episode: Episodes, cfg: MetaConfig,
     losses, accs = adapt_task(meta_params, episode, cfg, lrs=lrs, per_step_lrs=True,
                               query_step_metrics=True).outs
     return jnp.dot(weights, losses), {"loss": losses[-1], "accuracy": accs[-1]}
+
+
+def adapt(meta_params: dict, support: Examples, cfg: MetaConfig) -> dict:
+    """Task params ``{"encoder", "head"}`` after the inner loop with the learned per-step
+    rates (what :func:`task_loss` scores)."""
+    if cfg.num_inner_steps == 0:
+        return head_adapt(meta_params, support, cfg)
+    return head_adapt(meta_params, support, cfg, lrs=learned_lrs(meta_params, LRS_KEY),
+                      per_step_lrs=True)
 
 
 def task_loss(meta_params: dict, episode: Episodes, cfg: MetaConfig, key=None):

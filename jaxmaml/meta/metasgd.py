@@ -19,8 +19,8 @@ import jax.numpy as jnp
 
 from jaxmaml.meta import inner
 from jaxmaml.meta.config import MetaConfig
-from jaxmaml.meta.task import adapt_task, adapted_shapes
-from jaxmaml.types import Episodes
+from jaxmaml.meta.task import adapt_task, adapted_shapes, head_adapt
+from jaxmaml.types import Episodes, Examples
 
 LRS_KEY = "inner_lrs"
 
@@ -64,3 +64,8 @@ def task_loss(meta_params: dict, episode: Episodes, cfg: MetaConfig, key=None):
     del key
     loss, acc = adapt_task(meta_params, episode, cfg, lrs=learned_lrs(meta_params)).score()
     return loss, {"loss": loss, "accuracy": acc}
+
+
+def adapt(meta_params: dict, support: Examples, cfg: MetaConfig) -> dict:
+    """Task params ``{"encoder", "head"}`` after the inner loop with the learned rates."""
+    return head_adapt(meta_params, support, cfg, lrs=learned_lrs(meta_params))

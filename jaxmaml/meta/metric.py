@@ -65,15 +65,38 @@ def protonet_logits(support_feats: jax.Array, support: Examples, query_feats: ja
                     cfg: MetaConfig) -> jax.Array:
     """``[n_q, way]``: ``-|q - c_k|^2`` or ``cosine_scale * cos(q, c_k)``."""
     c = inner.prototypes(support_feats, support.labels, support.weights, cfg.way)
+    return prototype_logits(c, query_feats, cfg)
+
+
+def prototype_logits(prototypes: jax.Array, query_feats: jax.Array, cfg: MetaConfig
+                     ) -> jax.Array:
+    """``[n_q, way]`` ProtoNet logits of query features against class prototypes ``[way, H]``."""
+    c = prototypes
     if cfg.distance == "cosine":
         return cfg.cosine_scale * _normalize(query_feats) @ _normalize(c).T
     return -jnp.sum((query_feats[:, None, :] - c[None, :, :]) ** 2, axis=-1)
 
 
+def protonet_adapt(meta_params: dict, support: Examples, cfg: MetaConfig) -> dict:
+    """Task params ``{"encoder", "prototypes": [way, H]}``: the support class means."""
+    encoder = meta_params["encoder"]
+    s = inner.features(encoder, support, cfg)
+    return {"encoder": encoder,
+            "prototypes": inner.prototypes(s, support.labels, support.weights, cfg.way)}
+
+
+def protonet_predict(task_params: dict, examples: Examples, cfg: MetaConfig) -> jax.Array:
+    """``[n, way]`` ``-|x - c_k|^2`` (or scaled cosine) to the task's prototypes."""
+    q = inner.features(task_params["encoder"], examples, cfg)
+    return prototype_logits(task_params["prototypes"], q, cfg)
+
+
 def protonet_task_loss(meta_params: dict, episode: Episodes, cfg: MetaConfig, key=None):
+    """Cross-entropy of :func:`protonet_predict` after :func:`protonet_adapt`."""
     del key
-    s, q = episode_features(meta_params, episode, cfg)
-    return _metrics(protonet_logits(s, episode.support, q, cfg), episode.query)
+    logits = protonet_predict(protonet_adapt(meta_params, episode.support, cfg),
+                              episode.query, cfg)
+    return _metrics(logits, episode.query)
 
 
 # ------------------------------------------------------------------------ Matching Networks
@@ -111,13 +134,23 @@ def fce_query(p: dict, f: jax.Array, g: jax.Array, weights: jax.Array, steps: in
 def matching_log_probs(support_feats: jax.Array, support: Examples, query_feats: jax.Array,
                        cfg: MetaConfig, fce_params: dict | None = None) -> jax.Array:
     """``[n_q, way]`` log of ``p(y=k|q) = sum_{i: y_i=k} softmax_i(scale * cos(q, s_i))``."""
-    g, f = support_feats, query_feats
+    g = support_feats
     if fce_params is not None:
         g = fce_support(fce_params, g, support.weights)
-        f = fce_query(fce_params, f, g, support.weights, cfg.fce_steps)
-    sims = cfg.cosine_scale * _normalize(f) @ _normalize(g).T
-    log_attn = jax.nn.log_softmax(jnp.where(support.weights[None, :] > 0, sims, -jnp.inf), -1)
     onehot = jax.nn.one_hot(support.labels, cfg.way) * (support.weights > 0)[:, None]
+    return matching_log_probs_from(g, onehot, support.weights, query_feats, cfg, fce_params)
+
+
+def matching_log_probs_from(g: jax.Array, onehot: jax.Array, weights: jax.Array,
+                            query_feats: jax.Array, cfg: MetaConfig,
+                            fce_params: dict | None = None) -> jax.Array:
+    """``[n_q, way]`` Matching Networks log-probabilities given the (FCE) support
+    embeddings ``g`` ``[n_s, H]``, their masked one-hot labels ``[n_s, way]`` and weights."""
+    f = query_feats
+    if fce_params is not None:
+        f = fce_query(fce_params, f, g, weights, cfg.fce_steps)
+    sims = cfg.cosine_scale * _normalize(f) @ _normalize(g).T
+    log_attn = jax.nn.log_softmax(jnp.where(weights[None, :] > 0, sims, -jnp.inf), -1)
     # log sum_i a_i [y_i = k], in log space for stability; a class without support gets -inf.
     return jax.nn.logsumexp(log_attn[:, :, None], axis=1, b=onehot[None, :, :])
 
@@ -132,10 +165,31 @@ def matching_init_extras(encoder: Any, cfg: MetaConfig, key: jax.Array) -> dict:
                     "lstm": _dense_init(kl, 3 * h, 4 * h)}}
 
 
+def matching_adapt(meta_params: dict, support: Examples, cfg: MetaConfig) -> dict:
+    """Task params: the encoder, the (FCE) support embeddings ``g`` ``[n_s, H]``, their
+    masked one-hot labels ``[n_s, way]``, weights ``[n_s]`` (and the FCE module)."""
+    encoder = meta_params["encoder"]
+    g = inner.features(encoder, support, cfg)
+    out = {"encoder": encoder, "weights": support.weights,
+           "onehot": jax.nn.one_hot(support.labels, cfg.way) * (support.weights > 0)[:, None]}
+    if cfg.fce:
+        g = fce_support(meta_params["fce"], g, support.weights)
+        out["fce"] = meta_params["fce"]
+    return {**out, "support": g}
+
+
+def matching_predict(task_params: dict, examples: Examples, cfg: MetaConfig) -> jax.Array:
+    """``[n, way]`` log ``p(y=k|x)`` of the attention over the task's support set."""
+    q = inner.features(task_params["encoder"], examples, cfg)
+    return matching_log_probs_from(task_params["support"], task_params["onehot"],
+                                   task_params["weights"], q, cfg, task_params.get("fce"))
+
+
 def matching_task_loss(meta_params: dict, episode: Episodes, cfg: MetaConfig, key=None):
+    """``-log p(y|q)`` of :func:`matching_predict` after :func:`matching_adapt`."""
     del key
-    s, q = episode_features(meta_params, episode, cfg)
-    log_p = matching_log_probs(s, episode.support, q, cfg, meta_params["fce"] if cfg.fce else None)
+    log_p = matching_predict(matching_adapt(meta_params, episode.support, cfg),
+                             episode.query, cfg)
     return _metrics(log_p, episode.query)
 
 
@@ -151,19 +205,38 @@ def relation_scores(relation: dict, support_feats: jax.Array, support: Examples,
                     query_feats: jax.Array, cfg: MetaConfig) -> jax.Array:
     """Relation scores in (0, 1) for every (query, class prototype) pair: ``[n_q, way]``."""
     c = inner.prototypes(support_feats, support.labels, support.weights, cfg.way)
+    return jax.nn.sigmoid(relation_logits(relation, c, query_feats))
+
+
+def relation_logits(relation: dict, prototypes: jax.Array, query_feats: jax.Array
+                    ) -> jax.Array:
+    """Pre-sigmoid relation scores ``[n_q, way]`` of queries against prototypes ``[way, H]``."""
+    c = prototypes
     q = jnp.broadcast_to(query_feats[:, None, :], (query_feats.shape[0],) + c.shape)
     c = jnp.broadcast_to(c[None], q.shape)
     pairs = jnp.concatenate([q, c, jnp.abs(q - c), q * c], axis=-1)
     hidden = jax.nn.relu(_dense(relation["hidden"], pairs))
-    return jax.nn.sigmoid(_dense(relation["out"], hidden)[..., 0])
+    return _dense(relation["out"], hidden)[..., 0]
+
+
+def relation_adapt(meta_params: dict, support: Examples, cfg: MetaConfig) -> dict:
+    """Task params ``{"encoder", "prototypes": [way, H], "relation"}``."""
+    t = protonet_adapt(meta_params, support, cfg)
+    return {**t, "relation": meta_params["relation"]}
+
+
+def relation_predict(task_params: dict, examples: Examples, cfg: MetaConfig) -> jax.Array:
+    """``[n, way]`` pre-sigmoid relation scores (the logits; scores = sigmoid)."""
+    q = inner.features(task_params["encoder"], examples, cfg)
+    return relation_logits(task_params["relation"], task_params["prototypes"], q)
 
 
 def relation_task_loss(meta_params: dict, episode: Episodes, cfg: MetaConfig, key=None):
     """Mean squared error of the relation scores against one-hot targets (Sung et al.)."""
     del key
-    s, q = episode_features(meta_params, episode, cfg)
     query = episode.query
-    scores = relation_scores(meta_params["relation"], s, episode.support, q, cfg)
+    scores = jax.nn.sigmoid(relation_predict(relation_adapt(meta_params, episode.support, cfg),
+                                             query, cfg))
     sq_err = jnp.sum((scores - jax.nn.one_hot(query.labels, cfg.way)) ** 2, axis=-1)
     denom = jnp.maximum(query.weights.sum(), 1.0)
     loss = jnp.sum(sq_err * query.weights) / denom

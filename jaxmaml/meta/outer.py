@@ -15,13 +15,12 @@ import optax
 
 from jaxmaml.meta.config import MetaConfig, OptimConfig
 from jaxmaml.meta.inner import is_outer_frozen
-from jaxmaml.meta.learners import effective_config, get_learner
+from jaxmaml.meta.learners import effective_config, get_learner  # noqa: F401 (re-export)
 from jaxmaml.types import Episodes, MetaState
 
 
 def init_meta_params(encoder: Any, cfg: MetaConfig, key: jax.Array) -> dict[str, Any]:
     """``{"encoder": encoder, **learner extras}`` for ``cfg.algorithm``."""
-    cfg = effective_config(cfg)
     return {"encoder": encoder, **get_learner(cfg.algorithm).init_extras(encoder, cfg, key)}
 
 
@@ -31,7 +30,6 @@ def meta_loss(meta_params: dict, episodes: Episodes, cfg: MetaConfig, key: jax.A
 
     Returns ``(loss, metrics)`` with per-task metrics averaged.
     """
-    cfg = effective_config(cfg)
     task_loss = get_learner(cfg.algorithm).task_loss
     tasks = episodes.support.labels.shape[0]
     keys = jax.random.split(key, tasks)
@@ -50,7 +48,6 @@ def meta_grads(meta_params: dict, episodes: Episodes, cfg: MetaConfig, key: jax.
     mean over tasks for the same FLOPs, with the working set of ``k`` tasks instead of all
     (the per-task random keys, used only by dropout, differ from the all-at-once split).
     """
-    cfg = effective_config(cfg)
     tasks = episodes.support.labels.shape[0]
     if not 0 < cfg.task_chunk < tasks:
         return _meta_grads(meta_params, episodes, key, cfg, step)
@@ -161,7 +158,6 @@ def make_eval_step(cfg: MetaConfig) -> Callable[[dict, Episodes, jax.Array], dic
     Adapts to each task's support set and scores its query set; nothing is updated.
     Per-task values (not means) so the caller can compute confidence intervals.
     """
-    cfg = effective_config(cfg)
     task_loss = get_learner(cfg.algorithm).task_loss
 
     def eval_step(meta_params, episodes, key):

@@ -31,12 +31,17 @@ class Learner(NamedTuple):
       meta_grad: optional ``(meta_params, episodes, cfg, key, step) -> ((loss, metrics),
         grads)`` replacing ``value_and_grad`` of the mean task loss (Reptile, MAML++).
       adapts: whether the learner runs the inner loop (False for metric learners).
+      adapt: ``(meta_params, support, cfg) -> task_params`` for one task: what a user's
+        support set turns into (adapted encoder + head, prototypes, the support set).
+      predict: ``(task_params, examples, cfg) -> logits [n, way]``.
     """
 
     task_loss: Callable[..., tuple[jax.Array, dict[str, jax.Array]]]
     init_extras: Callable[[Any, MetaConfig, jax.Array], dict[str, Any]] = lambda enc, cfg, key: {}
     meta_grad: Callable | None = None
     adapts: bool = True
+    adapt: Callable[[dict, Examples, MetaConfig], dict] | None = None
+    predict: Callable[[dict, Examples, MetaConfig], jax.Array] | None = None
 
 
 class Adapted(NamedTuple):
@@ -173,6 +178,22 @@ def maml_task_loss(meta_params, episode: Episodes, cfg: MetaConfig, key=None):
     del key
     loss, acc = adapt_task(meta_params, episode, cfg).score()
     return loss, {"loss": loss, "accuracy": acc}
+
+
+def head_adapt(meta_params: dict, support: Examples, cfg: MetaConfig, *, lrs: Any = None,
+               per_step_lrs: bool = False) -> dict:
+    """Task params ``{"encoder", "head"}`` of the MAML family after the inner loop on
+    ``support`` (``[n, seq_len]``, labels in ``[0, cfg.way)``): the same
+    :func:`adapt_task` meta-training and evaluation run, with a full-vocabulary encoder."""
+    task = adapt_task(meta_params, Episodes(support, support), cfg, lrs=lrs,
+                      per_step_lrs=per_step_lrs)
+    return {"encoder": task.full_encoder(meta_params["encoder"]), "head": task.params["head"]}
+
+
+def head_predict(task_params: dict, examples: Examples, cfg: MetaConfig) -> jax.Array:
+    """``[n, way]`` logits of the adapted head on the adapted encoder's pooled features."""
+    feats = inner.features(task_params["encoder"], examples, cfg)
+    return inner.head_logits(task_params["head"], feats)
 
 
 def head_template(cfg: MetaConfig, way: int = 1) -> dict[str, jax.Array]:

@@ -110,13 +110,15 @@ def load_pretrained(path: str | os.PathLike, **config_overrides) -> tuple[Params
     if not cfg_file.exists():
         raise HFCheckpointError(f"{model_dir} is not a Hugging Face model directory: "
                                 "no config.json in it.")
+    hf_config = json.loads(cfg_file.read_text())
+    if hf_config.get("model_type") != "bert":  # say so before looking for BERT tensors
+        config_from_hf(hf_config)
     tensors = {k.removeprefix("bert."): v for k, v in _read_tensors(model_dir).items()}
     tensors = {k.replace(".gamma", ".weight").replace(".beta", ".bias"): v
                for k, v in tensors.items()
                if not k.endswith(_BUFFERS) and not k.startswith(_HEAD_PREFIXES)}
     has_pooler = any(k.startswith("pooler.") for k in tensors)
-    config = config_from_hf(json.loads(cfg_file.read_text()),
-                            add_pooling_layer=has_pooler, **config_overrides)
+    config = config_from_hf(hf_config, add_pooling_layer=has_pooler, **config_overrides)
     abstract = _flat(jax.eval_shape(lambda: init_params(config, jax.random.key(0))))
 
     flat, missing, bad_shape = {}, [], []
@@ -197,11 +199,12 @@ def write_atomically(out_dir: str | os.PathLike, fill, overwrite: bool = False) 
 
 def save_pretrained(params: Params, config: BertConfig, out_dir: str | os.PathLike,
                     tokenizer_dir: str | os.PathLike | None = None, *, overwrite: bool = False,
-                    extra_files: dict[str, str] | None = None) -> Path:
+                    extra_files: dict[str, str | bytes] | None = None) -> Path:
     """Write a HF BERT directory (config.json, model.safetensors, tokenizer files).
 
     ``transformers.AutoModel.from_pretrained(out_dir)`` loads it offline. Written atomically
-    (temp dir + rename). ``extra_files`` maps file names to text (e.g. a README model card).
+    (temp dir + rename). ``extra_files`` maps file names (relative paths; subdirectories are
+    created) to text or bytes (e.g. a README model card).
     """
     from safetensors.numpy import save_file
 
@@ -221,7 +224,11 @@ def save_pretrained(params: Params, config: BertConfig, out_dir: str | os.PathLi
         save_file(state, str(tmp / "model.safetensors"), metadata={"format": "pt"})
         for f in tok_files:
             shutil.copy2(f, tmp / f.name)
-        for name, text in (extra_files or {}).items():
-            (tmp / name).write_text(text)
+        for name, content in (extra_files or {}).items():
+            (tmp / name).parent.mkdir(parents=True, exist_ok=True)
+            if isinstance(content, bytes):
+                (tmp / name).write_bytes(content)
+            else:
+                (tmp / name).write_text(content)
 
     return write_atomically(out_dir, fill, overwrite=overwrite)

@@ -1,0 +1,208 @@
+"""``FewShotClassifier``: a meta-learned model on a user's own few-shot task (scikit-learn style).
+
+::
+
+    clf = jaxmaml.FewShotClassifier.from_run("runs/quickstart")   # or .from_pretrained(export)
+    clf.fit(texts, labels)          # the learner's adaptation on this support set
+    clf.predict(new_texts); clf.predict_proba(new_texts); clf.classes_; clf.embed(new_texts)
+
+``fit`` runs the learner's ``adapt`` (:mod:`jaxmaml.learners`) on the tokenized support set,
+``predict``/``predict_proba`` its ``predict`` (probabilities ``softmax(logits)``), exactly
+what meta-training and ``jaxmaml eval`` ran. Any number of classes and shots per class
+(unbalanced too); labels are any hashable values (``classes_`` sorted like scikit-learn's).
+Both steps are jitted: the support set is padded with zero-weight rows to the next power of
+two and texts are scored in fixed batches, so a shape compiles once.
+"""
+
+from __future__ import annotations
+
+import functools
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import jax
+import numpy as np
+
+from jaxmaml.loading import Loaded, load_export, load_run
+from jaxmaml.types import Examples
+
+MIN_SUPPORT_ROWS = 8
+
+
+def _bucket(n: int) -> int:
+    """The padded number of support rows for ``n`` examples (powers of two, >= 8)."""
+    return max(MIN_SUPPORT_ROWS, 1 << (max(n, 1) - 1).bit_length())
+
+
+@functools.lru_cache(maxsize=32)
+def _adapt_fn(cfg, way: int) -> Callable:
+    from jaxmaml.learners import from_config
+
+    learner = from_config(cfg)
+    return jax.jit(lambda mp, support: learner.adapt(mp, support, way))
+
+
+@functools.lru_cache(maxsize=32)
+def _predict_fn(cfg) -> Callable:
+    from jaxmaml.learners import from_config
+
+    learner = from_config(cfg)
+    return jax.jit(lambda tp, ex: jax.nn.log_softmax(learner.predict(tp, ex), -1))
+
+
+@functools.lru_cache(maxsize=32)
+def _embed_fn(cfg) -> Callable:
+    from jaxmaml.meta.inner import features
+
+    return jax.jit(lambda enc, ex: features(enc, ex, cfg))
+
+
+def _check_texts(texts: Sequence[str], what: str) -> list[str]:
+    if isinstance(texts, str):
+        raise ValueError(f"{what} must be a list of strings, not one string; wrap it: [text].")
+    texts = list(texts)
+    if not texts:
+        raise ValueError(f"{what} is empty: pass at least one text.")
+    for i, t in enumerate(texts):
+        if not isinstance(t, str) or not t.strip():
+            raise ValueError(f"{what} row {i} is {'empty' if isinstance(t, str) else repr(t)}"
+                             "; every text must be a non-empty string (drop or fill it).")
+    return texts
+
+
+class FewShotClassifier:
+    """Adapt a meta-learned model to a labelled support set, then classify new texts.
+
+    Args:
+      loaded: a :class:`~jaxmaml.loading.Loaded` model (use :meth:`from_run` or
+        :meth:`from_pretrained`).
+      seq_len: tokens per text (default: the model's meta-training ``seq_len``).
+      batch_size: texts per jitted forward pass in :meth:`predict` / :meth:`embed`.
+    """
+
+    def __init__(self, loaded: Loaded, *, seq_len: int | None = None, batch_size: int = 64):
+        from jaxmaml.data.tokenize import _load_tokenizer
+
+        self.meta_params = loaded.meta_params
+        self.cfg = loaded.meta
+        self.step = loaded.step
+        self.seq_len = int(seq_len or loaded.seq_len)
+        if not 2 <= self.seq_len <= self.cfg.model.max_position_embeddings:
+            raise ValueError(f"seq_len={self.seq_len} must be in [2, "
+                             f"{self.cfg.model.max_position_embeddings}] for this model.")
+        self.batch_size = int(batch_size)
+        self.tokenizer = _load_tokenizer(loaded.tokenizer_dir)
+        self.task_params_: dict | None = None
+        self.classes_: np.ndarray | None = None
+
+    @classmethod
+    def from_run(cls, run_dir: str | Path, checkpoint: str = "best", **kwargs
+                 ) -> "FewShotClassifier":
+        """From a ``jaxmaml train`` run directory (``checkpoint``: best, latest, a step)."""
+        return cls(load_run(run_dir, checkpoint), **kwargs)
+
+    @classmethod
+    def from_pretrained(cls, export_dir: str | Path, **kwargs) -> "FewShotClassifier":
+        """From a ``jaxmaml export`` directory (a plain HF BERT directory works too, as a
+        frozen encoder with a nearest-centroid head, with a warning)."""
+        return cls(load_export(export_dir, kwargs.get("seq_len")), **kwargs)
+
+    @property
+    def algorithm(self) -> str:
+        return self.cfg.algorithm
+
+    # ------------------------------------------------------------------ tokenize
+    def _tokenize(self, texts: list[str]) -> tuple[np.ndarray, np.ndarray]:
+        from jaxmaml.data.tokenize import _encode
+
+        ids, mask, _ = _encode(self.tokenizer, texts, self.seq_len)
+        return ids, mask
+
+    def _batches(self, texts: Sequence[str], what: str):
+        """Fixed-size padded :class:`Examples` batches and their real row counts."""
+        texts = _check_texts(texts, what)
+        for s in range(0, len(texts), self.batch_size):
+            ids, mask = self._tokenize(texts[s:s + self.batch_size])
+            n, pad = len(ids), self.batch_size - len(ids)
+            ids, mask = np.pad(ids, ((0, pad), (0, 0))), np.pad(mask, ((0, pad), (0, 0)))
+            yield Examples(ids, mask, np.zeros(len(ids), np.int32),
+                           np.ones(len(ids), np.float32)), n
+
+    # ------------------------------------------------------------------ estimator API
+    def fit(self, texts: Sequence[str], labels: Sequence[Any],
+            classes: Sequence[Any] | None = None) -> "FewShotClassifier":
+        """Adapt to the support set ``texts`` with ``labels`` (any hashable values).
+
+        ``classes`` (optional) fixes the class list and its order; each needs at least one
+        support example.
+        """
+        texts = _check_texts(texts, "the support texts")
+        labels = list(labels)
+        if len(labels) != len(texts):
+            raise ValueError(f"{len(texts)} support texts but {len(labels)} labels; pass one "
+                             "label per text.")
+        if any(y is None or (isinstance(y, float) and np.isnan(y)) for y in labels):
+            i = next(i for i, y in enumerate(labels)
+                     if y is None or (isinstance(y, float) and np.isnan(y)))
+            raise ValueError(f"support row {i} has no label; label every support example.")
+        present = sorted(set(labels), key=lambda y: (str(type(y)), y))
+        if classes is None:
+            classes = present
+        else:
+            classes = list(classes)
+            missing = [c for c in classes if c not in set(labels)]
+            if missing:
+                raise ValueError(f"class {missing[0]!r} has no support example; give every "
+                                 "class at least one labelled text (or drop it from classes).")
+            extra = [y for y in present if y not in set(classes)]
+            if extra:
+                raise ValueError(f"support label {extra[0]!r} is not in classes; add it.")
+        if len(classes) < 2:
+            raise ValueError(f"the support set has a single class ({classes[0]!r}); few-shot "
+                             "classification needs at least 2 classes.")
+        index = {c: i for i, c in enumerate(classes)}
+        ids, mask = self._tokenize(texts)
+        n, rows = len(texts), _bucket(len(texts))
+        support = Examples(np.pad(ids, ((0, rows - n), (0, 0))),
+                           np.pad(mask, ((0, rows - n), (0, 0))),
+                           np.array([index[y] for y in labels] + [0] * (rows - n), np.int32),
+                           np.array([1.0] * n + [0.0] * (rows - n), np.float32))
+        self.task_params_ = _adapt_fn(self.cfg, len(classes))(self.meta_params, support)
+        self.classes_ = np.array(classes, dtype=object if not all(
+            isinstance(c, (int, np.integer)) for c in classes) else np.int64)
+        self._predict_cfg = self.cfg.replace(way=len(classes))
+        return self
+
+    def _log_proba(self, texts: Sequence[str], progress: Callable[[int], None] | None = None
+                   ) -> np.ndarray:
+        if self.task_params_ is None:
+            raise ValueError("call fit(texts, labels) with a labelled support set first.")
+        fn = _predict_fn(self._predict_cfg)
+        out = []
+        for batch, n in self._batches(texts, "the texts to classify"):
+            out.append(np.asarray(fn(self.task_params_, batch))[:n])
+            if progress is not None:
+                progress(n)
+        return np.concatenate(out)
+
+    def predict_proba(self, texts: Sequence[str], progress: Callable[[int], None] | None = None
+                      ) -> np.ndarray:
+        """Class probabilities ``[n, len(classes_)]`` (rows sum to 1), columns in
+        ``classes_`` order. ``progress(k)`` is called after each batch of ``k`` texts."""
+        return np.exp(self._log_proba(texts, progress))
+
+    def predict(self, texts: Sequence[str]) -> np.ndarray:
+        """The most probable class of each text, ``[n]`` (values from ``classes_``)."""
+        return self.classes_[np.argmax(self._log_proba(texts), -1)]
+
+    def embed(self, texts: Sequence[str]) -> np.ndarray:
+        """The meta-learned encoder's pooled features ``[n, hidden]`` (float32): what the
+        learner compares or feeds its head (before any inner-loop adaptation)."""
+        fn = _embed_fn(self.cfg)
+        out = [np.asarray(fn(self.meta_params["encoder"], batch))[:n]
+               for batch, n in self._batches(texts, "the texts to embed")]
+        return np.concatenate(out)
+
+    def __repr__(self) -> str:
+        fitted = "unfitted" if self.classes_ is None else f"{len(self.classes_)} classes"
+        return f"FewShotClassifier({self.algorithm}, seq_len={self.seq_len}, {fitted})"

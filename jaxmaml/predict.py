@@ -1,0 +1,147 @@
+"""``jaxmaml predict``: adapt a model to a labelled support file, label a file of texts.
+
+Input tables are csv/tsv/json/jsonl/parquet (read with pandas); the output (csv or jsonl,
+by suffix) is the input rows plus ``prediction`` and, with ``proba``, one ``proba_<class>``
+column per class. Every check runs before anything is written, and the output is written
+to a temp file in the output's directory then renamed: a failure never leaves a partial
+file.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from jaxmaml.config import ConfigError
+
+READERS = (".csv", ".tsv", ".json", ".jsonl", ".parquet")
+WRITERS = (".csv", ".jsonl")
+PROGRESS_MIN_ROWS = 1000
+
+
+def read_table(path: str | Path, what: str):
+    """A pandas DataFrame of a csv/tsv/json/jsonl/parquet file."""
+    import pandas as pd
+
+    path = Path(path)
+    suffix = path.suffix.lower()
+    if suffix not in READERS:
+        raise ConfigError(f"{what} {path}: cannot read {suffix or 'a file without suffix'}; "
+                          f"use one of {', '.join(READERS)}.")
+    if not path.is_file():
+        raise ConfigError(f"{what} {path} does not exist.")
+    try:
+        if suffix in (".csv", ".tsv"):
+            return pd.read_csv(path, sep="\t" if suffix == ".tsv" else ",", keep_default_na=False,
+                               na_values=[""])
+        if suffix == ".parquet":
+            return pd.read_parquet(path)
+        return pd.read_json(path, lines=suffix == ".jsonl" or None)
+    except ValueError as e:
+        if suffix == ".json":  # a .json file may hold JSON lines
+            try:
+                return pd.read_json(path, lines=True)
+            except ValueError:
+                pass
+        raise ConfigError(f"{what} {path} could not be read: {str(e).splitlines()[0]}") from e
+    except Exception as e:  # parser errors of every reader
+        raise ConfigError(f"{what} {path} could not be read: {str(e).splitlines()[0]}") from e
+
+
+def _column(df, name: str, what: str, path, flag: str) -> list[Any]:
+    if name not in df.columns:
+        raise ConfigError(f"{what} {path} has no column {name!r} (columns: "
+                          f"{', '.join(map(str, df.columns))}); pass {flag} NAME.")
+    return df[name].tolist()
+
+
+def _texts(values: list[Any], what: str, path) -> list[str]:
+    if not values:
+        raise ConfigError(f"{what} {path} has no rows.")
+    for i, t in enumerate(values):
+        if not isinstance(t, str) or not t.strip():
+            raise ConfigError(f"{what} {path} row {i} has an empty text; fill or drop it.")
+    return values
+
+
+def _labels(values: list[Any], path) -> list[Any]:
+    import math
+
+    for i, y in enumerate(values):
+        if y is None or (isinstance(y, float) and math.isnan(y)) or (isinstance(y, str)
+                                                                     and not y.strip()):
+            raise ConfigError(f"support file {path} row {i} has no label; label every "
+                              "support example.")
+    return [y.item() if hasattr(y, "item") else y for y in values]
+
+
+def write_table_atomically(df, out: str | Path) -> Path:
+    """Write ``df`` as csv or jsonl (by suffix) via a temp file + rename."""
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent)
+    try:
+        with os.fdopen(fd, "w", newline="") as f:
+            if out.suffix.lower() == ".csv":
+                df.to_csv(f, index=False)
+            else:
+                f.write(df.to_json(orient="records", lines=True, force_ascii=False))
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # mkstemp's 0600 is for the temp file, not the result
+        os.replace(tmp, out)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise
+    return out
+
+
+def predict_files(model: str | Path, support: str | Path, texts: str | Path, out: str | Path,
+                  text_column: str = "text", label_column: str = "label", proba: bool = False,
+                  checkpoint: str = "best", seq_len: int | None = None,
+                  progress: bool = True) -> dict[str, Any]:
+    """Fit a :class:`~jaxmaml.FewShotClassifier` on ``support``, label ``texts``, write ``out``.
+
+    Returns ``{"rows", "classes", "out"}``. Bad input raises :class:`ConfigError` (one line)
+    before anything is written.
+    """
+    import numpy as np
+
+    from jaxmaml.classifier import FewShotClassifier
+    from jaxmaml.loading import load
+
+    out = Path(out)
+    if out.suffix.lower() not in WRITERS:
+        raise ConfigError(f"--out {out}: write .csv or .jsonl.")
+    sup = read_table(support, "support file")
+    sup_texts = _texts(_column(sup, text_column, "support file", support, "--text-column"),
+                       "support file", support)
+    sup_labels = _labels(_column(sup, label_column, "support file", support, "--label-column"),
+                         support)
+    df = read_table(texts, "texts file")
+    new_texts = _texts(_column(df, text_column, "texts file", texts, "--text-column"),
+                       "texts file", texts)
+    try:
+        clf = FewShotClassifier(load(model, checkpoint), seq_len=seq_len)
+        clf.fit(sup_texts, sup_labels)
+    except ValueError as e:
+        raise ConfigError(str(e)) from e
+    bar = None
+    if progress and len(new_texts) >= PROGRESS_MIN_ROWS:
+        from tqdm.auto import tqdm
+        bar = tqdm(total=len(new_texts), unit="text", desc="predict")
+    try:
+        p = clf.predict_proba(new_texts, progress=bar.update if bar else None)
+    finally:
+        if bar is not None:
+            bar.close()
+    df = df.copy()
+    df["prediction"] = clf.classes_[np.argmax(p, -1)]
+    if proba:
+        for j, c in enumerate(clf.classes_):
+            df[f"proba_{c}"] = p[:, j]
+    write_table_atomically(df, out)
+    return {"rows": len(df), "classes": [str(c) for c in clf.classes_], "out": str(out)}
