@@ -30,7 +30,6 @@ import numpy as np
 from jaxmaml import baselines
 from jaxmaml.meta import inner
 from jaxmaml.meta.config import MetaConfig
-from jaxmaml.meta.learners import effective_config
 from jaxmaml.meta.outer import init_meta_params, make_eval_step
 from jaxmaml.types import Episodes, Examples
 
@@ -83,7 +82,6 @@ def _eval_config(cfg: MetaConfig) -> MetaConfig:
     During evaluation nothing is meta-trained, so the layers below the first adapted one
     are constants per example.
     """
-    cfg = effective_config(cfg)
     if not inner.caches_lower(cfg):
         return cfg
     return cfg.replace(outer_frozen_layers=inner.first_adapted_layer(cfg))

@@ -54,10 +54,11 @@ def one_error_line(err: str, code: int = 2) -> str:
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory):
     """``runs/a`` and ``runs/b``: two finished tiny runs side by side."""
+    import shutil
+
     root = tmp_path_factory.mktemp("faults") / "runs"
-    for name in ("a", "b"):
-        assert main(["train", str(TINY), "--out", str(root / name), "--no-progress",
-                     *QUICK]) == 0
+    assert main(["train", str(TINY), "--out", str(root / "a"), "--no-progress", *QUICK]) == 0
+    shutil.copytree(root / "a", root / "b")  # a finished run too, without a second training
     return root
 
 
@@ -87,10 +88,10 @@ def test_export_gets_normal_permissions(runs, tmp_path, capsys):
         assert run_cli(capsys, "export", runs / "a", tmp_path / "hf")[0] == 0
     finally:
         os.umask(old)
-    modes = {p.name: stat.S_IMODE(p.stat().st_mode) for p in [tmp_path / "hf",
-                                                              *(tmp_path / "hf").iterdir()]}
-    assert modes.pop("hf") == 0o755
-    assert set(modes.values()) == {0o644}, modes
+    out = tmp_path / "hf"
+    modes = {p: stat.S_IMODE(p.stat().st_mode) for p in [out, *out.rglob("*")]}
+    assert {m for p, m in modes.items() if p.is_dir()} == {0o755}, modes
+    assert {m for p, m in modes.items() if p.is_file()} == {0o644}, modes
 
 
 def test_export_without_checkpoint_offers_init_and_init_works(runs, tmp_path, capsys):

@@ -329,6 +329,8 @@ def test_one_compile_per_padded_shape(trained):
     from jaxmaml.classifier import _adapt_fn, _predict_fn
 
     _, out_dir = trained
+    _adapt_fn.cache_clear()  # fresh jitted functions: other tests compiled other shapes
+    _predict_fn.cache_clear()
     clf = FewShotClassifier.from_pretrained(out_dir, batch_size=16)
     texts, labels = _unbalanced()  # 8 support rows: bucket 8
     clf.fit(texts[:5] + texts[7:], labels[:5] + labels[7:])  # 6 rows: bucket 8 too

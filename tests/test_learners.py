@@ -15,7 +15,7 @@ from learner_cases import (CFG, KEY, MODEL, VOCAB, _close, _cls, _encoder, _epis
 from jaxmaml.data.synthetic import synthetic_episodes
 from jaxmaml.meta import inner, mamlpp, outer, reptile
 from jaxmaml.meta.config import MetaConfig, OptimConfig
-from jaxmaml.meta.learners import LEARNERS, effective_config, get_learner, maml_task_loss
+from jaxmaml.meta.learners import LEARNERS, get_learner, maml_task_loss
 from jaxmaml.meta.outer import (init_meta_params, init_state, jit_meta_step, make_eval_step,
                                 make_optimizer)
 from jaxmaml.models.bert import BertConfig, init_params
@@ -27,7 +27,7 @@ def test_registry_names_flags_and_implied_settings():
                              "protomaml", "protonet", "matchingnet", "relationnet"}
     assert {n for n, l in LEARNERS.items() if not l.adapts} == {"protonet", "matchingnet",
                                                                 "relationnet"}
-    eff = lambda name: effective_config(CFG.replace(algorithm=name))  # noqa: E731
+    eff = lambda name: CFG.replace(algorithm=name)  # noqa: E731
     assert eff("fomaml").first_order and eff("reptile").first_order
     assert eff("anil").adapt == "head" and eff("protomaml").head_init == "proto"
     assert eff("protonet").num_inner_steps == 0
@@ -82,7 +82,7 @@ def test_anil_inner_loop_runs_the_encoder_once_per_set_not_per_step(monkeypatch)
     meta_params, episode = {"encoder": _encoder()}, _task(_episodes(), 0)
     layers = []
     for steps in (1, 5):
-        cfg = effective_config(CFG.replace(algorithm="anil", num_inner_steps=steps))
+        cfg = CFG.replace(algorithm="anil", num_inner_steps=steps)
         calls.clear()
         jax.make_jaxpr(lambda mp: jax.grad(lambda p: maml_task_loss(p, episode, cfg)[0])(mp))(
             meta_params)
@@ -92,8 +92,8 @@ def test_anil_inner_loop_runs_the_encoder_once_per_set_not_per_step(monkeypatch)
     loss = lambda c: lambda mp: jax.grad(lambda p: maml_task_loss(p, episode, c)[0])(mp)  # noqa
     # counted in autodiff's program; the default hvp step's backward adds the head's
     # Hessian-vector product (and the cached features' cotangent), still no encoder layer
-    anil = effective_config(CFG.replace(algorithm="anil", num_inner_steps=5,
-                                        second_order="autodiff"))
+    anil = CFG.replace(algorithm="anil", num_inner_steps=5,
+                                        second_order="autodiff")
     anil_dots = _scan_body_dots(loss(anil), meta_params)
     maml_dots = _scan_body_dots(loss(CFG.replace(num_inner_steps=5, second_order="autodiff")),
                                 meta_params)
@@ -161,7 +161,7 @@ def test_task_chunks_equal_all_tasks_for_every_kind_of_meta_gradient(name, extra
     """meta.task_chunk with learners that bring their own meta_grad (Reptile, MAML++ with
     MSL weights and the order switch) or no inner loop (ProtoNet)."""
     episodes = _episodes(tasks=4)
-    cfg = effective_config(CFG.replace(algorithm=name, **extra))
+    cfg = CFG.replace(algorithm=name, **extra)
     meta_params = init_meta_params(_encoder(), cfg, KEY)
     (l0, m0), g0 = meta_grads(meta_params, episodes, cfg, KEY, jnp.int32(1))
     (l1, m1), g1 = meta_grads(meta_params, episodes, cfg.replace(task_chunk=2), KEY,

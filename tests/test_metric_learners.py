@@ -12,7 +12,7 @@ from learner_cases import (CFG, KEY, _close, _cls, _encoder, _episodes, _norm, _
                            meta_grads)
 
 from jaxmaml.meta import inner, metric
-from jaxmaml.meta.learners import LEARNERS, adapt_task, effective_config
+from jaxmaml.meta.learners import LEARNERS, adapt_task
 from jaxmaml.meta.outer import init_meta_params
 from jaxmaml.types import Episodes, Examples
 
@@ -62,7 +62,7 @@ def test_protonet_logits_are_negative_squared_distances_to_class_means():
 
 def test_protomaml_head_at_step_zero_reproduces_protonet():
     encoder, episodes = _encoder(), _episodes()
-    cfg = effective_config(CFG.replace(algorithm="protomaml", num_inner_steps=0))
+    cfg = CFG.replace(algorithm="protomaml", num_inner_steps=0)
 
     @jax.jit
     def both_logits(ep):
@@ -102,7 +102,7 @@ def test_matching_predictions_are_cosine_attention_weighted_labels():
 
 def test_matching_fce_is_support_order_invariant_and_learns():
     encoder, ep = _encoder(), _task(_episodes(), 0)
-    cfg = effective_config(CFG.replace(algorithm="matchingnet", fce=True))
+    cfg = CFG.replace(algorithm="matchingnet", fce=True)
     meta_params = init_meta_params(encoder, cfg, KEY)
     loss, _ = _task_loss("matchingnet", meta_params, ep, cfg)
     perm = np.random.default_rng(0).permutation(ep.support.labels.shape[0])
@@ -121,7 +121,7 @@ def test_matching_fce_is_support_order_invariant_and_learns():
 # ------------------------------------------------------------------------- Relation nets
 def test_relation_scores_shapes_loss_and_gradient_flow():
     encoder, ep = _encoder(), _task(_episodes(), 0)
-    cfg = effective_config(CFG.replace(algorithm="relationnet", relation_hidden=16))
+    cfg = CFG.replace(algorithm="relationnet", relation_hidden=16)
     meta_params = init_meta_params(encoder, cfg, KEY)
     s, q = _features(encoder, ep)
     scores = metric.relation_scores(meta_params["relation"], s, ep.support, q, cfg)

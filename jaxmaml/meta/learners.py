@@ -31,7 +31,7 @@ from jaxmaml.meta.config import IMPLIED, MetaConfig, check_implied
 from jaxmaml.meta.task import (Learner, adapt_task, head_adapt, head_predict, maml_task_loss,
                                score)
 
-__all__ = ["IMPLIED", "LEARNERS", "Learner", "adapt_task", "effective_config", "get_learner",
+__all__ = ["IMPLIED", "LEARNERS", "Learner", "adapt_task", "get_learner",
            "maml_task_loss", "resolve_config", "score"]
 
 _HEAD = dict(adapt=head_adapt, predict=head_predict)
@@ -73,10 +73,3 @@ def get_learner(name: str) -> Learner:
     if name not in LEARNERS:
         raise ValueError(f"meta.algorithm={name!r} is not one of {', '.join(sorted(LEARNERS))}.")
     return LEARNERS[name]
-
-
-def effective_config(cfg: MetaConfig) -> MetaConfig:
-    """``cfg`` itself (its implied settings were resolved when it was built); kept so older
-    call sites keep working. Checks that the algorithm exists."""
-    get_learner(cfg.algorithm)
-    return cfg

@@ -15,7 +15,7 @@ import optax
 
 from jaxmaml.meta.config import MetaConfig, OptimConfig
 from jaxmaml.meta.inner import is_outer_frozen
-from jaxmaml.meta.learners import effective_config, get_learner  # noqa: F401 (re-export)
+from jaxmaml.meta.learners import get_learner
 from jaxmaml.types import Episodes, MetaState
 
 
