@@ -10,7 +10,8 @@
    the baselines on the original encoder: cosine centroid, linear probe, the pretrained
    init + the same inner loop (linear Proto-MAML head, and a cosine head), and the weak
    squared-euclidean centroid. "+N points" is against the best baseline;
-3. ``jaxmaml export`` to ``RUN_DIR/hf_model`` (a Hugging Face directory with a model card).
+3. ``jaxmaml export`` to ``RUN_DIR-hf`` beside the run (a Hugging Face directory with a model
+   card; an export may not live inside its run directory).
 """
 
 from __future__ import annotations
@@ -83,8 +84,9 @@ def main() -> int:
         return 2
     record_results(out, [{**r, "checkpoint_step": step} for r in results])
     t2 = time.perf_counter()
-    print(f"[3/3] exporting to {out / 'hf_model'}", flush=True)
-    if cli_main(["export", str(out), str(out / "hf_model"), "--overwrite"]):
+    export_dir = out.with_name(f"{out.name}-hf")
+    print(f"[3/3] exporting to {export_dir}", flush=True)
+    if cli_main(["export", str(out), str(export_dir), "--overwrite"]):
         return 1
     t3 = time.perf_counter()
 
