@@ -4,23 +4,18 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from eval_cases import CLASSES, MODEL, eval_pool
 
 from jaxmaml import baselines
-from jaxmaml.data.episodes import EpisodeSampler, TokenizedData
-from jaxmaml.data.synthetic import synthetic_examples
+from jaxmaml.data.episodes import EpisodeSampler
 from jaxmaml.evaluate import BASELINES, METHODS, evaluate, mean_ci95
 from jaxmaml.meta.config import MetaConfig
-from jaxmaml.models.bert import BertConfig, encode, init_params
-
-VOCAB = 256
-MODEL = BertConfig.tiny(vocab_size=VOCAB)
-CLASSES = [f"c{i}" for i in range(6)]
+from jaxmaml.models.bert import encode, init_params
 
 
 @pytest.fixture(scope="module")
 def data():
-    ex = synthetic_examples(np.random.default_rng(0), np.arange(6), 12, 16, VOCAB)
-    return TokenizedData(ex.input_ids, ex.attention_mask, ex.labels, tuple(CLASSES))
+    return eval_pool()
 
 
 @pytest.fixture(scope="module")

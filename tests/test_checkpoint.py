@@ -5,9 +5,9 @@ import os
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 import optax
 import pytest
+from tree_asserts import assert_bits_equal
 
 from jaxmaml.checkpoint import CheckpointError, RunCheckpoints, abstract_like
 from jaxmaml.types import MetaState
@@ -22,15 +22,6 @@ def _state(step: int, seed: int = 0) -> MetaState:
     grads = jax.tree.map(jnp.ones_like, params)
     _, opt_state = opt.update(grads, opt_state, params)  # non-trivial moments and count
     return MetaState(params, opt_state, jnp.int32(step), jax.random.key_data(key))
-
-
-def _bits_equal(a, b):
-    la, ta = jax.tree.flatten(a)
-    lb, tb = jax.tree.flatten(b)
-    assert ta == tb
-    for x, y in zip(la, lb):
-        x, y = np.asarray(x), np.asarray(y)
-        assert x.dtype == y.dtype and x.shape == y.shape and x.tobytes() == y.tobytes()
 
 
 def _save_steps(directory, steps, keep=2, val=None):
@@ -48,7 +39,7 @@ def test_round_trip_is_bit_exact_with_structure(tmp_path):
     assert restored.step == 3
     assert restored.config == {"name": "x", "step": 3}
     assert restored.sampler == {"seed": 0, "step": 3}
-    _bits_equal(restored.state, _state(3, seed=3))  # NamedTuples of optax state included
+    assert_bits_equal(restored.state, _state(3, seed=3))  # NamedTuples of optax state included
     ckpts.close()
 
 
@@ -83,7 +74,7 @@ def test_corrupt_latest_falls_back_to_previous(tmp_path, damage, capsys):
         ckpts.restore(abstract, "latest", fallback=False)
     restored = ckpts.restore(abstract, "latest", fallback=True)
     assert restored.step == 2
-    _bits_equal(restored.state, _state(2, seed=2))
+    assert_bits_equal(restored.state, _state(2, seed=2))
     assert "corrupt or incomplete" in capsys.readouterr().out
     assert ckpts.all_steps() == [2]
     assert (tmp_path / "corrupt_checkpoints" / "4").is_dir()

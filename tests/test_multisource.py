@@ -4,9 +4,9 @@ import json
 import shutil
 from pathlib import Path
 
-import jax
 import numpy as np
 import pytest
+from tree_asserts import assert_bits_equal
 
 from jaxmaml.checkpoint import RunCheckpoints
 from jaxmaml.config import ConfigError, from_dict, load_config, to_dict
@@ -31,14 +31,6 @@ SOURCES = (f"[{{source: {TOPICS}, name: topics, weight: 3.0}}, "
 
 def _cfg(*extra):
     return load_config(TINY, [f"data.sources={SOURCES}", *extra])
-
-
-def _bits_equal(a, b):
-    la, ta = jax.tree.flatten(a)
-    lb, tb = jax.tree.flatten(b)
-    assert ta == tb
-    for x, y in zip(la, lb):
-        assert np.asarray(x).tobytes() == np.asarray(y).tobytes()
 
 
 # ------------------------------------------------------------------------------ config
@@ -229,8 +221,7 @@ def test_multisource_resume_is_bit_identical(full_run, tmp_path):
     assert resumed.start_step == 4 and resumed.compiles == 1
     assert ((run / "metrics.jsonl").read_text()
             == (result.run_dir / "metrics.jsonl").read_text())
-    _bits_equal(resumed.state, result.state)
-
+    assert_bits_equal(resumed.state, result.state)
 
 
 def test_data_command_prints_each_source(capsys):

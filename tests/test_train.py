@@ -7,6 +7,7 @@ from pathlib import Path
 import jax
 import numpy as np
 import pytest
+from tree_asserts import assert_bits_equal
 
 from jaxmaml.checkpoint import RunCheckpoints
 from jaxmaml.config import ConfigError, load_config
@@ -19,14 +20,6 @@ TINY = ROOT / "configs" / "tiny.yaml"
 
 def _lines(run_dir: Path) -> list[str]:
     return (run_dir / "metrics.jsonl").read_text().splitlines()
-
-
-def _assert_bits_equal(a, b):
-    la, ta = jax.tree.flatten(a)
-    lb, tb = jax.tree.flatten(b)
-    assert ta == tb
-    for x, y in zip(la, lb):
-        assert np.asarray(x).tobytes() == np.asarray(y).tobytes()
 
 
 @pytest.fixture(scope="module")
@@ -71,7 +64,7 @@ def test_resume_is_bit_identical(full_run, tmp_path):
     resumed = train(cfg, run, progress=False)
     assert resumed.start_step == 4 and resumed.compiles == 1
     assert _lines(run) == lines
-    _assert_bits_equal(resumed.state, result.state)
+    assert_bits_equal(resumed.state, result.state)
 
 
 def test_resume_with_a_different_config_is_refused(full_run):
