@@ -69,14 +69,8 @@ def sentence_features(encoder: Any, cfg: MetaConfig, input_ids: np.ndarray,
 
     Computed in fixed-size batches (one compiled program per shape).
     """
-    fn = _sentence_fn(sentence_config(cfg))
-    out = []
-    for s in range(0, len(input_ids), batch_size):
-        i, m = input_ids[s:s + batch_size], attention_mask[s:s + batch_size]
-        pad = batch_size - len(i)
-        f = fn(encoder, np.pad(i, ((0, pad), (0, 0))), np.pad(m, ((0, pad), (0, 0))))
-        out.append(np.asarray(f)[:len(i)])
-    return np.concatenate(out)
+    return inner.map_padded_batches(_sentence_fn(sentence_config(cfg)), encoder, input_ids,
+                                    attention_mask, batch_size)
 
 
 # ---------------------------------------------------------------- frozen-feature classifiers

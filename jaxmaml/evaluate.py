@@ -101,14 +101,7 @@ def _eval_fn(cfg: MetaConfig):
 def _pooled_features(encoder: Any, cfg: MetaConfig, ids: np.ndarray, mask: np.ndarray,
                      batch_size: int = 128) -> np.ndarray:
     """Frozen-encoder pooled features ``[N, H]`` for nearest-centroid."""
-    fn = _features_fn(cfg)
-    out = []
-    for s in range(0, len(ids), batch_size):
-        i, m = ids[s:s + batch_size], mask[s:s + batch_size]
-        pad = batch_size - len(i)
-        f = fn(encoder, np.pad(i, ((0, pad), (0, 0))), np.pad(m, ((0, pad), (0, 0))))
-        out.append(np.asarray(f)[:len(i)])
-    return np.concatenate(out)
+    return inner.map_padded_batches(_features_fn(cfg), encoder, ids, mask, batch_size)
 
 
 @jax.jit(static_argnames="way")

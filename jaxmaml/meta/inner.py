@@ -175,16 +175,23 @@ def precompute_bottom(encoder: Params, cfg: MetaConfig, input_ids: np.ndarray,
     """
     if not cfg.outer_frozen_layers:
         raise ValueError("precompute_bottom needs meta.outer_frozen_layers > 0.")
-    bottom = _bottom_fn(cfg)
-    n = len(input_ids)
-    out = np.empty((n, input_ids.shape[1], cfg.model.hidden_size), np.float32)
-    for start in range(0, n, batch_size):
+    return map_padded_batches(_bottom_fn(cfg), encoder, input_ids, attention_mask,
+                              batch_size).astype(np.float32, copy=False)
+
+
+def map_padded_batches(fn, encoder: Params, input_ids: np.ndarray, attention_mask: np.ndarray,
+                       batch_size: int = 128) -> np.ndarray:
+    """``fn(encoder, ids, mask)`` over ``[N, seq_len]`` host arrays in batches of exactly
+    ``batch_size`` rows (the last one zero-padded, its padding dropped), so a jitted ``fn``
+    compiles once; the per-row outputs concatenated on the host."""
+    out = []
+    for start in range(0, len(input_ids), batch_size):
         ids = input_ids[start:start + batch_size]
         mask = attention_mask[start:start + batch_size]
         pad = batch_size - len(ids)
-        h = bottom(encoder, np.pad(ids, ((0, pad), (0, 0))), np.pad(mask, ((0, pad), (0, 0))))
-        out[start:start + len(ids)] = np.asarray(h)[:len(ids)]
-    return out
+        h = fn(encoder, np.pad(ids, ((0, pad), (0, 0))), np.pad(mask, ((0, pad), (0, 0))))
+        out.append(np.asarray(h)[:len(ids)])
+    return np.concatenate(out)
 
 
 def prototypes(feats: jax.Array, labels: jax.Array, weights: jax.Array, way: int) -> jax.Array:
