@@ -89,8 +89,11 @@ def _parser() -> argparse.ArgumentParser:
     overrides(d)
     d.add_argument("--json", action="store_true")
 
-    sub.add_parser("bench", help="throughput/memory benchmarks (see jaxmaml bench --help)",
-                   add_help=False)
+    from jaxmaml.bench.grid import DESCRIPTION, add_arguments
+
+    b = sub.add_parser("bench", help="throughput, memory, compile time and FLOPs of the "
+                       "meta-step (see jaxmaml bench --help)", description=DESCRIPTION)
+    add_arguments(b)
     return p
 
 
@@ -217,6 +220,16 @@ def cmd_predict(args) -> int:
     return 0
 
 
+def cmd_bench(args) -> int:
+    from jaxmaml.bench import grid
+
+    try:
+        name, points = grid.points_from_args(args)
+    except (ValueError, OSError) as e:
+        raise ConfigError(str(e)) from e
+    return grid.run(args, name, points)
+
+
 def cmd_data(args) -> int:
     import numpy as np
 
@@ -272,18 +285,11 @@ def main(argv: list[str] | None = None) -> int:
 
     argv = list(sys.argv[1:] if argv is None else argv)
     logging.getLogger("absl").setLevel(logging.ERROR)  # Orbax's informational warnings
-    if argv and argv[0] == "bench":
-        try:
-            from jaxmaml import bench
-        except ImportError as e:
-            print(f"error: jaxmaml bench is not available ({e}).", file=sys.stderr)
-            return 2
-        return bench.main(argv[1:])
     if "--debug" in argv:  # accepted anywhere on the line, not only before COMMAND
         argv = ["--debug", *(a for a in argv if a != "--debug")]
     args = _parser().parse_args(argv)
     commands = {"train": cmd_train, "eval": cmd_eval, "export": cmd_export, "data": cmd_data,
-                "predict": cmd_predict}
+                "predict": cmd_predict, "bench": cmd_bench}
     try:
         return commands[args.command](args)
     except BaseException as e:  # noqa: BLE001 -- every failure becomes one line + exit code

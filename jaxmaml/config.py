@@ -36,9 +36,8 @@ import yaml
 
 from jaxmaml.config_sources import SOURCE_ROLES, SourceSection
 from jaxmaml.meta.config import MetaConfig, OptimConfig
-from jaxmaml.models.bert import BertConfig
+from jaxmaml.models.bert import PRESETS, BertConfig
 
-PRESETS = ("tiny", "mini", "small", "base")
 MINILM_ALIAS = "minilm"
 
 

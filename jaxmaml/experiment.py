@@ -14,9 +14,11 @@ import jax
 import numpy as np
 import optax
 
-from jaxmaml.config import ConfigError, ExperimentConfig, model_dir, tokenizer_dir
-from jaxmaml.meta.outer import init_meta_params, init_state, make_optimizer
-from jaxmaml.models.bert import init_params
+from jaxmaml.config import (ConfigError, ExperimentConfig, ModelSection, model_dir, resolve_bert,
+                            tokenizer_dir)
+from jaxmaml.meta.outer import make_optimizer, new_state
+from jaxmaml.models.bert import BertConfig, init_params
+from jaxmaml.tree import abstract
 from jaxmaml.types import MetaState
 
 SPLIT_FILE = "split.json"
@@ -171,40 +173,49 @@ def check_eval_settings(cfg: ExperimentConfig, data, split: dict[str, list[str]]
                               f"{', '.join(small)}. Lower shot/query in eval.settings.")
 
 
+def load_encoder(model: ModelSection, key: jax.Array, config: BertConfig | None = None
+                 ) -> tuple[dict, BertConfig]:
+    """``(params, config)`` of a model section: a preset's random init from ``key`` (with
+    ``config``, default the section's :func:`~jaxmaml.config.resolve_bert`), or the weights
+    of ``minilm`` / a Hugging Face directory (``key`` unused)."""
+    path = model_dir(model)
+    if path is None:
+        config = config or resolve_bert(model)
+        return init_params(config, key), config
+    from jaxmaml.models.hf import load_pretrained
+
+    return load_pretrained(path, **dict(model.overrides))
+
+
 def initial_encoder(cfg: ExperimentConfig) -> dict:
     """Pretrained weights (``minilm`` or a HF directory) or a preset's random init.
 
     Random presets are initialized from ``fold_in(key(train.seed), 0)``, so every command
     (train, eval baselines, export) recreates the same initial encoder.
     """
-    path = model_dir(cfg.model)
-    if path is None:
-        key = jax.random.fold_in(jax.random.key(cfg.train.seed), 0)
-        return init_params(cfg.meta.model, key)
-    from jaxmaml.models.hf import load_pretrained
-
-    params, _ = load_pretrained(path, **dict(cfg.model.overrides))
-    return params
+    key = jax.random.fold_in(jax.random.key(cfg.train.seed), 0)
+    return load_encoder(cfg.model, key, cfg.meta.model)[0]
 
 
 def state_init_fn(cfg: ExperimentConfig, optimizer: optax.GradientTransformation
                   ) -> Callable[[dict], MetaState]:
     """``encoder -> MetaState`` (learner extras and the run key from ``train.seed``)."""
-    key = jax.random.key(cfg.train.seed)
-
-    def init(encoder: dict) -> MetaState:
-        meta_params = init_meta_params(encoder, cfg.meta, jax.random.fold_in(key, 1))
-        return init_state(meta_params, optimizer, jax.random.fold_in(key, 2))
-
-    return init
+    return lambda encoder: new_state(encoder, cfg.meta, optimizer, jax.random.key(cfg.train.seed))
 
 
-def abstract_state(cfg: ExperimentConfig, encoder: Any, sharding=None) -> Any:
-    """``ShapeDtypeStruct`` tree of the run's MetaState (an Orbax restore target)."""
-    abstract = jax.eval_shape(state_init_fn(cfg, make_optimizer(cfg.optim)), encoder)
-    sharding = sharding or jax.sharding.SingleDeviceSharding(jax.devices()[0])
-    return jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=sharding),
-                        abstract)
+def abstract_state(cfg: ExperimentConfig, encoder: Any, shardings: Any = None) -> Any:
+    """``ShapeDtypeStruct`` tree of the run's MetaState (an Orbax restore target).
+
+    ``encoder``: concrete or abstract (``jax.eval_shape``) params. ``shardings``: a tree of
+    shardings matching the state (from :func:`jaxmaml.parallel.tree_shardings`); default:
+    everything on the first device. Restoring into this target places each shard on its
+    device, whatever mesh the checkpoint was saved from.
+    """
+    shapes = jax.eval_shape(state_init_fn(cfg, make_optimizer(cfg.optim)), encoder)
+    if shardings is None:
+        one = jax.sharding.SingleDeviceSharding(jax.devices()[0])
+        shardings = jax.tree.map(lambda _: one, shapes)
+    return abstract(shapes, shardings)
 
 
 def write_json(path: Path, obj: Any) -> None:

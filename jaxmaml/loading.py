@@ -100,7 +100,7 @@ def load_export(export_dir: str | Path, seq_len: int | None = None) -> Loaded:
     with a nearest-centroid head (ProtoNet on mean-pooled features), with a warning.
     """
     from jaxmaml.meta.config import MetaConfig
-    from jaxmaml.meta.inner import unflatten
+    from jaxmaml.tree import unflatten
     from jaxmaml.meta.learners import resolve_config
     from jaxmaml.models.bert import BertConfig
     from jaxmaml.models.hf import HFCheckpointError, load_pretrained

@@ -39,6 +39,7 @@ from jax.sharding import AxisType, Mesh, NamedSharding, PartitionSpec as P
 
 from jaxmaml.meta.config import MetaConfig
 from jaxmaml.meta.outer import jit_meta_step
+from jaxmaml.tree import path_str
 from jaxmaml.types import Episodes, MetaState
 
 DATA, MODEL = "data", "model"
@@ -142,19 +143,6 @@ def get_rules(rules: str | Sequence[Rule]) -> list[Rule]:
         except re.error as e:
             raise ValueError(f"sharding rule regex {pattern!r} is invalid: {e}") from e
     return rules
-
-
-def path_str(path: Sequence[Any]) -> str:
-    """``"/"``-joined key path from ``tree_flatten_with_path`` (dict keys, indices, fields)."""
-    parts = []
-    for k in path:
-        for attr in ("key", "idx", "name"):
-            if hasattr(k, attr):
-                parts.append(str(getattr(k, attr)))
-                break
-        else:
-            parts.append(str(k))
-    return "/".join(parts)
 
 
 def leaf_spec(path: str, shape: tuple[int, ...], mesh: Mesh, rules: Sequence[Rule],
@@ -299,18 +287,6 @@ def create_state(init_fn: Callable[..., MetaState], mesh: Mesh,
     shardings = tree_shardings(abstract, mesh, rules)
     state = jax.jit(init_fn, out_shardings=shardings)(*args)
     return state, shardings
-
-
-def abstract_state(abstract: Any, shardings: Any) -> Any:
-    """``ShapeDtypeStruct``s carrying ``shardings``: an Orbax restore target.
-
-    ``abstract`` may be concrete arrays or ``jax.eval_shape`` output. Restoring into this
-    target (``StandardCheckpointer.restore(path, target)`` or
-    ``ocp.args.StandardRestore(target)``) places each shard directly on its device, on any
-    mesh, whatever mesh the checkpoint was saved from.
-    """
-    return jax.tree.map(lambda x, s: jax.ShapeDtypeStruct(np.shape(x), x.dtype, sharding=s),
-                        abstract, shardings)
 
 
 def jit_sharded_meta_step(cfg: MetaConfig, optimizer: optax.GradientTransformation,

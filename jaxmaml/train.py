@@ -39,6 +39,7 @@ from jaxmaml.experiment import SPLIT_FILE, initial_encoder, load_data, state_ini
 from jaxmaml.meta.outer import make_optimizer
 from jaxmaml.multisource import data_name, evaluate_sources
 from jaxmaml.plots import plot_learning_curves, read_metrics
+from jaxmaml.tree import abstract
 from jaxmaml.types import Episodes
 
 METRICS_FILE = "metrics.jsonl"
@@ -285,13 +286,13 @@ def _train(cfg: ExperimentConfig, run_dir: Path, progress: bool) -> TrainResult:
     encoder = initial_encoder(cfg)
     optimizer = make_optimizer(cfg.optim)
     init_fn = state_init_fn(cfg, optimizer)
-    abstract = jax.eval_shape(init_fn, encoder)
-    shardings = parallel.tree_shardings(abstract, mesh, cfg.parallel.rules)
+    abstract_tree = jax.eval_shape(init_fn, encoder)
+    shardings = parallel.tree_shardings(abstract_tree, mesh, cfg.parallel.rules)
     ckpts = RunCheckpoints(run_dir / "checkpoints", keep=t.keep, async_save=t.async_checkpointing)
     sampler, next_episodes = _episode_fn(cfg, data, split, mesh, encoder)
     start = 0
     if ckpts.latest_step() is not None:
-        restored = ckpts.restore(parallel.abstract_state(abstract, shardings), fallback=True)
+        restored = ckpts.restore(abstract(abstract_tree, shardings), fallback=True)
         state, start = restored.state, restored.step
         sampler.load_state_dict(restored.sampler)
         if main:

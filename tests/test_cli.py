@@ -165,12 +165,15 @@ def test_sigkill_resume_is_bit_identical(tmp_path):
         assert np.asarray(x).tobytes() == np.asarray(y).tobytes()
 
 
-def test_bench_dispatches_remaining_argv(monkeypatch):
-    import jaxmaml.bench
+def test_bench_dispatches_through_argparse(monkeypatch, capsys):
+    from jaxmaml.bench import grid
     seen = []
-    monkeypatch.setattr(jaxmaml.bench, "main", lambda argv: seen.append(argv) or 0)
+    monkeypatch.setattr(grid, "run", lambda args, name, points: seen.append(
+        (args.json, name, points)) or 0)
     assert main(["bench", "--tasks", "4", "--json"]) == 0
-    assert seen == [["--tasks", "4", "--json"]]
+    assert seen == [(True, "bench", [grid.BenchPoint(tasks=4)])]
+    assert main(["bench", "--order", "first", "--remat", "some"]) == 2  # bad point: exit 2
+    assert "remat='some'" in capsys.readouterr().err
 
 
 def test_eval_seq_len_changes_only_the_evaluated_data(run_dir, capsys):

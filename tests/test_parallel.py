@@ -21,9 +21,10 @@ from jax.sharding import NamedSharding, PartitionSpec as P
 from jaxmaml import parallel
 from jaxmaml.data.synthetic import synthetic_episodes
 from jaxmaml.meta.config import MetaConfig, OptimConfig
-from jaxmaml.meta.outer import (init_meta_params, init_state, jit_meta_step, make_optimizer,
-                                meta_grads)
+from jaxmaml.meta.outer import (init_meta_params, jit_meta_step, make_optimizer, meta_grads,
+                                new_state)
 from jaxmaml.models.bert import BertConfig, init_params
+from jaxmaml import tree as jtree
 
 TASKS, STEPS, SEQ = 8, 3, 16
 TOL = dict(atol=1e-5, rtol=1e-5)
@@ -50,8 +51,7 @@ def cfg_for(first_order: bool) -> MetaConfig:
 
 def init_fn():
     encoder = init_params(CFG.model, jax.random.key(0))
-    return init_state(init_meta_params(encoder, CFG, jax.random.key(1)), OPTIMIZER,
-                      jax.random.key(2))
+    return new_state(encoder, CFG, OPTIMIZER, jax.random.key(1))
 
 
 def host_episodes(step: int):
@@ -218,7 +218,7 @@ def assert_close_scaled(actual, expected, rtol: float = 1e-5, floor: float = 1e-
         e, a = np.asarray(e, np.float64), np.asarray(a, np.float64)
         err, scale = np.abs(a - e).max(initial=0.0), np.abs(e).max(initial=0.0)
         assert err <= rtol * scale + floor, (
-            f"{parallel.path_str(path)}: max error {err:.3g} > {rtol} * {scale:.3g} + {floor}")
+            f"{jtree.path_str(path)}: max error {err:.3g} > {rtol} * {scale:.3g} + {floor}")
 
 
 def check_parity(shape, rules, first_order):
@@ -324,7 +324,7 @@ def test_meta_gradients_match_single_device_full_grid(shape, rules, first_order)
 def test_compiled_step_uses_declared_shardings(shape, rules):
     run = sharded(shape, rules, False)
     mesh, shardings = run["mesh"], run["shardings"]
-    abstract = parallel.abstract_state(run["state"], shardings)
+    abstract = jtree.abstract(run["state"], shardings)
     episodes = jax.tree.map(
         lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=parallel.episodes_sharding(mesh)),
         host_episodes(0))
@@ -372,7 +372,7 @@ def test_checkpoint_saved_on_one_mesh_resumes_on_another(tmp_path):
     with ocp.StandardCheckpointer() as ckptr:
         ckptr.save(tmp_path / "ckpt", state)
         ckptr.wait_until_finished()
-        target = parallel.abstract_state(jax.eval_shape(init_fn), second["shardings"])
+        target = jtree.abstract(jax.eval_shape(init_fn), second["shardings"])
         restored = ckptr.restore(tmp_path / "ckpt", target)
     assert isinstance(restored, type(state))
     jax.tree.map(lambda x, s: x.sharding.is_equivalent_to(s, x.ndim) or pytest.fail(str(x.sharding)),

@@ -19,28 +19,11 @@ import numpy as np
 from jaxmaml.meta import hvp
 from jaxmaml.meta.config import MetaConfig
 from jaxmaml.models.bert import embed, run_layers
+from jaxmaml.tree import flatten, unflatten  # noqa: F401 -- params as flat path dicts
 from jaxmaml.types import Examples
 
 Params = dict[str, Any]
 Flat = dict[str, jax.Array]
-
-
-# ---------------------------------------------------------------- params as flat path dicts
-def flatten(params: Params) -> Flat:
-    """``{"a": {"b": x}}`` -> ``{"a/b": x}`` (paths are static strings)."""
-    flat = jax.tree_util.tree_flatten_with_path(params)[0]
-    return {"/".join(str(k.key) for k in path): leaf for path, leaf in flat}
-
-
-def unflatten(flat: Flat) -> Params:
-    out: dict = {}
-    for path, leaf in flat.items():
-        *parents, last = path.split("/")
-        node = out
-        for k in parents:
-            node = node.setdefault(k, {})
-        node[last] = leaf
-    return out
 
 
 def first_adapted_layer(cfg: MetaConfig) -> int:

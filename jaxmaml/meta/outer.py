@@ -16,6 +16,7 @@ import optax
 from jaxmaml.meta.config import MetaConfig, OptimConfig
 from jaxmaml.meta.inner import is_outer_frozen
 from jaxmaml.meta.learners import get_learner
+from jaxmaml.tree import path_str
 from jaxmaml.types import Episodes, MetaState
 
 
@@ -85,10 +86,6 @@ def _meta_grads(meta_params, episodes, key, cfg, step):
     return jax.value_and_grad(meta_loss, has_aux=True)(meta_params, episodes, cfg, key)
 
 
-def _path_str(path) -> str:
-    return "/".join(str(getattr(k, "key", getattr(k, "idx", k))) for k in path)
-
-
 def lr_schedule(ocfg: OptimConfig) -> optax.Schedule:
     """Linear warmup to ``lr`` then (optional) cosine decay."""
     if ocfg.decay_steps:
@@ -120,6 +117,15 @@ def init_state(meta_params: dict, optimizer: optax.GradientTransformation, key: 
                      step=jnp.zeros((), jnp.int32), key=jax.random.key_data(key))
 
 
+def new_state(encoder: Any, cfg: MetaConfig, optimizer: optax.GradientTransformation,
+              key: jax.Array) -> MetaState:
+    """A fresh :class:`MetaState` for ``encoder``: :func:`init_meta_params` with
+    ``fold_in(key, 1)`` (the learner's extras), then :func:`init_state` with
+    ``fold_in(key, 2)`` (the run key). The one set-up every caller uses."""
+    meta_params = init_meta_params(encoder, cfg, jax.random.fold_in(key, 1))
+    return init_state(meta_params, optimizer, jax.random.fold_in(key, 2))
+
+
 def make_meta_step(cfg: MetaConfig, optimizer: optax.GradientTransformation
                    ) -> Callable[[MetaState, Episodes], tuple[MetaState, dict]]:
     """The un-jitted meta-step ``(state, episodes) -> (state, metrics)``.
@@ -134,7 +140,7 @@ def make_meta_step(cfg: MetaConfig, optimizer: optax.GradientTransformation
         updates, opt_state = optimizer.update(grads, state.opt_state, state.meta_params)
         if cfg.outer_frozen_layers:  # never trained: not even weight decay may move them
             updates = jax.tree_util.tree_map_with_path(
-                lambda path, u: jnp.zeros_like(u) if is_outer_frozen(_path_str(path), cfg) else u,
+                lambda path, u: jnp.zeros_like(u) if is_outer_frozen(path_str(path), cfg) else u,
                 updates)
         meta_params = optax.apply_updates(state.meta_params, updates)
         metrics = {**metrics, "loss": loss, "grad_norm": optax.global_norm(grads)}
