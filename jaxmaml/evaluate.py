@@ -231,21 +231,17 @@ def _sentence_features(methods: Sequence[str], meta_params: dict, pretrained_par
 
 
 def _pool(data, classes: Sequence[str], max_per_class: int | None, seed: int):
-    """The rows of ``data`` whose class is in ``classes`` (at most ``max_per_class`` each)."""
+    """The rows of ``data`` whose class is in ``classes``, class by class, at most
+    ``max_per_class`` each (:func:`jaxmaml.data.splits.cap_rows`, the data's own cap)."""
     from jaxmaml.data.episodes import TokenizedData
+    from jaxmaml.data.splits import cap_rows
 
     names = list(data.class_names)
     missing = [c for c in classes if c not in names]
     if missing:
         raise ValueError(f"classes not in the data: {missing}; the data has {names}.")
-    rng = np.random.default_rng([seed, 7919])
     labels = np.asarray(data.labels)
-    rows = []
-    for c in classes:
-        r = np.flatnonzero(labels == names.index(c))
-        if max_per_class is not None and len(r) > max_per_class:
-            r = np.sort(rng.choice(r, size=max_per_class, replace=False))
-        rows.append(r)
-    rows = np.concatenate(rows)
+    kept = cap_rows(labels, len(names), max_per_class, seed)
+    rows = np.concatenate([kept[labels[kept] == names.index(c)] for c in classes])
     return TokenizedData(np.asarray(data.input_ids)[rows], np.asarray(data.attention_mask)[rows],
                          labels[rows], tuple(names))

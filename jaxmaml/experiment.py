@@ -67,19 +67,14 @@ def class_split(cfg: ExperimentConfig, class_names) -> dict[str, list[str]]:
 
 
 def cap_per_class(dataset, max_per_class: int | None, seed: int):
-    """At most ``max_per_class`` examples of each class (seeded choice, original order)."""
+    """At most ``max_per_class`` examples of each class of a ``TextDataset``
+    (:func:`jaxmaml.data.splits.cap_rows`: seeded choice, original order)."""
     if max_per_class is None:
         return dataset
     from jaxmaml.data.sources import TextDataset
+    from jaxmaml.data.splits import cap_rows
 
-    rng = np.random.default_rng([seed, 104729])
-    keep = []
-    for c in range(len(dataset.class_names)):
-        rows = np.flatnonzero(dataset.labels == c)
-        if len(rows) > max_per_class:
-            rows = rng.choice(rows, size=max_per_class, replace=False)
-        keep.append(rows)
-    keep = np.sort(np.concatenate(keep))
+    keep = cap_rows(dataset.labels, len(dataset.class_names), max_per_class, seed)
     return TextDataset([dataset.texts[i] for i in keep], dataset.labels[keep],
                        dataset.class_names, {**dataset.info, "max_per_class": max_per_class})
 
