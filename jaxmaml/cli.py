@@ -13,7 +13,8 @@ import json
 import sys
 from pathlib import Path
 
-from jaxmaml.config import ConfigError, ExperimentConfig, load_config
+from jaxmaml.config import ConfigError, ExperimentConfig
+from jaxmaml.config_load import load_config
 
 
 def _parser() -> argparse.ArgumentParser:

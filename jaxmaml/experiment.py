@@ -14,8 +14,8 @@ import jax
 import numpy as np
 import optax
 
-from jaxmaml.config import (ConfigError, ExperimentConfig, ModelSection, model_dir, resolve_bert,
-                            tokenizer_dir)
+from jaxmaml.config import ConfigError, ExperimentConfig, ModelSection
+from jaxmaml.config_load import model_dir, resolve_bert, tokenizer_dir
 from jaxmaml.meta.outer import make_optimizer, new_state
 from jaxmaml.models.bert import BertConfig, init_params
 from jaxmaml.tree import abstract
@@ -171,7 +171,7 @@ def check_eval_settings(cfg: ExperimentConfig, data, split: dict[str, list[str]]
 def load_encoder(model: ModelSection, key: jax.Array, config: BertConfig | None = None
                  ) -> tuple[dict, BertConfig]:
     """``(params, config)`` of a model section: a preset's random init from ``key`` (with
-    ``config``, default the section's :func:`~jaxmaml.config.resolve_bert`), or the weights
+    ``config``, default the section's :func:`~jaxmaml.config_load.resolve_bert`), or the weights
     of ``minilm`` / a Hugging Face directory (``key`` unused)."""
     path = model_dir(model)
     if path is None:

@@ -15,7 +15,8 @@ from typing import Any
 
 import yaml
 
-from jaxmaml.config import ExperimentConfig, to_dict, tokenizer_dir
+from jaxmaml.config import ExperimentConfig, to_dict
+from jaxmaml.config_load import tokenizer_dir
 from jaxmaml.export_files import usage_section
 
 EVAL_FILE = "eval_results.json"

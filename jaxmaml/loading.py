@@ -14,7 +14,8 @@ from typing import Any, NamedTuple
 
 import yaml
 
-from jaxmaml.config import ConfigError, ExperimentConfig, apply_overrides, from_dict
+from jaxmaml.config import ConfigError, ExperimentConfig
+from jaxmaml.config_load import apply_overrides, from_dict
 
 JAXMAML_FILE = "jaxmaml.json"
 EXTRAS_FILE = "jaxmaml_extras.safetensors"
@@ -85,7 +86,7 @@ def restore_meta_params(cfg: ExperimentConfig, run_dir: str | Path, which: str =
 
 def load_run(run_dir: str | Path, checkpoint: str = "best") -> Loaded:
     """A run directory's meta-learned params (checkpoint ``checkpoint``) and settings."""
-    from jaxmaml.config import tokenizer_dir
+    from jaxmaml.config_load import tokenizer_dir
 
     cfg = run_config(run_dir)
     step, meta_params = restore_meta_params(cfg, run_dir, checkpoint)

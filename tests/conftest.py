@@ -18,7 +18,8 @@ import pytest  # noqa: E402
 
 def minilm_dir() -> str | None:
     """The bundled all-MiniLM-L6-v2 directory (the library's lookup), or None."""
-    from jaxmaml.config import ConfigError, minilm_dir as bundled
+    from jaxmaml.config import ConfigError
+    from jaxmaml.config_load import minilm_dir as bundled
 
     try:
         return str(bundled())

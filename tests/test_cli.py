@@ -154,7 +154,7 @@ def test_sigkill_resume_is_bit_identical(tmp_path):
     assert (run / "metrics.jsonl").read_text() == (ref / "metrics.jsonl").read_text()
 
     from jaxmaml.checkpoint import RunCheckpoints
-    from jaxmaml.config import load_config
+    from jaxmaml.config_load import load_config
     from jaxmaml.experiment import abstract_state, initial_encoder
     cfg = load_config(TINY)
     states = []

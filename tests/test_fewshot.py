@@ -13,7 +13,8 @@ import pytest
 
 from jaxmaml.classifier import FewShotClassifier
 from jaxmaml.cli import main
-from jaxmaml.config import dump_yaml, load_config
+from jaxmaml.config import dump_yaml
+from jaxmaml.config_load import load_config
 from jaxmaml.data.episodes import EpisodeSampler, TokenizedData
 from jaxmaml.evaluate import _pool, evaluate
 from jaxmaml.experiment import load_text, tokenize
