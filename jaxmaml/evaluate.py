@@ -82,7 +82,7 @@ def _eval_config(cfg: MetaConfig) -> MetaConfig:
     During evaluation nothing is meta-trained, so the layers below the first adapted one
     are constants per example.
     """
-    if not inner.caches_lower(cfg):
+    if not inner.caches_bottom(cfg):
         return cfg
     return cfg.replace(outer_frozen_layers=inner.first_adapted_layer(cfg))
 
@@ -122,7 +122,7 @@ def _nearest_centroid_acc(s_feats, s_labels, q_feats, q_labels, way: int):
 def _examples(arrays: dict[str, np.ndarray], idx: np.ndarray, labels: np.ndarray) -> Examples:
     return Examples(arrays["input_ids"][idx], arrays["attention_mask"][idx],
                     labels.astype(np.int32), np.ones(labels.shape, np.float32),
-                    None if arrays.get("lower") is None else arrays["lower"][idx])
+                    None if arrays.get("bottom") is None else arrays["bottom"][idx])
 
 
 def evaluate(meta_params: dict, cfg: MetaConfig, data, classes: Sequence[str],
@@ -172,7 +172,7 @@ def evaluate(meta_params: dict, cfg: MetaConfig, data, classes: Sequence[str],
             continue
         a = {"input_ids": pool.input_ids, "attention_mask": pool.attention_mask}
         if ecfg.outer_frozen_layers:
-            a["lower"] = inner.precompute_bottom(encoders[name]["encoder"], ecfg,
+            a["bottom"] = inner.precompute_bottom(encoders[name]["encoder"], ecfg,
                                                  pool.input_ids, pool.attention_mask)
         arrays[name] = a
     if "nearest_centroid" in methods:
@@ -194,7 +194,7 @@ def evaluate(meta_params: dict, cfg: MetaConfig, data, classes: Sequence[str],
             for m in arrays:
                 eps = Episodes(_examples(arrays[m], idx.support_idx, idx.support_labels),
                                _examples(arrays[m], idx.query_idx, idx.query_labels))
-                out = eval_fns[m](encoders[m], eps, jax.random.key(b))
+                out = eval_fns[m](encoders[m], eps)
                 accs[m].append(np.asarray(out["accuracy"]))
             if "nearest_centroid" in methods:
                 accs["nearest_centroid"].append(np.asarray(_nearest_centroid_acc(

@@ -111,6 +111,19 @@ def unknown_token_rate(cfg: ExperimentConfig, data) -> float:
     return float((text & (ids == unk)).sum() / max(int(text.sum()), 1))
 
 
+def describe_data(cfg: ExperimentConfig) -> dict[str, Any]:
+    """``jaxmaml data``: examples, classes, words per text, the tokenizer's [UNK] rate and
+    the class split with examples per class (after ``data.max_per_class``)."""
+    ds = cap_per_class(load_text(cfg), cfg.data.max_per_class, cfg.data.split_seed)
+    split = class_split(cfg, ds.class_names)
+    counts = ds.class_counts()
+    lengths = np.array([len(t.split()) for t in ds.texts])
+    return {"source": cfg.data.source, "examples": len(ds), "classes": len(ds.class_names),
+            "words_per_text": {"mean": float(lengths.mean()), "max": int(lengths.max())},
+            "unknown_token_rate": unknown_token_rate(cfg, tokenize(cfg, ds)),
+            "split": {p: {c: counts[c] for c in split[p]} for p in ("train", "val", "test")}}
+
+
 def load_data(cfg: ExperimentConfig):
     """``(TokenizedData, split)`` for meta-training and meta-val/test.
 

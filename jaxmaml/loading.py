@@ -53,6 +53,24 @@ def run_config(run_dir: str | Path, overrides: list[str] | tuple[str, ...] = ()
     return from_dict(apply_overrides(yaml.safe_load(cfg_file.read_text()), list(overrides)))
 
 
+def default_run_dir(cfg: ExperimentConfig) -> Path:
+    """``train.out``, else ``runs/<config name>``."""
+    return Path(cfg.train.out or Path("runs") / cfg.name)
+
+
+def resolve_target(target: str | Path, overrides: list[str] | tuple[str, ...] = (),
+                   out: str | None = None) -> tuple[ExperimentConfig, Path]:
+    """``(config, run_dir)`` of a run directory, or of a config file (its run directory:
+    ``out``, else :func:`default_run_dir`)."""
+    from jaxmaml.config_load import load_config
+
+    path = Path(target)
+    if path.is_dir():
+        return run_config(path, overrides), path
+    cfg = load_config(path, overrides)
+    return cfg, Path(out) if out else default_run_dir(cfg)
+
+
 def restore_meta_params(cfg: ExperimentConfig, run_dir: str | Path, which: str = "best",
                         encoder: Any = None) -> tuple[int, dict]:
     """``(step, meta_params)`` of checkpoint ``which`` of a run.

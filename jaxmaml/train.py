@@ -131,7 +131,7 @@ def _episode_fn(cfg: ExperimentConfig, data, split, mesh, encoder):
     """``(sampler, step -> device Episodes)`` for this process's slice of the tasks.
 
     With ``meta.outer_frozen_layers`` the never-trained bottom is run once over the
-    meta-train pool and episodes carry it as ``Examples.lower``.
+    meta-train pool and episodes carry it as ``Examples.bottom``.
     """
     from jaxmaml.data.episodes import EpisodeSampler, gather
 
@@ -150,7 +150,7 @@ def _episode_fn(cfg: ExperimentConfig, data, split, mesh, encoder):
         position = np.full(len(data.labels), -1, np.int64)
         position[rows] = np.arange(len(rows))
         arrays = {"input_ids": data.input_ids[rows], "attention_mask": data.attention_mask[rows]}
-        arrays["lower"] = precompute_bottom(encoder, cfg.meta, arrays["input_ids"],
+        arrays["bottom"] = precompute_bottom(encoder, cfg.meta, arrays["input_ids"],
                                             arrays["attention_mask"])
 
         def host(step: int) -> Episodes:

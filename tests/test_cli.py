@@ -85,7 +85,7 @@ def test_export_automodel_matches_jax(run_dir, tmp_path):
     torch = pytest.importorskip("torch")
     from transformers import AutoModel
 
-    from jaxmaml.cli import _resolve_target
+    from jaxmaml.loading import resolve_target
     from jaxmaml.loading import restore_meta_params
     from jaxmaml.experiment import initial_encoder
     from jaxmaml.models.bert import encode
@@ -93,7 +93,7 @@ def test_export_automodel_matches_jax(run_dir, tmp_path):
     out = tmp_path / "hf"
     assert main(["export", str(run_dir), str(out), "--checkpoint", "latest"]) == 0
     model = AutoModel.from_pretrained(str(out)).eval()
-    cfg, _ = _resolve_target(str(run_dir), [], None)
+    cfg, _ = resolve_target(str(run_dir), [], None)
     _, meta_params = restore_meta_params(cfg, run_dir, "latest", initial_encoder(cfg))
     ids = np.array([[2, 10, 20, 30, 3, 0]], np.int32)
     mask = (ids > 0).astype(np.int32)

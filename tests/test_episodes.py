@@ -193,12 +193,12 @@ def test_gather_any_per_example_arrays(data):
     s = sampler(data)
     idx = s.indices(2)
     feats = np.random.default_rng(0).normal(size=(len(data.labels), SEQ, 3)).astype(np.float32)
-    extra = {"lower": feats} if "lower" in Examples._fields else {}
+    extra = {"bottom": feats} if "bottom" in Examples._fields else {}
     ep = gather({"attention_mask": data.attention_mask, **extra}, idx)
     assert ep.support.input_ids is None
     np.testing.assert_array_equal(ep.query.attention_mask, data.attention_mask[idx.query_idx])
     if extra:
-        assert ep.support.lower.shape == (5, 8, SEQ, 3)
-        np.testing.assert_array_equal(ep.support.lower, feats[idx.support_idx])
+        assert ep.support.bottom.shape == (5, 8, SEQ, 3)
+        np.testing.assert_array_equal(ep.support.bottom, feats[idx.support_idx])
     with pytest.raises(ValueError, match="cannot gather \\['labels'\\]"):
         gather({"labels": data.labels}, idx)

@@ -260,11 +260,10 @@ def check_meta_grads(shape, rules, first_order, task_chunk=0, float64=False):
             make = lambda: _to64(init_fn())  # noqa: E731
         host = host_episodes(0)
         state = jax.device_put(jax.jit(make)(), jax.devices()[0])
-        key = jax.random.key(7)
-        ref = jax.jit(lambda p, e: meta_grads(p, e, cfg, key))(state.meta_params, host)
+        ref = jax.jit(lambda p, e: meta_grads(p, e, cfg))(state.meta_params, host)
         mesh = mesh_of(shape)
         state, shardings = parallel.create_state(make, mesh, rules)
-        grads_fn = jax.jit(lambda p, e: meta_grads(p, e, cfg, key),
+        grads_fn = jax.jit(lambda p, e: meta_grads(p, e, cfg),
                            in_shardings=(shardings.meta_params,
                                          parallel.episodes_sharding(mesh)),
                            out_shardings=((parallel.replicated(mesh), parallel.replicated(mesh)),
@@ -294,12 +293,12 @@ def test_task_chunks_on_a_sharded_task_axis_match_single_device():
         cfg = cfg_for(True).replace(model=CFG.model.replace(dtype="float64"))
         params = _to64(init_meta_params(init_params(CFG.model, jax.random.key(0)), cfg,
                                        jax.random.key(1)))
-        host, key = host_episodes(0), jax.random.key(7)
-        ref = jax.jit(lambda p, e: meta_grads(p, e, cfg, key))(params, host)
+        host = host_episodes(0)
+        ref = jax.jit(lambda p, e: meta_grads(p, e, cfg))(params, host)
         mesh = mesh_of((4, 2))
         shard = parallel.tree_shardings(params, mesh, "fsdp")
         chunked = cfg.replace(task_chunk=4)
-        out = jax.jit(lambda p, e: meta_grads(p, e, chunked, key),
+        out = jax.jit(lambda p, e: meta_grads(p, e, chunked),
                       in_shardings=(shard, parallel.episodes_sharding(mesh)))(
             jax.device_put(params, shard), parallel.put_episodes(host, mesh))
         chex.assert_trees_all_close(jax.device_get(out), jax.device_get(ref), atol=1e-12,

@@ -45,7 +45,7 @@ def gather(arrays: Mapping[str, np.ndarray], index: IndexEpisodes) -> Episodes:
 
     Args:
       arrays: maps ``Examples`` field names (e.g. ``input_ids``, ``attention_mask``,
-        ``lower``) to arrays whose leading axis is the dataset row ``[N, ...]``. Fields not
+        ``bottom``) to arrays whose leading axis is the dataset row ``[N, ...]``. Fields not
         given are ``None``.
       index: from :meth:`EpisodeSampler.indices`.
 
