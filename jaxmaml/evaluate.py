@@ -149,16 +149,37 @@ def evaluate(meta_params: dict, cfg: MetaConfig, data, classes: Sequence[str],
       ``[{"way", "shot", "query", "episodes", "data", "split", "seed", "results":
       {method: {"mean", "ci95"}}}]``.
     """
-    from jaxmaml.data.episodes import EpisodeSampler, TokenizedData
-
     unknown = set(methods) - set(METHODS)
     if unknown:
         raise ValueError(f"unknown evaluation method(s) {sorted(unknown)}; use {METHODS}.")
     if pretrained_params is None and set(methods) & set(BASELINES):
         raise ValueError("the baselines need pretrained_params (the pretrained BERT params).")
-
     pool = _pool(data, classes, max_per_class, seed)
     ecfg = _eval_config(cfg)
+    encoders, arrays = _adapting_methods(methods, meta_params, pretrained_params, cfg, ecfg,
+                                         pool, seed)
+    frozen = _sentence_features(methods, meta_params, pretrained_params, cfg, pool)
+    if "nearest_centroid" in methods:
+        frozen["nearest_centroid"] = _pooled_features(
+            pretrained_params, cfg.replace(outer_frozen_layers=0), pool.input_ids,
+            pool.attention_mask)
+    results = []
+    for way, shot, query in settings:
+        accs = _setting_accuracies(methods, encoders, arrays, frozen, ecfg, pool, classes,
+                                   (way, shot, query), episodes, seed, batch_tasks)
+        results.append({
+            "way": way, "shot": shot, "query": query, "episodes": episodes,
+            "data": data_name, "split": split, "seed": seed,
+            "results": {m: mean_ci95(accs[m]) for m in methods},
+        })
+    return results
+
+
+def _adapting_methods(methods: Sequence[str], meta_params: dict, pretrained_params: Any,
+                      cfg: MetaConfig, ecfg: MetaConfig, pool, seed: int
+                      ) -> tuple[dict[str, dict], dict[str, dict[str, np.ndarray]]]:
+    """``(meta_params, pool arrays)`` per method that adapts to each episode: the token
+    arrays, plus the frozen bottom computed once per example when ``ecfg`` has one."""
     encoders = {"meta_learned": meta_params}
     if "pretrained_finetune" in methods:
         encoders["pretrained_finetune"] = init_meta_params(pretrained_params, cfg,
@@ -173,43 +194,35 @@ def evaluate(meta_params: dict, cfg: MetaConfig, data, classes: Sequence[str],
         a = {"input_ids": pool.input_ids, "attention_mask": pool.attention_mask}
         if ecfg.outer_frozen_layers:
             a["bottom"] = inner.precompute_bottom(encoders[name]["encoder"], ecfg,
-                                                 pool.input_ids, pool.attention_mask)
+                                                  pool.input_ids, pool.attention_mask)
         arrays[name] = a
-    if "nearest_centroid" in methods:
-        nc_feats = _pooled_features(pretrained_params, cfg.replace(outer_frozen_layers=0),
-                                    pool.input_ids, pool.attention_mask)
-    sentence_feats = _sentence_features(methods, meta_params, pretrained_params, cfg, pool)
+    return {m: encoders[m] for m in arrays}, arrays
 
-    results = []
-    for way, shot, query in settings:
-        n_batches = -(-episodes // batch_tasks)
-        sampler = EpisodeSampler(TokenizedData(pool.input_ids, pool.attention_mask, pool.labels,
-                                               pool.class_names),
-                                 list(classes), way, shot, query, batch_tasks, seed)
-        eval_fns = {m: (baselines.cosine_adapt_eval_fn if m == "pretrained_adapt_cosine"
-                        else _eval_fn)(ecfg.replace(way=way)) for m in arrays}
-        accs: dict[str, list[np.ndarray]] = {m: [] for m in methods}
-        for b in range(n_batches):
-            idx = sampler.indices(b)
-            for m in arrays:
-                eps = Episodes(_examples(arrays[m], idx.support_idx, idx.support_labels),
-                               _examples(arrays[m], idx.query_idx, idx.query_labels))
-                out = eval_fns[m](encoders[m], eps)
-                accs[m].append(np.asarray(out["accuracy"]))
-            if "nearest_centroid" in methods:
-                accs["nearest_centroid"].append(np.asarray(_nearest_centroid_acc(
-                    nc_feats[idx.support_idx], idx.support_labels,
-                    nc_feats[idx.query_idx], idx.query_labels, way=way)))
-            for m, feats in sentence_feats.items():
-                accs[m].append(np.asarray(baselines.frozen_accuracy(
-                    m, feats[idx.support_idx], idx.support_labels, feats[idx.query_idx],
-                    idx.query_labels, way=way)))
-        results.append({
-            "way": way, "shot": shot, "query": query, "episodes": episodes,
-            "data": data_name, "split": split, "seed": seed,
-            "results": {m: mean_ci95(np.concatenate(accs[m])[:episodes]) for m in methods},
-        })
-    return results
+
+def _setting_accuracies(methods, encoders, arrays, frozen, ecfg: MetaConfig, pool, classes,
+                        setting: tuple[int, int, int], episodes: int, seed: int,
+                        batch_tasks: int) -> dict[str, np.ndarray]:
+    """``{method: [episodes]}`` accuracies of one ``(way, shot, query)`` setting: the same
+    episodes (``batch_tasks`` at a time) for every method."""
+    from jaxmaml.data.episodes import EpisodeSampler
+
+    way, shot, query = setting
+    sampler = EpisodeSampler(pool, list(classes), way, shot, query, batch_tasks, seed)
+    eval_fns = {m: (baselines.cosine_adapt_eval_fn if m == "pretrained_adapt_cosine"
+                    else _eval_fn)(ecfg.replace(way=way)) for m in arrays}
+    accs: dict[str, list[np.ndarray]] = {m: [] for m in methods}
+    for b in range(-(-episodes // batch_tasks)):
+        idx = sampler.indices(b)
+        for m in arrays:
+            eps = Episodes(_examples(arrays[m], idx.support_idx, idx.support_labels),
+                           _examples(arrays[m], idx.query_idx, idx.query_labels))
+            accs[m].append(np.asarray(eval_fns[m](encoders[m], eps)["accuracy"]))
+        for m, feats in frozen.items():
+            score = (_nearest_centroid_acc if m == "nearest_centroid"
+                     else functools.partial(baselines.frozen_accuracy, m))
+            accs[m].append(np.asarray(score(feats[idx.support_idx], idx.support_labels,
+                                            feats[idx.query_idx], idx.query_labels, way=way)))
+    return {m: np.concatenate(accs[m])[:episodes] for m in methods}
 
 
 def _sentence_features(methods: Sequence[str], meta_params: dict, pretrained_params: Any,
