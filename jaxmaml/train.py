@@ -12,9 +12,8 @@ Run directory layout (``RUN_DIR``)::
     train_summary.json  final step, best meta-val step and accuracy
 
 Resuming: the same command restores the latest readable checkpoint (falling back past a
-corrupt one), drops ``metrics.jsonl`` lines past its step, and continues; the meta-step's
-randomness is ``fold_in(key, step)`` and the episodes are a pure function of
-``(seed, step)``, so a resumed run writes the same metrics and ends with bit-identical
+corrupt one), drops ``metrics.jsonl`` lines past its step, and continues; the meta-step is
+deterministic and the episodes are a pure function of ``(seed, step)``, so a resumed run writes the same metrics and ends with bit-identical
 params. Metrics stay on device and are fetched at "flush" steps: multiples of
 ``log_every``, and every step where meta-val runs or a checkpoint is saved (a resumed run
 therefore starts on a flush boundary and its windows match an uninterrupted run's).
