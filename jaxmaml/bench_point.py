@@ -176,9 +176,13 @@ def environment() -> dict[str, Any]:
 
 @lru_cache(maxsize=4)
 def matmul_peak(dtype: str = "f32", n: int = 2048, reps: int = 5) -> float:
-    """Best FLOP/s of a jitted ``n x n`` dense matmul on the default device (``2 n^3`` FLOPs)."""
+    """Best FLOP/s of a jitted ``n x n`` dense matmul on the default device (``2 n^3`` FLOPs;
+    float32 output)."""
     a = jnp.ones((n, n), DTYPES[dtype])
-    mm = jax.jit(jnp.dot).lower(a, a).compile()
+    # bf16 as the model runs it: bf16 operands, f32 accumulation and output (a bf16 output
+    # takes a 3-5x slower path on XLA:CPU)
+    mm = jax.jit(lambda x, y: jnp.dot(x, y, preferred_element_type=jnp.float32)
+                 ).lower(a, a).compile()
     mm(a, a).block_until_ready()
     best = float("inf")
     for _ in range(reps):
