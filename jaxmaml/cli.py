@@ -56,7 +56,8 @@ def _parser() -> argparse.ArgumentParser:
                    "pretrained_adapt_cosine cosine_centroid linear_probe nearest_centroid "
                    "(default: all)")
     e.add_argument("--json", action="store_true", help="print JSON (one object per setting; "
-                   "a list for several)")
+                   "a list for several; a multi-source run without --data: a list of one "
+                   "object per source and setting, its `data` the source's name)")
 
     x = sub.add_parser("export", help="write a Hugging Face model directory with a model card")
     x.add_argument("run_dir")
@@ -130,8 +131,9 @@ def _resolve_target(target: str, overrides: list[str], out: str | None
 def format_table(result: dict, step: int) -> str:
     """A readable table of one evaluation setting."""
     head = (f"{result['way']}-way {result['shot']}-shot, {result['query']} query/class, "
-            f"{result['episodes']} episodes, {result['split']} of {result['data']} "
-            f"(checkpoint step {step})")
+            f"{result['episodes']} episodes, {result['split']} of {result['data']}"
+            + (f" [{result['domain']}]" if "domain" in result else "")
+            + f" (checkpoint step {step})")
     lines = [head, f"  {'method':<22}{'accuracy':>10}{'95% CI':>10}"]
     for method, r in result["results"].items():
         lines.append(f"  {method:<22}{r['mean']:>10.4f}{'± ' + format(r['ci95'], '.4f'):>10}")
@@ -174,10 +176,17 @@ def cmd_eval(args) -> int:
     if args.episodes is not None and args.episodes < 2:
         raise ConfigError(f"--episodes {args.episodes}: need at least 2 for a confidence "
                           "interval.")
-    step, results = evaluate_run(cfg, run_dir, checkpoint=args.checkpoint, data=args.data,
-                                 text_column=args.text_column, label_column=args.label_column,
-                                 seq_len=args.seq_len, settings=settings,
-                                 episodes=args.episodes, methods=args.methods)
+    if cfg.data.sources and not args.data:  # per source, never pooled across sources
+        from jaxmaml.eval_run import evaluate_sources
+        step, results = evaluate_sources(cfg, run_dir, checkpoint=args.checkpoint,
+                                         seq_len=args.seq_len, settings=settings,
+                                         episodes=args.episodes, methods=args.methods)
+    else:
+        step, results = evaluate_run(cfg, run_dir, checkpoint=args.checkpoint, data=args.data,
+                                     text_column=args.text_column,
+                                     label_column=args.label_column, seq_len=args.seq_len,
+                                     settings=settings, episodes=args.episodes,
+                                     methods=args.methods)
     if run_dir.is_dir() and args.checkpoint != "init":
         _update_eval_file(run_dir, [{**r, "checkpoint_step": step} for r in results])
     if args.json:

@@ -121,3 +121,55 @@ def evaluate_run(cfg: ExperimentConfig, run_dir: str | Path, *, checkpoint: str 
     except ValueError as e:
         raise ConfigError(f"cannot evaluate: {e}") from e
     return step, [{**r, "seq_len": ev.seq_len, "classes": len(ev.classes)} for r in results]
+
+
+def evaluate_sources(cfg: ExperimentConfig, run_dir: str | Path, *, checkpoint: str = "best",
+                     seq_len: int | None = None,
+                     settings: Sequence[tuple[int, int, int]] | None = None,
+                     episodes: int | None = None, methods: Sequence[str] | None = None,
+                     encoder: Any = None, meta_params: tuple[int, dict] | None = None
+                     ) -> tuple[int, list[dict]]:
+    """A multi-source run (``data.sources``) evaluated **per source**: each training
+    source's meta-test classes and each held-out source's classes, never pooled.
+
+    The run's data is loaded and tokenized once; every source is then evaluated as
+    :func:`evaluate_run` would evaluate it (same seed, settings and methods). Returns
+    ``(checkpoint step, rows)``: the rows of the first source (one per setting), then the
+    next source's, in ``data.sources`` order; each row's ``data`` is the source's name and
+    ``domain`` is ``in-domain`` (a meta-training source) or ``held-out``. A source without
+    meta-test classes is skipped.
+    """
+    from jaxmaml.data.mixture import SEP
+    from jaxmaml.evaluate import METHODS, evaluate
+    from jaxmaml.experiment import initial_encoder, load_data
+    from jaxmaml.loading import restore_meta_params
+
+    if not cfg.data.sources:
+        raise ConfigError("evaluate_sources needs a multi-source run (data.sources).")
+    n = eval_seq_len(cfg, seq_len)
+    tokenized, split = load_data(cfg.replace(data=dataclasses.replace(cfg.data, seq_len=n)))
+    encoder = initial_encoder(cfg) if encoder is None else encoder
+    step, params = meta_params or restore_meta_params(cfg, run_dir, checkpoint, encoder)
+    settings = list(settings or cfg.eval.settings)
+    rows = []
+    for src in cfg.data.sources:
+        classes = [c for c in split["test"] if c.startswith(f"{src.label}{SEP}")]
+        if not classes:
+            continue
+        for way, _, _ in settings:
+            if way > len(classes):
+                raise ConfigError(f"{way}-way episodes need {way} classes but source "
+                                  f"{src.label!r} has {len(classes)} meta-test classes; "
+                                  "lower the way.")
+        try:
+            results = evaluate(params, cfg.meta, tokenized, classes, settings,
+                               episodes=episodes or cfg.eval.episodes, seed=cfg.eval.seed,
+                               methods=tuple(methods or METHODS), pretrained_params=encoder,
+                               data_name=src.label, split="meta_test",
+                               max_per_class=cfg.eval.max_per_class)
+        except ValueError as e:
+            raise ConfigError(f"cannot evaluate source {src.label!r}: {e}") from e
+        domain = "held-out" if src.role == "heldout" else "in-domain"
+        rows += [{**r, "seq_len": n, "classes": len(classes), "domain": domain}
+                 for r in results]
+    return step, rows

@@ -4,7 +4,9 @@
                                  [--episodes 600] [--set key=value ...]
 
 1. ``jaxmaml train`` on the config (resumes if the run directory has checkpoints);
-2. evaluation 5-way 1-shot and 5-shot on the meta-test classes (600 episodes each, the
+2. evaluation 5-way 1-shot and 5-shot on the meta-test classes (a multi-source config: on
+   each training source's meta-test classes and on each held-out source, one table per
+   source; 600 episodes each, the
    same episodes for every method, 95% confidence intervals): the meta-learned init + its
    inner loop, the meta-learned encoder as a plain sentence encoder (cosine centroid), and
    the baselines on the original encoder: cosine centroid, linear probe, the pretrained
@@ -17,7 +19,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 import time
@@ -72,13 +73,15 @@ def main() -> int:
     print(f"[2/3] evaluating on meta-test classes ({args.episodes} episodes per setting)",
           flush=True)
     from jaxmaml.config import ConfigError
-    from jaxmaml.eval_run import evaluate_run, record_results
+    from jaxmaml.eval_run import evaluate_run, evaluate_sources, record_results
     from jaxmaml.loading import run_config
+    settings = [(args.way, 1, args.query), (args.way, 5, args.query)]
     try:
         cfg = run_config(out)
-        step, results = evaluate_run(cfg, out, settings=[(args.way, 1, args.query),
-                                                         (args.way, 5, args.query)],
-                                     episodes=args.episodes)
+        if cfg.data.sources:  # each source on its own, the held-out ones included
+            step, results = evaluate_sources(cfg, out, settings=settings, episodes=args.episodes)
+        else:
+            step, results = evaluate_run(cfg, out, settings=settings, episodes=args.episodes)
     except ConfigError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
@@ -90,10 +93,14 @@ def main() -> int:
         return 1
     t3 = time.perf_counter()
 
-    split = json.loads((out / "split.json").read_text())
-    print(f"\nFew-shot accuracy on {len(split['test'])} unseen meta-test classes of "
-          f"{results[0]['data']} (mean ± 95% CI, {args.episodes} episodes, {args.query} query/class):\n")
-    print(table(results))
+    for data in dict.fromkeys(r["data"] for r in results):  # one table per source, in order
+        rows = [r for r in results if r["data"] == data]
+        what = (f"{rows[0]['classes']} classes of {data}, a source held out from meta-training"
+                if rows[0].get("domain") == "held-out" else
+                f"{rows[0]['classes']} unseen meta-test classes of {data}")
+        print(f"\nFew-shot accuracy on {what} (mean ± 95% CI, {args.episodes} episodes, "
+              f"{args.query} query/class):\n")
+        print(table(rows))
     print(f"\ntimes: train {t1 - t0:.0f} s, eval {t2 - t1:.0f} s, export {t3 - t2:.0f} s; "
           f"learning curves: {out / 'learning_curves.png'}")
     return 0

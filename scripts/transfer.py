@@ -1,7 +1,7 @@
 """Held-out-domain evaluation: every method, every (run, evaluation dataset), one table.
 
     python scripts/transfer.py --run runs/quickstart \\
-        --data meta_test --data wordnet-test=meta_test --data debian=/tmp/debian_sections.csv \\
+        --data wordnet-test=meta_test --data debian \\
         [--seq-len 32] [--way 5] [--shot 1 5] [--query 15] [--episodes 600] \\
         [--out benchmarks/results/transfer]
 
@@ -14,7 +14,7 @@ and writes ``OUT.md`` and ``OUT.json``.
 ``SPEC`` is ``meta_test`` (the run's own meta-test classes: new classes, meta-training
 domain), ``meta_test:NAME`` (the meta-test classes of source NAME of a multi-source run;
 a ``role: heldout`` source's classes are all meta-test classes), a built-in source name
-(``wordnet``: all of its classes) or a local
+(``wordnet``, ``wordnet_domains``, ``debian``: all of its classes) or a local
 csv/json/jsonl/parquet file with ``text``/``label`` columns (``FILE:TEXT_COL:LABEL_COL`` for
 other column names). Each row is marked ``in-domain`` when its data is a source the run
 meta-trained on (``data.source``, or any of ``data.sources`` that is not held out), else
@@ -116,7 +116,8 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--run", action="append", required=True, help="run directory; repeatable")
     p.add_argument("--data", action="append", required=True,
-                   help="[NAME=]meta_test | wordnet | FILE[:TEXT_COL:LABEL_COL]; repeatable")
+                   help="[NAME=]meta_test[:SOURCE] | wordnet | wordnet_domains | debian | "
+                   "FILE[:TEXT_COL:LABEL_COL]; repeatable")
     p.add_argument("--checkpoint", default="best")
     p.add_argument("--seq-len", type=int, help="tokens per evaluated example "
                    "(default: eval.seq_len, else each run's data.seq_len)")

@@ -37,3 +37,8 @@ def tiny_config():
 def tiny_params(tiny_config):
     from jaxmaml.models.bert import init_params
     return init_params(tiny_config, jax.random.key(0))
+
+
+def pytest_collection_modifyitems(config, items):
+    from ci_budget import mark_slow_for_budget  # tests/ is on sys.path (rootdir conftest)
+    mark_slow_for_budget(items)

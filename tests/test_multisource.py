@@ -237,3 +237,27 @@ def test_data_command_prints_each_source(capsys):
         "train": 2, "val": 0, "test": 2}
     assert main(["data", str(TINY), "--set", "data.sources=[{source: nope.csv}]"]) == 2
     assert "error: data.sources 'nope': cannot load" in capsys.readouterr().err
+
+
+def test_eval_of_a_multisource_run_is_per_source(full_run, capsys):
+    """`jaxmaml eval RUN` evaluates each source's meta-test classes (and each held-out
+    source) on its own: one JSON object per (source, setting), equal to evaluating that
+    source alone (`source_name`), never one pool of every source's classes."""
+    from jaxmaml.cli import main
+    from jaxmaml.eval_run import evaluate_run
+
+    cfg, result = full_run
+    methods = ["meta_learned", "cosine_centroid"]
+    assert main(["eval", str(result.run_dir), "--json", "--episodes", "4", "--shot", "1",
+                 "--methods", *methods]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert [(r["data"], r["domain"], r["classes"]) for r in rows] == [
+        ("topics", "in-domain", 2), ("pairs", "in-domain", 2), ("held", "held-out", 4)]
+    for r in rows:
+        _, (alone,) = evaluate_run(cfg, result.run_dir, source_name=r["data"],
+                                   settings=[(2, 1, 4)], episodes=4, methods=methods)
+        assert r["results"] == alone["results"] and set(r["results"]) == set(methods)
+    assert main(["eval", str(result.run_dir), "--episodes", "4", "--shot", "1",
+                 "--methods", *methods]) == 0
+    out = capsys.readouterr().out
+    assert "meta_test of held [held-out]" in out and "meta_test of topics [in-domain]" in out

@@ -80,6 +80,11 @@ class MetaConfig:
         trained (neither loop), so their output can be computed once per dataset and fed
         as ``Examples.lower`` (0 = train everything). Makes meta-training a large encoder
         on a CPU affordable: only the top layers run per step.
+      outer_regex: meta-learn only the encoder leaves whose path in ``meta_params``
+        fully matches this regex (e.g. BitFit-style LayerNorm and biases of the top layers:
+        ``encoder/encoder/layer/[345]/.*(LayerNorm/.*|bias)``); every other encoder leaf
+        stays bit-identical to its initial (pretrained) value. Learner extras and the inner
+        loop are unaffected. Empty = no filter.
       embedding_rows: when the inner loop adapts the word embeddings, adapt only the rows
         of the task's tokens (gathered once per task; same result as adapting the whole
         table, see :func:`jaxmaml.meta.task.embedding_row_view`). False: carry the full
@@ -134,6 +139,7 @@ class MetaConfig:
     adapt_regex: str = ""
     meta_learn_frozen: bool = True
     outer_frozen_layers: int = 0
+    outer_regex: str = ""
     embedding_rows: bool = True
     task_chunk: int = 0
     second_order: str = "hvp"
@@ -200,6 +206,12 @@ class MetaConfig:
         if self.outer_frozen_layers and self.adapt in ("all", "regex"):
             raise ValueError("meta.outer_frozen_layers > 0 freezes the embeddings; use "
                              "meta.adapt='top_k_layers' or 'head' with it.")
+        if self.outer_regex:
+            try:
+                re.compile(self.outer_regex)
+            except re.error as e:
+                raise ValueError(f"meta.outer_regex={self.outer_regex!r} is not a valid "
+                                 f"regular expression: {e}") from e
         if self.adapt == "regex":
             if not self.adapt_regex:
                 raise ValueError("meta.adapt='regex' needs meta.adapt_regex, e.g. "
@@ -223,6 +235,9 @@ class OptimConfig:
 
     The schedule is linear warmup over ``warmup_steps`` to ``lr``, then cosine decay to
     ``lr * final_lr_fraction`` at ``decay_steps`` (0 = constant after warmup).
+    ``pull_to_init`` (lambda >= 0) adds the gradient of ``lambda/2 |theta - theta_0|^2``
+    over the encoder (``theta_0``: the pretrained weights the run started from) to the
+    meta-gradient before clipping (L2-SP; :mod:`jaxmaml.meta.anchor`). 0 = off.
     """
 
     name: str = "adamw"
@@ -235,12 +250,15 @@ class OptimConfig:
     b1: float = 0.9
     b2: float = 0.999
     momentum: float = 0.0
+    pull_to_init: float = 0.0
 
     def __post_init__(self):
         if self.name not in OPTIMIZERS:
             raise ValueError(f"optim.name={self.name!r} is not one of {', '.join(OPTIMIZERS)}.")
         if self.lr <= 0:
             raise ValueError(f"optim.lr={self.lr} must be > 0.")
+        if self.pull_to_init < 0:
+            raise ValueError(f"optim.pull_to_init={self.pull_to_init} must be >= 0 (0 = off).")
         if self.decay_steps and self.decay_steps <= self.warmup_steps:
             raise ValueError(f"optim.decay_steps={self.decay_steps} must exceed "
                              f"optim.warmup_steps={self.warmup_steps} (or be 0 for no decay).")

@@ -7,6 +7,7 @@ device; the caller fetches them every ``log_every`` steps.
 
 from __future__ import annotations
 
+import re
 from typing import Any, Callable
 
 import jax
@@ -85,6 +86,16 @@ def _meta_grads(meta_params, episodes, key, cfg, step):
     return jax.value_and_grad(meta_loss, has_aux=True)(meta_params, episodes, cfg, key)
 
 
+def not_meta_learned(path: str, cfg: MetaConfig) -> bool:
+    """Whether the outer loop leaves the ``meta_params`` leaf at ``path`` at its initial
+    value: the never-trained bottom (``outer_frozen_layers``), or an encoder leaf that
+    ``cfg.outer_regex`` does not match."""
+    if is_outer_frozen(path, cfg):
+        return True
+    return (bool(cfg.outer_regex) and path.startswith("encoder/")
+            and re.fullmatch(cfg.outer_regex, path) is None)
+
+
 def _path_str(path) -> str:
     return "/".join(str(getattr(k, "key", getattr(k, "idx", k))) for k in path)
 
@@ -101,7 +112,8 @@ def lr_schedule(ocfg: OptimConfig) -> optax.Schedule:
 
 
 def make_optimizer(ocfg: OptimConfig) -> optax.GradientTransformation:
-    """Optax chain from config: global-norm clipping, then adamw / adam / sgd on a schedule."""
+    """Optax chain from config: the pull toward init (``pull_to_init``, optional), global-norm
+    clipping, then adamw / adam / sgd on a schedule."""
     schedule = lr_schedule(ocfg)
     if ocfg.name == "adamw":
         opt = optax.adamw(schedule, b1=ocfg.b1, b2=ocfg.b2, weight_decay=ocfg.weight_decay)
@@ -110,6 +122,9 @@ def make_optimizer(ocfg: OptimConfig) -> optax.GradientTransformation:
     else:
         opt = optax.sgd(schedule, momentum=ocfg.momentum or None)
     parts = [optax.clip_by_global_norm(ocfg.clip_norm)] if ocfg.clip_norm > 0 else []
+    if ocfg.pull_to_init:  # first: the gradient of the penalized meta-loss, then clipping
+        from jaxmaml.meta.anchor import pull_to_init
+        parts = [pull_to_init(ocfg.pull_to_init), *parts]
     return optax.chain(*parts, opt)
 
 
@@ -132,9 +147,9 @@ def make_meta_step(cfg: MetaConfig, optimizer: optax.GradientTransformation
         key = jax.random.fold_in(jax.random.wrap_key_data(state.key), state.step)
         (loss, metrics), grads = meta_grads(state.meta_params, episodes, cfg, key, state.step)
         updates, opt_state = optimizer.update(grads, state.opt_state, state.meta_params)
-        if cfg.outer_frozen_layers:  # never trained: not even weight decay may move them
-            updates = jax.tree_util.tree_map_with_path(
-                lambda path, u: jnp.zeros_like(u) if is_outer_frozen(_path_str(path), cfg) else u,
+        if cfg.outer_frozen_layers or cfg.outer_regex:  # never trained: not even weight
+            updates = jax.tree_util.tree_map_with_path(  # decay may move them
+                lambda path, u: jnp.zeros_like(u) if not_meta_learned(_path_str(path), cfg) else u,
                 updates)
         meta_params = optax.apply_updates(state.meta_params, updates)
         metrics = {**metrics, "loss": loss, "grad_norm": optax.global_norm(grads)}
