@@ -318,7 +318,8 @@ class _Loop:
         """Write the window's mean metrics and timing; stop on a NaN/inf meta-loss."""
         t = self.cfg.train
         row = {"step": s, **{k: float(np.mean([m[k] for m in host]))
-                             for k in ("loss", "accuracy", "grad_norm") if k in host[0]}}
+                             for k in ("loss", "accuracy", "grad_norm", "cg_residual")
+                             if k in host[0]}}
         seconds = time.perf_counter() - self.clock
         rate = (s - self.window_start) * t.tasks / max(seconds, 1e-9)
         if self.main:
