@@ -93,8 +93,7 @@ def test_bf16_meta_step_keeps_float32_params_and_optimizer_state():
     cfg32 = cfg16.replace(model=cfg16.model.replace(dtype="float32"))
     optimizer = outer.make_optimizer(OptimConfig(name="adamw", lr=1e-3))
     state = outer.init_state(meta_params, optimizer, jax.random.key(4))
-    key = jax.random.fold_in(jax.random.wrap_key_data(state.key), 0)
-    loss32, _ = jax.jit(outer.meta_loss, static_argnums=2)(meta_params, episodes, cfg32, key)
+    loss32, _ = jax.jit(outer.meta_loss, static_argnums=2)(meta_params, episodes, cfg32)
     state, metrics = jax.jit(outer.make_meta_step(cfg16, optimizer))(state, episodes)
     # query loss after 2 inner steps, bf16 vs f32 matmuls
     np.testing.assert_allclose(metrics["loss"], loss32, rtol=1e-2)
