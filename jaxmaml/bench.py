@@ -203,7 +203,8 @@ def build_parser() -> argparse.ArgumentParser:
                        ("seq_len", int), ("tasks", int), ("inner_steps", int),
                        ("remat", str), ("adapt", str), ("adapt_top_k", int),
                        ("embedding_rows", _bool), ("task_chunk", int),
-                       ("second_order", str), ("dtype", str), ("measure", str)]:
+                       ("second_order", str), ("dtype", str), ("measure", str),
+                       ("algorithm", str), ("cg_steps", int)]:
         ap.add_argument("--" + name.replace("_", "-"), type=_list(kind),
                         default=[getattr(d, name)],
                         help=f"comma list (default {getattr(d, name)})")
@@ -231,7 +232,8 @@ def points_from_args(args) -> tuple[str, list[BenchPoint]]:
         entry = {k: getattr(args, k) for k in ("model", "way", "shot", "query", "seq_len",
                                                "tasks", "inner_steps", "remat", "adapt",
                                                "adapt_top_k", "embedding_rows", "task_chunk",
-                                               "second_order", "dtype", "measure")}
+                                               "second_order", "dtype", "measure",
+                                               "algorithm", "cg_steps")}
         entry.update(order=args.order, warmup=args.warmup, reps=args.reps,
                      max_time_s=args.max_time)
         name, points = "bench", expand(entry)
@@ -240,6 +242,7 @@ def points_from_args(args) -> tuple[str, list[BenchPoint]]:
         for p in points:
             for mode in TORCH_MODES:
                 q = p.replace(backend="torch", torch_mode=mode, remat="none", measure="full",
+                              algorithm="maml", cg_steps=FIELDS["cg_steps"].default,
                               **{k: FIELDS[k].default for k in JAX_ONLY})
                 if p.backend == "jax" and q not in seen:
                     seen.add(q)

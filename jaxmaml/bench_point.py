@@ -51,7 +51,10 @@ class BenchPoint:
     the inner loop carries the full word-embedding table; the PyTorch peer always does).
     ``task_chunk``: :attr:`MetaConfig.task_chunk` (0 = all tasks at once, vmap).
     ``second_order``: :attr:`MetaConfig.second_order` (``hvp`` or ``autodiff``; second-order
-    points only, ``remat`` needs ``autodiff``).
+    points only, ``remat`` needs ``autodiff``). ``dtype``: ``f32``, or ``bf16`` mixed
+    precision (``model.dtype: bfloat16``; the PyTorch peer runs under
+    ``torch.autocast(dtype=torch.bfloat16)``). ``algorithm``: ``maml`` (the order decides
+    MAML or FOMAML) or ``imaml`` (implicit MAML, ``cg_steps`` CG steps, lambda 1; JAX only).
     """
 
     model: str = "mini"
@@ -77,6 +80,8 @@ class BenchPoint:
     reps: int = 3
     max_time_s: float = 60.0
     seed: int = 0
+    algorithm: str = "maml"
+    cg_steps: int = 5
 
     def __post_init__(self):
         def check(name, choices):
@@ -96,6 +101,9 @@ class BenchPoint:
         check("backend", BACKENDS)
         check("torch_mode", TORCH_MODES)
         check("measure", ("full", "compile"))
+        check("algorithm", ("maml", "imaml"))
+        if self.algorithm == "imaml" and self.backend == "torch":
+            raise ValueError("bench algorithm=imaml has no PyTorch peer; use backend: jax.")
         for name in ("way", "shot", "query", "seq_len", "tasks", "reps"):
             if getattr(self, name) < 1:
                 raise ValueError(f"bench {name}={getattr(self, name)} must be >= 1.")
@@ -113,7 +121,8 @@ class BenchPoint:
                           first_order=self.order == "first", remat=self.remat,
                           adapt=self.adapt, adapt_top_k=self.adapt_top_k,
                           embedding_rows=self.embedding_rows, task_chunk=self.task_chunk,
-                          second_order=self.second_order)
+                          second_order=self.second_order, algorithm=self.algorithm,
+                          cg_steps=self.cg_steps)
 
 
 def minilm_dir() -> str:
@@ -167,9 +176,13 @@ def environment() -> dict[str, Any]:
 
 @lru_cache(maxsize=4)
 def matmul_peak(dtype: str = "f32", n: int = 2048, reps: int = 5) -> float:
-    """Best FLOP/s of a jitted ``n x n`` dense matmul on the default device (``2 n^3`` FLOPs)."""
+    """Best FLOP/s of a jitted ``n x n`` dense matmul on the default device (``2 n^3`` FLOPs;
+    float32 output)."""
     a = jnp.ones((n, n), DTYPES[dtype])
-    mm = jax.jit(jnp.dot).lower(a, a).compile()
+    # bf16 as the model runs it: bf16 operands, f32 accumulation and output (a bf16 output
+    # takes a 3-5x slower path on XLA:CPU)
+    mm = jax.jit(lambda x, y: jnp.dot(x, y, preferred_element_type=jnp.float32)
+                 ).lower(a, a).compile()
     mm(a, a).block_until_ready()
     best = float("inf")
     for _ in range(reps):

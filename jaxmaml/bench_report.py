@@ -9,7 +9,8 @@ from typing import Any
 Row = dict[str, Any]
 
 _COLUMNS = [  # (header, key, format)
-    ("backend", "backend", "{}"), ("mode", "torch_mode", "{}"), ("model", "model", "{}"),
+    ("backend", "backend", "{}"), ("mode", "torch_mode", "{}"), ("algo", "algorithm", "{}"),
+    ("model", "model", "{}"),
     ("T", "tasks", "{}"), ("chunk", "task_chunk", "{}"), ("S", "inner_steps", "{}"),
     ("L", "seq_len", "{}"),
     ("order", "order", "{}"), ("via", "second_order", "{}"), ("remat", "remat", "{}"),
@@ -59,7 +60,9 @@ def markdown_table(rows: list[Row]) -> str:
 
 def short_line(row: Row) -> str:
     via = _cell(row, "second_order", "{}")
+    algo = row.get("algorithm", "maml")
     what = (f"{row['backend']}{'/' + row['torch_mode'] if row['backend'] == 'torch' else ''} "
+            f"{algo + ' ' if algo != 'maml' else ''}"
             f"{row['model']} T={row['tasks']} S={row['inner_steps']} L={row['seq_len']} "
             f"{row['order']}{'/' + via if via else ''} "
             f"remat={row['remat']} adapt={_cell(row, 'adapt', '{}')} "

@@ -39,8 +39,15 @@ def _import_torch():
     return torch, transformers
 
 
+def device():
+    """``"cuda"`` when PyTorch sees a GPU, else ``"cpu"``: the peer runs where jax does."""
+    torch, _ = _import_torch()
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
 def build_model(params, config, num_threads: int):
-    """``transformers.BertModel`` with our weights, eval mode (no dropout), float32."""
+    """``transformers.BertModel`` with our weights, eval mode (no dropout), float32 (on
+    :func:`device`; bf16 points autocast at run time)."""
     torch, transformers = _import_torch()
     torch.set_num_threads(num_threads)
     hf = transformers.BertConfig(**config_to_hf(config.replace(dtype="float32")))
@@ -53,7 +60,7 @@ def build_model(params, config, num_threads: int):
     if missing or unexpected:
         raise RuntimeError(f"weights do not fit BertModel: missing {missing}, "
                            f"unexpected {unexpected}")
-    return model.eval()
+    return model.to(device()).eval()
 
 
 class TorchMAML:
@@ -67,6 +74,7 @@ class TorchMAML:
         self.optimizer = torch.optim.Adam(self.params.values(), lr=BENCH_OPTIM.lr,
                                           betas=(BENCH_OPTIM.b1, BENCH_OPTIM.b2))
         self.hidden = model.config.hidden_size
+        self.device = next(model.parameters()).device
 
     # -- functional pieces (params: dict name -> tensor, plus "head.kernel"/"head.bias")
     def logits(self, p: dict, ids, mask):
@@ -79,7 +87,7 @@ class TorchMAML:
         return self.torch.nn.functional.cross_entropy(self.logits(p, ids, mask), labels)
 
     def head(self, requires_grad: bool) -> dict:
-        z = lambda *s: self.torch.zeros(*s, requires_grad=requires_grad)
+        z = lambda *s: self.torch.zeros(*s, requires_grad=requires_grad, device=self.device)
         return {"head.kernel": z(self.hidden, self.point.way), "head.bias": z(self.point.way)}
 
     # -- loop mode
@@ -147,18 +155,25 @@ class TorchMAML:
         return float(loss)
 
     def step(self, batch) -> float:
+        """One meta-step; ``dtype=bf16`` points run the meta-loss and its gradients under
+        ``torch.autocast(dtype=torch.bfloat16)`` (bf16 matmuls, f32 master weights and Adam,
+        PyTorch's own mixed precision), like jaxmaml's ``model.dtype: bfloat16``."""
         self.optimizer.zero_grad(set_to_none=True)
-        loss = (self.func_step if self.point.torch_mode == "func_vmap" else self.loop_step)(batch)
+        run = self.func_step if self.point.torch_mode == "func_vmap" else self.loop_step
+        with self.torch.autocast(self.device.type, dtype=self.torch.bfloat16,
+                                 enabled=self.point.dtype == "bf16"):
+            loss = run(batch)
         self.optimizer.step()
         return loss
 
 
 def to_torch_batch(episodes) -> tuple:
-    """Episodes -> ((ids, mask, labels) support, (ids, mask, labels) query) int64 tensors."""
+    """Episodes -> ((ids, mask, labels) support, (ids, mask, labels) query) int64 tensors
+    on :func:`device`."""
     import torch
-    conv = lambda ex: (torch.from_numpy(np.asarray(ex.input_ids, np.int64)),
-                       torch.from_numpy(np.asarray(ex.attention_mask, np.int64)),
-                       torch.from_numpy(np.asarray(ex.labels, np.int64)))
+    dev = device()
+    t = lambda x: torch.from_numpy(np.asarray(x, np.int64)).to(dev)  # noqa: E731
+    conv = lambda ex: (t(ex.input_ids), t(ex.attention_mask), t(ex.labels))  # noqa: E731
     return conv(episodes.support), conv(episodes.query)
 
 
@@ -167,9 +182,7 @@ def run_torch_point(point: BenchPoint, num_threads: int) -> dict[str, Any]:
     torch, transformers = _import_torch()
     num_threads = point.threads or num_threads
     row: dict[str, Any] = {"torch": torch.__version__, "transformers": transformers.__version__,
-                           "torch_threads": num_threads}
-    if point.dtype != "f32":
-        return {**row, "failed": "the PyTorch peer runs float32 only"}
+                           "torch_threads": num_threads, "torch_device": device()}
     params, config = resolve_model(point.model, point.dtype, point.seed)
     episodes = make_episodes(point, config)
     batch = to_torch_batch(episodes)

@@ -106,7 +106,8 @@ def how_it_adapts(meta) -> str:
                 f"the text against each class prototype ({pooled}). No gradient steps.")
     return (f"{m.algorithm}: a linear head on the {pooled}, initialized to {init}, then "
             f"{m.num_inner_steps} SGD steps on the support set with {rate}, updating {adapt}"
-            + (" (first-order)." if m.first_order else "."))
+            + (f", on the support loss plus {m.imaml_lambda}/2 |p - p_meta|^2 (implicit MAML)."
+               if m.algorithm == "imaml" else " (first-order)." if m.first_order else "."))
 
 
 def usage_section(meta, seq_len: int) -> str:

@@ -43,8 +43,8 @@ from jaxmaml.meta.learners import LEARNERS, get_learner, resolve_config
 from jaxmaml.models.bert import BertConfig
 from jaxmaml.types import Examples
 
-__all__ = ["TaskLearner", "anil", "fomaml", "from_config", "maml", "mamlpp", "matchingnet",
-           "metasgd", "protomaml", "protonet", "relationnet", "reptile"]
+__all__ = ["TaskLearner", "anil", "fomaml", "from_config", "imaml", "maml", "mamlpp",
+           "matchingnet", "metasgd", "protomaml", "protonet", "relationnet", "reptile"]
 
 
 class TaskLearner(NamedTuple):
@@ -133,6 +133,10 @@ mamlpp = _factory("mamlpp", """MAML++ (Antoniou et al. 2019): :func:`maml` with 
 reptile = _factory("reptile", """Reptile (Nichol et al. 2018): adapt as first-order
     :func:`maml`; meta-training moves the init towards the adapted params,
     ``phi <- phi + eps * mean_t(phi_t - phi)``.""")
+imaml = _factory("imaml", """Implicit MAML (Rajeswaran et al. 2019): the inner loop runs
+    ``num_inner_steps`` SGD steps on ``L_support(p) + imaml_lambda/2 |p - p_meta|^2``;
+    meta-training takes the implicit meta-gradient ``(I + H/imaml_lambda)^-1 grad L_query``
+    by ``cg_steps`` conjugate-gradient steps (no backprop through the inner loop).""")
 protomaml = _factory("protomaml", """Proto-MAML (Triantafillou et al. 2020): :func:`maml`
     from the prototype head ``W = 2 c^T, b = -|c|^2`` (``c_k`` the support class means), so
     step 0 is the ProtoNet classifier ``-|x - c_k|^2 + |x|^2``.""")

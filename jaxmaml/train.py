@@ -329,7 +329,8 @@ def _train(cfg: ExperimentConfig, run_dir: Path, progress: bool) -> TrainResult:
                 continue
             host = jax.device_get(pending)  # the only host sync: once per window
             row = {"step": s, **{k: float(np.mean([m[k] for m in host]))
-                                 for k in ("loss", "accuracy", "grad_norm") if k in host[0]}}
+                                 for k in ("loss", "accuracy", "grad_norm", "cg_residual")
+                                 if k in host[0]}}
             seconds = time.perf_counter() - clock
             rate = (s - window_start) * t.tasks / max(seconds, 1e-9)
             if main:

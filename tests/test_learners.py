@@ -24,7 +24,7 @@ from jaxmaml.models.bert import BertConfig, init_params
 # ------------------------------------------------------------------------- registry
 def test_registry_names_flags_and_implied_settings():
     assert set(LEARNERS) == {"maml", "fomaml", "anil", "metasgd", "mamlpp", "reptile",
-                             "protomaml", "protonet", "matchingnet", "relationnet"}
+                             "protomaml", "protonet", "matchingnet", "relationnet", "imaml"}
     assert {n for n, l in LEARNERS.items() if not l.adapts} == {"protonet", "matchingnet",
                                                                 "relationnet"}
     eff = lambda name: CFG.replace(algorithm=name)  # noqa: E731

@@ -121,6 +121,11 @@ class MetaConfig:
       reptile_all_data: Reptile's inner loop trains on the support and query examples
         together (all of a meta-training task's data, as in Nichol et al. 2018); False:
         support only. Evaluation always adapts on the support set.
+      imaml_lambda: iMAML's proximal strength: the inner loop minimizes
+        ``L_support + imaml_lambda/2 |phi - theta|^2`` (:mod:`jaxmaml.meta.imaml`).
+      cg_steps: iMAML's conjugate-gradient steps for ``(I + H/lambda)^-1 v``.
+      cg_damping: iMAML solves ``((1 + cg_damping) I + H/lambda) x = v`` (> 0 keeps the
+        system positive definite where the support loss is not convex).
     """
 
     model: BertConfig = BertConfig.tiny()
@@ -149,6 +154,9 @@ class MetaConfig:
     fce_steps: int = 2
     relation_hidden: int = 64
     reptile_all_data: bool = True
+    imaml_lambda: float = 1.0
+    cg_steps: int = 5
+    cg_damping: float = 0.0
 
     def __post_init__(self):
         for name, value in IMPLIED.get(self.algorithm, {}).items():  # resolved once, here
@@ -173,6 +181,12 @@ class MetaConfig:
         for name in ("msl_steps", "first_order_steps", "task_chunk"):
             if getattr(self, name) < 0:
                 raise ValueError(f"meta.{name}={getattr(self, name)} must be >= 0.")
+        if self.imaml_lambda <= 0:
+            raise ValueError(f"meta.imaml_lambda={self.imaml_lambda} must be > 0 (the "
+                             "proximal term's strength; 0.5-2 is typical).")
+        if self.cg_steps < 1 or self.cg_damping < 0:
+            raise ValueError(f"meta.cg_steps={self.cg_steps} must be >= 1 and "
+                             f"meta.cg_damping={self.cg_damping} >= 0.")
         if self.cosine_scale <= 0:
             raise ValueError(f"meta.cosine_scale={self.cosine_scale} must be > 0.")
         if self.fce_steps < 1:

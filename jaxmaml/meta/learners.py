@@ -16,6 +16,8 @@ Learners (module in brackets):
 - ``metasgd``: learned per-parameter inner learning rates, Li et al. 2017 (metasgd)
 - ``mamlpp``: MAML++ (LSLR, multi-step loss, order annealing), Antoniou et al. 2019 (mamlpp)
 - ``reptile``: Reptile, Nichol et al. 2018 (reptile)
+- ``imaml``: implicit MAML (proximal inner loop, CG meta-gradient), Rajeswaran et al. 2019
+  (imaml)
 - ``protomaml``: MAML from a prototype-initialized head, Triantafillou et al. 2020 (task)
 - ``protonet``: Prototypical Networks, Snell et al. 2017 (metric)
 - ``matchingnet``: Matching Networks, Vinyals et al. 2016 (metric)
@@ -26,7 +28,7 @@ from __future__ import annotations
 
 from typing import Any, Mapping
 
-from jaxmaml.meta import mamlpp, metasgd, metric, reptile
+from jaxmaml.meta import imaml, mamlpp, metasgd, metric, reptile
 from jaxmaml.meta.config import IMPLIED, MetaConfig, check_implied
 from jaxmaml.meta.task import (Learner, adapt_task, head_adapt, head_predict, maml_task_loss,
                                score)
@@ -45,6 +47,7 @@ LEARNERS: dict[str, Learner] = {
                       meta_grad=mamlpp.meta_grad, adapt=mamlpp.adapt, predict=head_predict),
     "reptile": Learner(maml_task_loss, meta_grad=reptile.meta_grad, **_HEAD),
     "protomaml": Learner(maml_task_loss, **_HEAD),
+    "imaml": Learner(imaml.task_loss, meta_grad=imaml.meta_grad, **_HEAD),
     "protonet": Learner(metric.protonet_task_loss, adapts=False, adapt=metric.protonet_adapt,
                         predict=metric.protonet_predict),
     "matchingnet": Learner(metric.matching_task_loss, init_extras=metric.matching_init_extras,

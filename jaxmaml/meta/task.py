@@ -13,7 +13,7 @@ from typing import Any, Callable, NamedTuple
 import jax
 import jax.numpy as jnp
 
-from jaxmaml.meta import inner
+from jaxmaml.meta import imaml, inner
 from jaxmaml.meta.config import MetaConfig
 from jaxmaml.types import Episodes, Examples
 
@@ -128,7 +128,7 @@ def embedding_row_view(encoder: dict, support: Examples, query: Examples, cfg: M
 
 def adapt_task(meta_params: dict, episode: Episodes, cfg: MetaConfig, *, lrs: Any = None,
                per_step_lrs: bool = False, step_fn_out: Callable | None = None,
-               query_step_metrics: bool = False) -> Adapted:
+               query_step_metrics: bool = False, probe: jax.Array | None = None) -> Adapted:
     """Adapt to ``episode.support`` from ``meta_params``; score the result with ``.score()``.
 
     Shared by every MAML-family learner: head init (zeros / prototypes), the adapt filter,
@@ -140,6 +140,9 @@ def adapt_task(meta_params: dict, episode: Episodes, cfg: MetaConfig, *, lrs: An
         into the row view).
       query_step_metrics: ``outs`` is ``(loss [S], accuracy [S])`` on the query set after
         every inner step (MAML++ multi-step loss); excludes ``step_fn_out``.
+      probe: iMAML only (``cfg.algorithm == "imaml"``, whose inner loop is
+        :func:`jaxmaml.meta.imaml.implicit_adapt`): the scalar whose cotangent is the CG
+        residual.
     """
     encoder = meta_params["encoder"]
     if not cfg.meta_learn_frozen:  # inner-frozen leaves get no meta-gradient by any path
@@ -158,6 +161,10 @@ def adapt_task(meta_params: dict, episode: Episodes, cfg: MetaConfig, *, lrs: An
     else:
         head = inner.init_head(inner.features(encoder, support, cfg, lower_s), support, cfg)
     adapted, frozen = inner.partition({"encoder": encoder, "head": head}, cfg)
+    if cfg.algorithm == "imaml":
+        adapted = imaml.implicit_adapt(adapted, frozen, inner.support_loss_fn(support, cfg, lower_s),
+                                       cfg, probe)
+        return Adapted(inner.unflatten({**frozen, **adapted}), query, lower_q, cfg, None, rows)
     adapted, outs = inner.inner_adapt(adapted, frozen, inner.support_loss_fn(support, cfg, lower_s),
                                       cfg, lrs=lrs, per_step_lrs=per_step_lrs,
                                       step_fn_out=step_fn_out)

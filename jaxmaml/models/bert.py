@@ -21,6 +21,8 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from jaxmaml.models import precision
+
 Params = dict[str, Any]
 
 _ACTIVATIONS = {
@@ -113,14 +115,41 @@ class BertConfig:
         return presets[name](**kw)
 
 
-def _dense(cfg: BertConfig, features: int, name: str) -> nn.Dense:
+def _mixed(cfg: BertConfig) -> bool:
+    """bf16 mixed precision: bf16 matmul operands, everything else float32
+    (:mod:`jaxmaml.models.precision`)."""
+    return cfg.dtype == "bfloat16"
+
+
+def _act_dtype(cfg: BertConfig):
+    """dtype of activations between matmuls: float32 under mixed precision."""
+    return jnp.dtype(jnp.float32 if _mixed(cfg) else cfg.dtype)
+
+
+class _MixedDense(nn.Module):
+    """``nn.Dense``'s params (``kernel`` ``[in, out]``, ``bias``) with a bf16 matmul."""
+
+    features: int
+    kernel_init: nn.initializers.Initializer
+
+    @nn.compact
+    def __call__(self, x):
+        kernel = self.param("kernel", self.kernel_init, (x.shape[-1], self.features),
+                            jnp.float32)
+        bias = self.param("bias", nn.initializers.zeros_init(), (self.features,), jnp.float32)
+        return precision.dense(x, kernel, bias)
+
+
+def _dense(cfg: BertConfig, features: int, name: str) -> nn.Module:
+    init = nn.initializers.truncated_normal(cfg.initializer_range)
+    if _mixed(cfg):
+        return _MixedDense(features, init, name=name)
     return nn.Dense(features, dtype=jnp.dtype(cfg.dtype), param_dtype=jnp.float32,
-                    kernel_init=nn.initializers.truncated_normal(cfg.initializer_range),
-                    name=name)
+                    kernel_init=init, name=name)
 
 
 def _layer_norm(cfg: BertConfig, name: str = "LayerNorm") -> nn.LayerNorm:
-    return nn.LayerNorm(epsilon=cfg.layer_norm_eps, dtype=jnp.dtype(cfg.dtype),
+    return nn.LayerNorm(epsilon=cfg.layer_norm_eps, dtype=_act_dtype(cfg),
                         param_dtype=jnp.float32, name=name)
 
 
@@ -133,7 +162,7 @@ class _Embeddings(nn.Module):
         init = nn.initializers.truncated_normal(cfg.initializer_range)
 
         def embed(n, name):
-            return nn.Embed(n, cfg.hidden_size, embedding_init=init, dtype=jnp.dtype(cfg.dtype),
+            return nn.Embed(n, cfg.hidden_size, embedding_init=init, dtype=_act_dtype(cfg),
                             param_dtype=jnp.float32, name=name)
 
         positions = jnp.arange(input_ids.shape[-1])
@@ -155,7 +184,8 @@ class _SelfAttention(nn.Module):
         q = split(_dense(cfg, cfg.hidden_size, "query")(x))
         k = split(_dense(cfg, cfg.hidden_size, "key")(x))
         v = split(_dense(cfg, cfg.hidden_size, "value")(x))
-        scores = jnp.einsum("...qhd,...khd->...hqk", q, k) / jnp.sqrt(cfg.head_dim).astype(q.dtype)
+        einsum = precision.mixed_einsum if _mixed(cfg) else jnp.einsum
+        scores = einsum("...qhd,...khd->...hqk", q, k) / jnp.sqrt(cfg.head_dim).astype(q.dtype)
         # Additive mask with the dtype minimum, like HF eager attention: padded keys get
         # exactly zero probability after softmax, so padding never leaks into real tokens.
         scores = scores.astype(jnp.promote_types(scores.dtype, jnp.float32))  # softmax in >= f32
@@ -163,7 +193,7 @@ class _SelfAttention(nn.Module):
         scores = jnp.where(keep, scores, jnp.finfo(scores.dtype).min)
         probs = jax.nn.softmax(scores, axis=-1).astype(v.dtype)
         probs = nn.Dropout(cfg.attention_probs_dropout_prob)(probs, deterministic=deterministic)
-        out = jnp.einsum("...hqk,...khd->...qhd", probs, v)
+        out = einsum("...hqk,...khd->...qhd", probs, v)
         return out.reshape(*batch, length, cfg.hidden_size)
 
 
@@ -285,13 +315,15 @@ def encode(params: Params, config: BertConfig, input_ids: jax.Array, attention_m
       dropout_key: a PRNG key turns dropout on (training); ``None`` means deterministic.
 
     Returns:
-      ``[..., seq_len, hidden]`` hidden states in the compute dtype.
+      ``[..., seq_len, hidden]`` hidden states in the compute dtype (under bf16 mixed
+      precision the layers run in float32 between bf16 matmuls; the result is rounded once).
     """
     if token_type_ids is None:
         token_type_ids = jnp.zeros_like(input_ids)
     rngs = None if dropout_key is None else {"dropout": dropout_key}
-    return _Bert(config).apply({"params": params}, input_ids, attention_mask, token_type_ids,
-                               deterministic=dropout_key is None, rngs=rngs)
+    hidden = _Bert(config).apply({"params": params}, input_ids, attention_mask, token_type_ids,
+                                 deterministic=dropout_key is None, rngs=rngs)
+    return hidden.astype(config.dtype)
 
 
 def embed(params: Params, config: BertConfig, input_ids: jax.Array,
