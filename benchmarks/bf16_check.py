@@ -30,10 +30,10 @@ import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 
-from jaxmaml.config import load_config  # noqa: E402
+from jaxmaml.config_load import load_config  # noqa: E402
 from jaxmaml.data.episodes import EpisodeSampler  # noqa: E402
 from jaxmaml.experiment import initial_encoder, load_data  # noqa: E402
-from jaxmaml.meta.inner import flatten  # noqa: E402
+from jaxmaml.tree import flatten  # noqa: E402
 from jaxmaml.meta.outer import init_meta_params, meta_grads  # noqa: E402
 
 DEFAULT_SET = ["meta.outer_frozen_layers=0", "meta.adapt=top_k_layers", "meta.adapt_top_k=1"]
@@ -75,14 +75,13 @@ def main(argv: list[str] | None = None) -> int:
             for d in ("float32", "bfloat16")}
     meta_params = init_meta_params(encoder, cfgs["float32"], jax.random.key(0))
     fns = {d: jax.jit(meta_grads, static_argnums=2) for d in cfgs}
-    key = jax.random.key(1)
     stats, losses, seconds = [], [], {d: 0.0 for d in cfgs}
     for b in range(a.batches):
         episodes = jax.tree.map(jnp.asarray, sampler.episodes(b))
         out = {}
         for d, c in cfgs.items():
             t0 = time.perf_counter()
-            out[d] = jax.block_until_ready(fns[d](meta_params, episodes, c, key))
+            out[d] = jax.block_until_ready(fns[d](meta_params, episodes, c))
             seconds[d] += time.perf_counter() - t0 if b else 0.0  # batch 0 compiles
         (l16, _), g16 = out["bfloat16"]
         (l32, _), g32 = out["float32"]

@@ -26,8 +26,8 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 
-from jaxmaml.bench_flops import count_flops  # noqa: E402
-from jaxmaml.bench_point import BenchPoint, make_episodes, matmul_peak, resolve_model  # noqa: E402
+from jaxmaml.bench.flops import count_flops  # noqa: E402
+from jaxmaml.bench.point import BenchPoint, make_episodes, matmul_peak, resolve_model  # noqa: E402
 from jaxmaml.meta import inner  # noqa: E402
 
 

@@ -25,9 +25,9 @@ sys.path.insert(0, str(HERE.parent))  # run from a checkout without installing
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
-from jaxmaml.bench import add_ratios, load_grid, run_point, run_point_isolated  # noqa: E402
-from jaxmaml.bench_point import environment  # noqa: E402
-from jaxmaml.bench_report import markdown_table, short_line, write_results  # noqa: E402
+from jaxmaml.bench.grid import add_ratios, load_grid, run_point, run_point_isolated  # noqa: E402
+from jaxmaml.bench.point import environment  # noqa: E402
+from jaxmaml.bench.report import markdown_table, short_line, write_results  # noqa: E402
 
 
 def ordered(points):

@@ -3,9 +3,9 @@
     python benchmarks/peer_torch.py --model mini --seq-len 64 --tasks 4 --inner-steps 5 \
         --order both [--modes func_vmap,loop] [--threads N] [--json]
 
-The implementation lives in ``jaxmaml.bench_torch`` (so ``jaxmaml bench --peer torch``
-works from an installed package); this script times only the peer, without the JAX
-points. Needs ``torch==2.13.0`` and ``transformers``.
+The implementation is ``benchmarks/torch_maml.py`` (a reference implementation kept out of
+the package; ``jaxmaml bench --peer torch`` loads it from this checkout); this script times
+only the peer, without the JAX points. Needs ``torch==2.13.0`` and ``transformers``.
 """
 
 from __future__ import annotations
@@ -19,8 +19,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-from jaxmaml.bench import expand, run_grid  # noqa: E402
-from jaxmaml.bench_report import markdown_table  # noqa: E402
+from jaxmaml.bench.grid import expand, run_grid  # noqa: E402
+from jaxmaml.bench.report import markdown_table  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> int:

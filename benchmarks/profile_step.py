@@ -57,8 +57,8 @@ def main(argv: list[str] | None = None) -> int:
     import jax.numpy as jnp
     import optax
 
-    from jaxmaml.bench_point import BenchPoint, make_episodes, resolve_model
-    from jaxmaml.meta.outer import init_meta_params, init_state, jit_meta_step
+    from jaxmaml.bench.point import BenchPoint, make_episodes, resolve_model
+    from jaxmaml.meta.outer import jit_meta_step, new_state
 
     point = BenchPoint(model=args.model, order=args.order, task_chunk=args.task_chunk,
                        remat=args.remat, tasks=args.tasks, inner_steps=args.inner_steps,
@@ -67,8 +67,7 @@ def main(argv: list[str] | None = None) -> int:
     cfg = point.meta_config(config)
     episodes = jax.tree.map(jnp.asarray, make_episodes(point, config))
     optimizer = optax.adam(1e-4)
-    state = init_state(init_meta_params(params, cfg, jax.random.key(0)), optimizer,
-                       jax.random.key(1))
+    state = new_state(params, cfg, optimizer, jax.random.key(0))
     step = jit_meta_step(cfg, optimizer)
     state, metrics = step(state, episodes)  # compile + warm up
     jax.block_until_ready(metrics)

@@ -4,7 +4,7 @@
     python benchmarks/run.py --grid benchmarks/grids/targets.yaml
     python benchmarks/run.py --grid G.yaml --out DIR --json    # any `jaxmaml bench` flag
 
-A thin wrapper over ``jaxmaml.bench.main`` (the same code as ``jaxmaml bench``) that picks
+A thin wrapper over ``jaxmaml.bench.grid.main`` (the same code as ``jaxmaml bench``) that picks
 the default grid and results directory; ``make bench`` runs it with no arguments.
 """
 
@@ -18,7 +18,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))  # run from a checkout without installing
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-from jaxmaml.bench import main  # noqa: E402
+from jaxmaml.bench.grid import main  # noqa: E402
 
 DEFAULT_GRID = HERE / "grids" / "default.yaml"
 

@@ -7,7 +7,7 @@ from jaxmaml.meta.config import MetaConfig, OptimConfig
 from jaxmaml.meta.inner import inner_adapt
 from jaxmaml.meta.learners import LEARNERS, get_learner
 from jaxmaml.meta.outer import (init_meta_params, init_state, jit_meta_step, make_eval_step,
-                                make_meta_step, make_optimizer, meta_grads, meta_loss)
+                                make_meta_step, make_optimizer, meta_grads, meta_loss, new_state)
 from jaxmaml.models.bert import BertConfig, encode, init_params, pool
 from jaxmaml.models.hf import HFCheckpointError, load_pretrained, save_pretrained
 from jaxmaml.types import Episodes, Examples, MetaState
@@ -17,5 +17,6 @@ __all__ = [
     "MetaConfig", "learners", "load_export", "load_run",
     "MetaState", "OptimConfig", "encode", "get_learner", "init_meta_params", "init_params",
     "init_state", "inner_adapt", "jit_meta_step", "load_pretrained", "make_eval_step",
-    "make_meta_step", "make_optimizer", "meta_grads", "meta_loss", "pool", "save_pretrained",
+    "make_meta_step", "make_optimizer", "meta_grads", "meta_loss", "new_state", "pool",
+    "save_pretrained",
 ]

@@ -156,36 +156,35 @@ def cosine_adapt_task(encoder: Any, episode: Episodes, cfg: MetaConfig) -> jax.A
     The learner's inner loop (adapt filter, ``num_inner_steps``, ``inner_lr``) on the
     support cross-entropy of ``meta.cosine_scale * cos(mean-pooled f(x), w_c)``, ``w_c``
     starting at the normalized support centroids. ``cfg`` is an evaluation config (see
-    :func:`jaxmaml.evaluate._eval_config`); episodes may carry cached ``lower`` states.
+    :func:`jaxmaml.evaluate._eval_config`); episodes may carry cached ``bottom`` states.
     """
     cfg = cfg.replace(pooling="mean", first_order=True)  # nothing is meta-trained here
     support, query = episode
-    lower_s = inner.lower_features(encoder, support, cfg)
-    lower_q = inner.lower_features(encoder, query, cfg)
-    feats0 = l2_normalize(inner.features(encoder, support, cfg, lower_s))
+    bottom_s = inner.bottom_features(encoder, support, cfg)
+    bottom_q = inner.bottom_features(encoder, query, cfg)
+    feats0 = l2_normalize(inner.features(encoder, support, cfg, bottom_s))
     protos = inner.prototypes(feats0, support.labels, support.weights, cfg.way)
     params = {"encoder": encoder, "head": {"kernel": l2_normalize(protos).T}}
     adapted, frozen = inner.partition(params, cfg)
 
     def loss_fn(p):
         logits = cosine_head_logits(p["head"], inner.features(p["encoder"], support, cfg,
-                                                              lower_s), cfg.cosine_scale)
+                                                              bottom_s), cfg.cosine_scale)
         return inner.weighted_xent(logits, support.labels, support.weights)[0]
 
     adapted, _ = inner.inner_adapt(adapted, frozen, loss_fn, cfg)
     p = inner.unflatten({**frozen, **adapted})
-    logits = cosine_head_logits(p["head"], inner.features(p["encoder"], query, cfg, lower_q),
+    logits = cosine_head_logits(p["head"], inner.features(p["encoder"], query, cfg, bottom_q),
                                 cfg.cosine_scale)
     return inner.weighted_xent(logits, query.labels, query.weights)[1]
 
 
 @functools.lru_cache(maxsize=32)
 def cosine_adapt_eval_fn(cfg: MetaConfig):
-    """``(params, episodes, key) -> {"accuracy": [tasks]}``, jitted (like ``make_eval_step``)."""
+    """``(params, episodes) -> {"accuracy": [tasks]}``, jitted (like ``make_eval_step``)."""
 
     @jax.jit
-    def eval_step(params, episodes, key):
-        del key  # deterministic
+    def eval_step(params, episodes):
         acc = jax.vmap(cosine_adapt_task, in_axes=(None, 0, None))(params["encoder"],
                                                                    episodes, cfg)
         return {"accuracy": acc}

@@ -197,9 +197,3 @@ class RunCheckpoints:
     def __exit__(self, *exc) -> None:
         self.close()
 
-
-def abstract_like(tree: Any) -> Any:
-    """``jax.ShapeDtypeStruct`` leaves (with shardings) mirroring a concrete or abstract tree."""
-    return jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype,
-                                                       sharding=getattr(x, "sharding", None)),
-                        tree)

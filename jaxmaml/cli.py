@@ -13,7 +13,8 @@ import json
 import sys
 from pathlib import Path
 
-from jaxmaml.config import ConfigError, ExperimentConfig, load_config
+from jaxmaml.config import ConfigError, ExperimentConfig
+from jaxmaml.config_load import load_config
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -90,8 +91,11 @@ def _parser() -> argparse.ArgumentParser:
     overrides(d)
     d.add_argument("--json", action="store_true")
 
-    sub.add_parser("bench", help="throughput/memory benchmarks (see jaxmaml bench --help)",
-                   add_help=False)
+    from jaxmaml.bench.grid import DESCRIPTION, add_arguments
+
+    b = sub.add_parser("bench", help="throughput, memory, compile time and FLOPs of the "
+                       "meta-step (see jaxmaml bench --help)", description=DESCRIPTION)
+    add_arguments(b)
     return p
 
 
@@ -112,22 +116,6 @@ def _method_arg(value: str) -> str:
                                      f"{' '.join(METHODS)}")
 
 
-def default_run_dir(cfg: ExperimentConfig) -> Path:
-    return Path(cfg.train.out or Path("runs") / cfg.name)
-
-
-def _resolve_target(target: str, overrides: list[str], out: str | None
-                    ) -> tuple[ExperimentConfig, Path]:
-    """(config, run_dir) of a run directory or a config file."""
-    from jaxmaml.loading import run_config
-
-    path = Path(target)
-    if path.is_dir():
-        return run_config(path, overrides), path
-    cfg = load_config(path, overrides)
-    return cfg, Path(out) if out else default_run_dir(cfg)
-
-
 def format_table(result: dict, step: int) -> str:
     """A readable table of one evaluation setting."""
     head = (f"{result['way']}-way {result['shot']}-shot, {result['query']} query/class, "
@@ -143,6 +131,7 @@ def format_table(result: dict, step: int) -> str:
 # ---------------------------------------------------------------------------- commands
 def cmd_train(args) -> int:
     from jaxmaml import parallel
+    from jaxmaml.loading import default_run_dir
     from jaxmaml.train import train
 
     parallel.initialize_distributed()
@@ -157,16 +146,11 @@ def cmd_train(args) -> int:
     return 0
 
 
-def _update_eval_file(run_dir: Path, rows: list[dict]) -> None:
-    from jaxmaml.eval_run import record_results
-
-    record_results(run_dir, rows)
-
-
 def cmd_eval(args) -> int:
     from jaxmaml.eval_run import evaluate_run
+    from jaxmaml.loading import resolve_target
 
-    cfg, run_dir = _resolve_target(args.target, args.overrides, args.out)
+    cfg, run_dir = resolve_target(args.target, args.overrides, args.out)
     settings = None  # eval.settings
     if args.way or args.shot or args.query:
         way = args.way or cfg.meta.way
@@ -180,15 +164,14 @@ def cmd_eval(args) -> int:
         from jaxmaml.eval_run import evaluate_sources
         step, results = evaluate_sources(cfg, run_dir, checkpoint=args.checkpoint,
                                          seq_len=args.seq_len, settings=settings,
-                                         episodes=args.episodes, methods=args.methods)
+                                         episodes=args.episodes, methods=args.methods,
+                                         record=True)
     else:
         step, results = evaluate_run(cfg, run_dir, checkpoint=args.checkpoint, data=args.data,
                                      text_column=args.text_column,
                                      label_column=args.label_column, seq_len=args.seq_len,
                                      settings=settings, episodes=args.episodes,
-                                     methods=args.methods)
-    if run_dir.is_dir() and args.checkpoint != "init":
-        _update_eval_file(run_dir, [{**r, "checkpoint_step": step} for r in results])
+                                     methods=args.methods, record=True)
     if args.json:
         print(json.dumps(results[0] if len(results) == 1 else results))
     else:
@@ -197,19 +180,11 @@ def cmd_eval(args) -> int:
 
 
 def cmd_export(args) -> int:
-    from jaxmaml.experiment import initial_encoder
-    from jaxmaml.export import check_export_target, export
-    from jaxmaml.loading import restore_meta_params
+    from jaxmaml.export import export_run
+    from jaxmaml.loading import resolve_target
 
-    cfg, run_dir = _resolve_target(args.run_dir, [], None)
-    check_export_target(run_dir, args.out_dir)  # before the (slow) model load
-    import jax
-    # A checkpoint restore needs only shapes; ``init`` needs the real initial weights.
-    encoder = (initial_encoder(cfg) if args.checkpoint == "init"
-               else jax.eval_shape(lambda: initial_encoder(cfg)))
-    step, meta_params = restore_meta_params(cfg, run_dir, args.checkpoint, encoder)
-    out = export(run_dir, args.out_dir, cfg, step, meta_params["encoder"],
-                 overwrite=args.overwrite, meta_params=meta_params)
+    cfg, run_dir = resolve_target(args.run_dir)
+    step, out = export_run(run_dir, args.out_dir, args.checkpoint, args.overwrite, cfg)
     print(f"exported step {step} of {run_dir} to {out}")
     return 0
 
@@ -226,24 +201,24 @@ def cmd_predict(args) -> int:
     return 0
 
 
-def cmd_data(args) -> int:
-    import numpy as np
+def cmd_bench(args) -> int:
+    from jaxmaml.bench import grid
 
-    from jaxmaml.experiment import (cap_per_class, class_split, load_text, tokenize,
-                                    unknown_token_rate)
+    try:
+        name, points = grid.points_from_args(args)
+    except (ValueError, OSError) as e:
+        raise ConfigError(str(e)) from e
+    return grid.run(args, name, points)
+
+
+def cmd_data(args) -> int:
+    from jaxmaml.experiment import describe_data
 
     cfg = load_config(args.config, args.overrides)
     if cfg.data.sources:
         return _data_sources(cfg, args.json)
-    ds = cap_per_class(load_text(cfg), cfg.data.max_per_class, cfg.data.split_seed)
-    split = class_split(cfg, ds.class_names)
-    counts = ds.class_counts()
-    lengths = np.array([len(t.split()) for t in ds.texts])
-    unk = unknown_token_rate(cfg, tokenize(cfg, ds))
-    info = {"source": cfg.data.source, "examples": len(ds), "classes": len(ds.class_names),
-            "words_per_text": {"mean": float(lengths.mean()), "max": int(lengths.max())},
-            "unknown_token_rate": unk,
-            "split": {p: {c: counts[c] for c in split[p]} for p in ("train", "val", "test")}}
+    info = describe_data(cfg)
+    unk = info["unknown_token_rate"]
     if args.json:
         print(json.dumps(info))
         return 0
@@ -281,18 +256,11 @@ def main(argv: list[str] | None = None) -> int:
 
     argv = list(sys.argv[1:] if argv is None else argv)
     logging.getLogger("absl").setLevel(logging.ERROR)  # Orbax's informational warnings
-    if argv and argv[0] == "bench":
-        try:
-            from jaxmaml import bench
-        except ImportError as e:
-            print(f"error: jaxmaml bench is not available ({e}).", file=sys.stderr)
-            return 2
-        return bench.main(argv[1:])
     if "--debug" in argv:  # accepted anywhere on the line, not only before COMMAND
         argv = ["--debug", *(a for a in argv if a != "--debug")]
     args = _parser().parse_args(argv)
     commands = {"train": cmd_train, "eval": cmd_eval, "export": cmd_export, "data": cmd_data,
-                "predict": cmd_predict}
+                "predict": cmd_predict, "bench": cmd_bench}
     try:
         return commands[args.command](args)
     except BaseException as e:  # noqa: BLE001 -- every failure becomes one line + exit code

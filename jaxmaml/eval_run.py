@@ -91,14 +91,16 @@ def evaluate_run(cfg: ExperimentConfig, run_dir: str | Path, *, checkpoint: str 
                  source_name: str | None = None,
                  settings: Sequence[tuple[int, int, int]] | None = None,
                  episodes: int | None = None, methods: Sequence[str] | None = None,
-                 encoder: Any = None, meta_params: tuple[int, dict] | None = None
-                 ) -> tuple[int, list[dict]]:
+                 encoder: Any = None, meta_params: tuple[int, dict] | None = None,
+                 record: bool = False) -> tuple[int, list[dict]]:
     """``(checkpoint step, results)`` of :func:`jaxmaml.evaluate.evaluate` on a run.
 
     Defaults come from the config (``eval.settings``, ``eval.episodes``, every method).
     ``encoder`` (the pretrained params) and ``meta_params`` (``(step, meta_params)``) may be
     passed to reuse them across datasets. Each result row also records ``seq_len`` and the
-    number of ``classes`` episodes are drawn from.
+    number of ``classes`` episodes are drawn from. ``record``: also merge the rows into the
+    run's ``eval_results.json`` (:func:`record_results`; not for ``checkpoint="init"``, nor
+    when ``run_dir`` does not exist).
     """
     from jaxmaml.evaluate import METHODS, evaluate
     from jaxmaml.experiment import initial_encoder
@@ -120,15 +122,18 @@ def evaluate_run(cfg: ExperimentConfig, run_dir: str | Path, *, checkpoint: str 
                            max_per_class=cfg.eval.max_per_class)
     except ValueError as e:
         raise ConfigError(f"cannot evaluate: {e}") from e
-    return step, [{**r, "seq_len": ev.seq_len, "classes": len(ev.classes)} for r in results]
+    results = [{**r, "seq_len": ev.seq_len, "classes": len(ev.classes)} for r in results]
+    if record and Path(run_dir).is_dir() and checkpoint != "init":
+        record_results(run_dir, [{**r, "checkpoint_step": step} for r in results])
+    return step, results
 
 
 def evaluate_sources(cfg: ExperimentConfig, run_dir: str | Path, *, checkpoint: str = "best",
                      seq_len: int | None = None,
                      settings: Sequence[tuple[int, int, int]] | None = None,
                      episodes: int | None = None, methods: Sequence[str] | None = None,
-                     encoder: Any = None, meta_params: tuple[int, dict] | None = None
-                     ) -> tuple[int, list[dict]]:
+                     encoder: Any = None, meta_params: tuple[int, dict] | None = None,
+                     record: bool = False) -> tuple[int, list[dict]]:
     """A multi-source run (``data.sources``) evaluated **per source**: each training
     source's meta-test classes and each held-out source's classes, never pooled.
 
@@ -137,7 +142,7 @@ def evaluate_sources(cfg: ExperimentConfig, run_dir: str | Path, *, checkpoint: 
     ``(checkpoint step, rows)``: the rows of the first source (one per setting), then the
     next source's, in ``data.sources`` order; each row's ``data`` is the source's name and
     ``domain`` is ``in-domain`` (a meta-training source) or ``held-out``. A source without
-    meta-test classes is skipped.
+    meta-test classes is skipped. ``record``: as in :func:`evaluate_run`.
     """
     from jaxmaml.data.mixture import SEP
     from jaxmaml.evaluate import METHODS, evaluate
@@ -172,4 +177,6 @@ def evaluate_sources(cfg: ExperimentConfig, run_dir: str | Path, *, checkpoint: 
         domain = "held-out" if src.role == "heldout" else "in-domain"
         rows += [{**r, "seq_len": n, "classes": len(classes), "domain": domain}
                  for r in results]
+    if record and Path(run_dir).is_dir() and checkpoint != "init":
+        record_results(run_dir, [{**r, "checkpoint_step": step} for r in rows])
     return step, rows

@@ -82,7 +82,7 @@ def _eval_config(cfg: MetaConfig) -> MetaConfig:
     During evaluation nothing is meta-trained, so the layers below the first adapted one
     are constants per example.
     """
-    if not inner.caches_lower(cfg):
+    if not inner.caches_bottom(cfg):
         return cfg
     return cfg.replace(outer_frozen_layers=inner.first_adapted_layer(cfg))
 
@@ -122,7 +122,7 @@ def _nearest_centroid_acc(s_feats, s_labels, q_feats, q_labels, way: int):
 def _examples(arrays: dict[str, np.ndarray], idx: np.ndarray, labels: np.ndarray) -> Examples:
     return Examples(arrays["input_ids"][idx], arrays["attention_mask"][idx],
                     labels.astype(np.int32), np.ones(labels.shape, np.float32),
-                    None if arrays.get("lower") is None else arrays["lower"][idx])
+                    None if arrays.get("bottom") is None else arrays["bottom"][idx])
 
 
 def evaluate(meta_params: dict, cfg: MetaConfig, data, classes: Sequence[str],
@@ -149,16 +149,37 @@ def evaluate(meta_params: dict, cfg: MetaConfig, data, classes: Sequence[str],
       ``[{"way", "shot", "query", "episodes", "data", "split", "seed", "results":
       {method: {"mean", "ci95"}}}]``.
     """
-    from jaxmaml.data.episodes import EpisodeSampler, TokenizedData
-
     unknown = set(methods) - set(METHODS)
     if unknown:
         raise ValueError(f"unknown evaluation method(s) {sorted(unknown)}; use {METHODS}.")
     if pretrained_params is None and set(methods) & set(BASELINES):
         raise ValueError("the baselines need pretrained_params (the pretrained BERT params).")
-
     pool = _pool(data, classes, max_per_class, seed)
     ecfg = _eval_config(cfg)
+    encoders, arrays = _adapting_methods(methods, meta_params, pretrained_params, cfg, ecfg,
+                                         pool, seed)
+    frozen = _sentence_features(methods, meta_params, pretrained_params, cfg, pool)
+    if "nearest_centroid" in methods:
+        frozen["nearest_centroid"] = _pooled_features(
+            pretrained_params, cfg.replace(outer_frozen_layers=0), pool.input_ids,
+            pool.attention_mask)
+    results = []
+    for way, shot, query in settings:
+        accs = _setting_accuracies(methods, encoders, arrays, frozen, ecfg, pool, classes,
+                                   (way, shot, query), episodes, seed, batch_tasks)
+        results.append({
+            "way": way, "shot": shot, "query": query, "episodes": episodes,
+            "data": data_name, "split": split, "seed": seed,
+            "results": {m: mean_ci95(accs[m]) for m in methods},
+        })
+    return results
+
+
+def _adapting_methods(methods: Sequence[str], meta_params: dict, pretrained_params: Any,
+                      cfg: MetaConfig, ecfg: MetaConfig, pool, seed: int
+                      ) -> tuple[dict[str, dict], dict[str, dict[str, np.ndarray]]]:
+    """``(meta_params, pool arrays)`` per method that adapts to each episode: the token
+    arrays, plus the frozen bottom computed once per example when ``ecfg`` has one."""
     encoders = {"meta_learned": meta_params}
     if "pretrained_finetune" in methods:
         encoders["pretrained_finetune"] = init_meta_params(pretrained_params, cfg,
@@ -172,44 +193,36 @@ def evaluate(meta_params: dict, cfg: MetaConfig, data, classes: Sequence[str],
             continue
         a = {"input_ids": pool.input_ids, "attention_mask": pool.attention_mask}
         if ecfg.outer_frozen_layers:
-            a["lower"] = inner.precompute_bottom(encoders[name]["encoder"], ecfg,
-                                                 pool.input_ids, pool.attention_mask)
+            a["bottom"] = inner.precompute_bottom(encoders[name]["encoder"], ecfg,
+                                                  pool.input_ids, pool.attention_mask)
         arrays[name] = a
-    if "nearest_centroid" in methods:
-        nc_feats = _pooled_features(pretrained_params, cfg.replace(outer_frozen_layers=0),
-                                    pool.input_ids, pool.attention_mask)
-    sentence_feats = _sentence_features(methods, meta_params, pretrained_params, cfg, pool)
+    return {m: encoders[m] for m in arrays}, arrays
 
-    results = []
-    for way, shot, query in settings:
-        n_batches = -(-episodes // batch_tasks)
-        sampler = EpisodeSampler(TokenizedData(pool.input_ids, pool.attention_mask, pool.labels,
-                                               pool.class_names),
-                                 list(classes), way, shot, query, batch_tasks, seed)
-        eval_fns = {m: (baselines.cosine_adapt_eval_fn if m == "pretrained_adapt_cosine"
-                        else _eval_fn)(ecfg.replace(way=way)) for m in arrays}
-        accs: dict[str, list[np.ndarray]] = {m: [] for m in methods}
-        for b in range(n_batches):
-            idx = sampler.indices(b)
-            for m in arrays:
-                eps = Episodes(_examples(arrays[m], idx.support_idx, idx.support_labels),
-                               _examples(arrays[m], idx.query_idx, idx.query_labels))
-                out = eval_fns[m](encoders[m], eps, jax.random.key(b))
-                accs[m].append(np.asarray(out["accuracy"]))
-            if "nearest_centroid" in methods:
-                accs["nearest_centroid"].append(np.asarray(_nearest_centroid_acc(
-                    nc_feats[idx.support_idx], idx.support_labels,
-                    nc_feats[idx.query_idx], idx.query_labels, way=way)))
-            for m, feats in sentence_feats.items():
-                accs[m].append(np.asarray(baselines.frozen_accuracy(
-                    m, feats[idx.support_idx], idx.support_labels, feats[idx.query_idx],
-                    idx.query_labels, way=way)))
-        results.append({
-            "way": way, "shot": shot, "query": query, "episodes": episodes,
-            "data": data_name, "split": split, "seed": seed,
-            "results": {m: mean_ci95(np.concatenate(accs[m])[:episodes]) for m in methods},
-        })
-    return results
+
+def _setting_accuracies(methods, encoders, arrays, frozen, ecfg: MetaConfig, pool, classes,
+                        setting: tuple[int, int, int], episodes: int, seed: int,
+                        batch_tasks: int) -> dict[str, np.ndarray]:
+    """``{method: [episodes]}`` accuracies of one ``(way, shot, query)`` setting: the same
+    episodes (``batch_tasks`` at a time) for every method."""
+    from jaxmaml.data.episodes import EpisodeSampler
+
+    way, shot, query = setting
+    sampler = EpisodeSampler(pool, list(classes), way, shot, query, batch_tasks, seed)
+    eval_fns = {m: (baselines.cosine_adapt_eval_fn if m == "pretrained_adapt_cosine"
+                    else _eval_fn)(ecfg.replace(way=way)) for m in arrays}
+    accs: dict[str, list[np.ndarray]] = {m: [] for m in methods}
+    for b in range(-(-episodes // batch_tasks)):
+        idx = sampler.indices(b)
+        for m in arrays:
+            eps = Episodes(_examples(arrays[m], idx.support_idx, idx.support_labels),
+                           _examples(arrays[m], idx.query_idx, idx.query_labels))
+            accs[m].append(np.asarray(eval_fns[m](encoders[m], eps)["accuracy"]))
+        for m, feats in frozen.items():
+            score = (_nearest_centroid_acc if m == "nearest_centroid"
+                     else functools.partial(baselines.frozen_accuracy, m))
+            accs[m].append(np.asarray(score(feats[idx.support_idx], idx.support_labels,
+                                            feats[idx.query_idx], idx.query_labels, way=way)))
+    return {m: np.concatenate(accs[m])[:episodes] for m in methods}
 
 
 def _sentence_features(methods: Sequence[str], meta_params: dict, pretrained_params: Any,
@@ -231,21 +244,17 @@ def _sentence_features(methods: Sequence[str], meta_params: dict, pretrained_par
 
 
 def _pool(data, classes: Sequence[str], max_per_class: int | None, seed: int):
-    """The rows of ``data`` whose class is in ``classes`` (at most ``max_per_class`` each)."""
+    """The rows of ``data`` whose class is in ``classes``, class by class, at most
+    ``max_per_class`` each (:func:`jaxmaml.data.splits.cap_rows`, the data's own cap)."""
     from jaxmaml.data.episodes import TokenizedData
+    from jaxmaml.data.splits import cap_rows
 
     names = list(data.class_names)
     missing = [c for c in classes if c not in names]
     if missing:
         raise ValueError(f"classes not in the data: {missing}; the data has {names}.")
-    rng = np.random.default_rng([seed, 7919])
     labels = np.asarray(data.labels)
-    rows = []
-    for c in classes:
-        r = np.flatnonzero(labels == names.index(c))
-        if max_per_class is not None and len(r) > max_per_class:
-            r = np.sort(rng.choice(r, size=max_per_class, replace=False))
-        rows.append(r)
-    rows = np.concatenate(rows)
+    kept = cap_rows(labels, len(names), max_per_class, seed)
+    rows = np.concatenate([kept[labels[kept] == names.index(c)] for c in classes])
     return TokenizedData(np.asarray(data.input_ids)[rows], np.asarray(data.attention_mask)[rows],
                          labels[rows], tuple(names))

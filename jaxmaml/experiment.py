@@ -14,9 +14,11 @@ import jax
 import numpy as np
 import optax
 
-from jaxmaml.config import ConfigError, ExperimentConfig, model_dir, tokenizer_dir
-from jaxmaml.meta.outer import init_meta_params, init_state, make_optimizer
-from jaxmaml.models.bert import init_params
+from jaxmaml.config import ConfigError, ExperimentConfig, ModelSection
+from jaxmaml.config_load import model_dir, resolve_bert, tokenizer_dir
+from jaxmaml.meta.outer import make_optimizer, new_state
+from jaxmaml.models.bert import BertConfig, init_params
+from jaxmaml.tree import abstract
 from jaxmaml.types import MetaState
 
 SPLIT_FILE = "split.json"
@@ -65,19 +67,14 @@ def class_split(cfg: ExperimentConfig, class_names) -> dict[str, list[str]]:
 
 
 def cap_per_class(dataset, max_per_class: int | None, seed: int):
-    """At most ``max_per_class`` examples of each class (seeded choice, original order)."""
+    """At most ``max_per_class`` examples of each class of a ``TextDataset``
+    (:func:`jaxmaml.data.splits.cap_rows`: seeded choice, original order)."""
     if max_per_class is None:
         return dataset
     from jaxmaml.data.sources import TextDataset
+    from jaxmaml.data.splits import cap_rows
 
-    rng = np.random.default_rng([seed, 104729])
-    keep = []
-    for c in range(len(dataset.class_names)):
-        rows = np.flatnonzero(dataset.labels == c)
-        if len(rows) > max_per_class:
-            rows = rng.choice(rows, size=max_per_class, replace=False)
-        keep.append(rows)
-    keep = np.sort(np.concatenate(keep))
+    keep = cap_rows(dataset.labels, len(dataset.class_names), max_per_class, seed)
     return TextDataset([dataset.texts[i] for i in keep], dataset.labels[keep],
                        dataset.class_names, {**dataset.info, "max_per_class": max_per_class})
 
@@ -112,6 +109,19 @@ def unknown_token_rate(cfg: ExperimentConfig, data) -> float:
     text = (np.asarray(data.attention_mask) == 1) & ~np.isin(ids, [i for i in special
                                                                   if i != unk])
     return float((text & (ids == unk)).sum() / max(int(text.sum()), 1))
+
+
+def describe_data(cfg: ExperimentConfig) -> dict[str, Any]:
+    """``jaxmaml data``: examples, classes, words per text, the tokenizer's [UNK] rate and
+    the class split with examples per class (after ``data.max_per_class``)."""
+    ds = cap_per_class(load_text(cfg), cfg.data.max_per_class, cfg.data.split_seed)
+    split = class_split(cfg, ds.class_names)
+    counts = ds.class_counts()
+    lengths = np.array([len(t.split()) for t in ds.texts])
+    return {"source": cfg.data.source, "examples": len(ds), "classes": len(ds.class_names),
+            "words_per_text": {"mean": float(lengths.mean()), "max": int(lengths.max())},
+            "unknown_token_rate": unknown_token_rate(cfg, tokenize(cfg, ds)),
+            "split": {p: {c: counts[c] for c in split[p]} for p in ("train", "val", "test")}}
 
 
 def load_data(cfg: ExperimentConfig):
@@ -171,40 +181,49 @@ def check_eval_settings(cfg: ExperimentConfig, data, split: dict[str, list[str]]
                               f"{', '.join(small)}. Lower shot/query in eval.settings.")
 
 
+def load_encoder(model: ModelSection, key: jax.Array, config: BertConfig | None = None
+                 ) -> tuple[dict, BertConfig]:
+    """``(params, config)`` of a model section: a preset's random init from ``key`` (with
+    ``config``, default the section's :func:`~jaxmaml.config_load.resolve_bert`), or the weights
+    of ``minilm`` / a Hugging Face directory (``key`` unused)."""
+    path = model_dir(model)
+    if path is None:
+        config = config or resolve_bert(model)
+        return init_params(config, key), config
+    from jaxmaml.models.hf import load_pretrained
+
+    return load_pretrained(path, **dict(model.overrides))
+
+
 def initial_encoder(cfg: ExperimentConfig) -> dict:
     """Pretrained weights (``minilm`` or a HF directory) or a preset's random init.
 
     Random presets are initialized from ``fold_in(key(train.seed), 0)``, so every command
     (train, eval baselines, export) recreates the same initial encoder.
     """
-    path = model_dir(cfg.model)
-    if path is None:
-        key = jax.random.fold_in(jax.random.key(cfg.train.seed), 0)
-        return init_params(cfg.meta.model, key)
-    from jaxmaml.models.hf import load_pretrained
-
-    params, _ = load_pretrained(path, **dict(cfg.model.overrides))
-    return params
+    key = jax.random.fold_in(jax.random.key(cfg.train.seed), 0)
+    return load_encoder(cfg.model, key, cfg.meta.model)[0]
 
 
 def state_init_fn(cfg: ExperimentConfig, optimizer: optax.GradientTransformation
                   ) -> Callable[[dict], MetaState]:
     """``encoder -> MetaState`` (learner extras and the run key from ``train.seed``)."""
-    key = jax.random.key(cfg.train.seed)
-
-    def init(encoder: dict) -> MetaState:
-        meta_params = init_meta_params(encoder, cfg.meta, jax.random.fold_in(key, 1))
-        return init_state(meta_params, optimizer, jax.random.fold_in(key, 2))
-
-    return init
+    return lambda encoder: new_state(encoder, cfg.meta, optimizer, jax.random.key(cfg.train.seed))
 
 
-def abstract_state(cfg: ExperimentConfig, encoder: Any, sharding=None) -> Any:
-    """``ShapeDtypeStruct`` tree of the run's MetaState (an Orbax restore target)."""
-    abstract = jax.eval_shape(state_init_fn(cfg, make_optimizer(cfg.optim)), encoder)
-    sharding = sharding or jax.sharding.SingleDeviceSharding(jax.devices()[0])
-    return jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=sharding),
-                        abstract)
+def abstract_state(cfg: ExperimentConfig, encoder: Any, shardings: Any = None) -> Any:
+    """``ShapeDtypeStruct`` tree of the run's MetaState (an Orbax restore target).
+
+    ``encoder``: concrete or abstract (``jax.eval_shape``) params. ``shardings``: a tree of
+    shardings matching the state (from :func:`jaxmaml.parallel.tree_shardings`); default:
+    everything on the first device. Restoring into this target places each shard on its
+    device, whatever mesh the checkpoint was saved from.
+    """
+    shapes = jax.eval_shape(state_init_fn(cfg, make_optimizer(cfg.optim)), encoder)
+    if shardings is None:
+        one = jax.sharding.SingleDeviceSharding(jax.devices()[0])
+        shardings = jax.tree.map(lambda _: one, shapes)
+    return abstract(shapes, shardings)
 
 
 def write_json(path: Path, obj: Any) -> None:

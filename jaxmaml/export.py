@@ -15,7 +15,8 @@ from typing import Any
 
 import yaml
 
-from jaxmaml.config import ExperimentConfig, to_dict, tokenizer_dir
+from jaxmaml.config import ExperimentConfig, to_dict
+from jaxmaml.config_load import tokenizer_dir
 from jaxmaml.export_files import usage_section
 
 EVAL_FILE = "eval_results.json"
@@ -152,3 +153,23 @@ def export(run_dir: str | Path, out_dir: str | Path, cfg: ExperimentConfig, step
                                "README.md": card, **jaxmaml_files(
                                    cfg.meta, meta_params or {"encoder": encoder},
                                    cfg.data.seq_len, step)})
+
+
+def export_run(run_dir: str | Path, out_dir: str | Path, checkpoint: str = "best",
+               overwrite: bool = False, cfg: ExperimentConfig | None = None) -> tuple[int, Path]:
+    """``jaxmaml export``: restore checkpoint ``checkpoint`` (``best``, ``latest``, a step or
+    ``init``) of a run and :func:`export` it. Returns ``(step, out_dir)``."""
+    import jax
+
+    from jaxmaml.experiment import initial_encoder
+    from jaxmaml.loading import restore_meta_params, run_config
+
+    cfg = cfg or run_config(run_dir)
+    check_export_target(run_dir, out_dir)  # before the (slow) model load
+    # A checkpoint restore needs only shapes; ``init`` needs the real initial weights.
+    encoder = (initial_encoder(cfg) if checkpoint == "init"
+               else jax.eval_shape(lambda: initial_encoder(cfg)))
+    step, meta_params = restore_meta_params(cfg, run_dir, checkpoint, encoder)
+    out = export(run_dir, out_dir, cfg, step, meta_params["encoder"], overwrite=overwrite,
+                 meta_params=meta_params)
+    return step, out

@@ -33,7 +33,7 @@ def extras_of(meta_params: dict) -> dict[str, np.ndarray]:
     """Flat ``{"key/path": array}`` of every ``meta_params`` leaf outside ``"encoder"``."""
     import jax
 
-    from jaxmaml.meta.inner import flatten
+    from jaxmaml.tree import flatten
 
     extras = {k: v for k, v in meta_params.items() if k != "encoder"}
     return {k: np.ascontiguousarray(np.asarray(jax.device_get(v)))

@@ -55,7 +55,7 @@ class TaskLearner(NamedTuple):
       adapt: ``(meta_params, support, way=cfg.way) -> task_params`` (``way`` static).
       predict: ``(task_params, examples) -> logits [n, way]``.
       init: ``(encoder, key) -> meta_params``: ``{"encoder", **learner extras}``.
-      task_loss: ``(meta_params, episode, key=None) -> (loss, metrics)`` for one task.
+      task_loss: ``(meta_params, episode) -> (loss, metrics)`` for one task.
     """
 
     cfg: MetaConfig
@@ -83,8 +83,8 @@ def from_config(cfg: MetaConfig, explicit: dict[str, Any] | None = None) -> Task
     def init(encoder: Any, key: jax.Array) -> dict:
         return {"encoder": encoder, **learner.init_extras(encoder, cfg, key)}
 
-    def task_loss(meta_params: dict, episode, key=None):
-        return learner.task_loss(meta_params, episode, cfg, key)
+    def task_loss(meta_params: dict, episode):
+        return learner.task_loss(meta_params, episode, cfg)
 
     return TaskLearner(cfg, adapt, predict, init, task_loss)
 

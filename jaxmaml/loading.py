@@ -14,7 +14,8 @@ from typing import Any, NamedTuple
 
 import yaml
 
-from jaxmaml.config import ConfigError, ExperimentConfig, apply_overrides, from_dict
+from jaxmaml.config import ConfigError, ExperimentConfig
+from jaxmaml.config_load import apply_overrides, from_dict
 
 JAXMAML_FILE = "jaxmaml.json"
 EXTRAS_FILE = "jaxmaml_extras.safetensors"
@@ -52,6 +53,24 @@ def run_config(run_dir: str | Path, overrides: list[str] | tuple[str, ...] = ()
     return from_dict(apply_overrides(yaml.safe_load(cfg_file.read_text()), list(overrides)))
 
 
+def default_run_dir(cfg: ExperimentConfig) -> Path:
+    """``train.out``, else ``runs/<config name>``."""
+    return Path(cfg.train.out or Path("runs") / cfg.name)
+
+
+def resolve_target(target: str | Path, overrides: list[str] | tuple[str, ...] = (),
+                   out: str | None = None) -> tuple[ExperimentConfig, Path]:
+    """``(config, run_dir)`` of a run directory, or of a config file (its run directory:
+    ``out``, else :func:`default_run_dir`)."""
+    from jaxmaml.config_load import load_config
+
+    path = Path(target)
+    if path.is_dir():
+        return run_config(path, overrides), path
+    cfg = load_config(path, overrides)
+    return cfg, Path(out) if out else default_run_dir(cfg)
+
+
 def restore_meta_params(cfg: ExperimentConfig, run_dir: str | Path, which: str = "best",
                         encoder: Any = None) -> tuple[int, dict]:
     """``(step, meta_params)`` of checkpoint ``which`` of a run.
@@ -85,7 +104,7 @@ def restore_meta_params(cfg: ExperimentConfig, run_dir: str | Path, which: str =
 
 def load_run(run_dir: str | Path, checkpoint: str = "best") -> Loaded:
     """A run directory's meta-learned params (checkpoint ``checkpoint``) and settings."""
-    from jaxmaml.config import tokenizer_dir
+    from jaxmaml.config_load import tokenizer_dir
 
     cfg = run_config(run_dir)
     step, meta_params = restore_meta_params(cfg, run_dir, checkpoint)
@@ -100,7 +119,7 @@ def load_export(export_dir: str | Path, seq_len: int | None = None) -> Loaded:
     with a nearest-centroid head (ProtoNet on mean-pooled features), with a warning.
     """
     from jaxmaml.meta.config import MetaConfig
-    from jaxmaml.meta.inner import unflatten
+    from jaxmaml.tree import unflatten
     from jaxmaml.meta.learners import resolve_config
     from jaxmaml.models.bert import BertConfig
     from jaxmaml.models.hf import HFCheckpointError, load_pretrained

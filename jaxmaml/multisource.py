@@ -21,7 +21,8 @@ from typing import Any
 
 import numpy as np
 
-from jaxmaml.config import ConfigError, ExperimentConfig, SourceSection, tokenizer_dir
+from jaxmaml.config import ConfigError, ExperimentConfig, SourceSection
+from jaxmaml.config_load import tokenizer_dir
 from jaxmaml.data.mixture import SEP, MixtureSampler, combine
 
 

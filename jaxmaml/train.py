@@ -12,9 +12,8 @@ Run directory layout (``RUN_DIR``)::
     train_summary.json  final step, best meta-val step and accuracy
 
 Resuming: the same command restores the latest readable checkpoint (falling back past a
-corrupt one), drops ``metrics.jsonl`` lines past its step, and continues; the meta-step's
-randomness is ``fold_in(key, step)`` and the episodes are a pure function of
-``(seed, step)``, so a resumed run writes the same metrics and ends with bit-identical
+corrupt one), drops ``metrics.jsonl`` lines past its step, and continues; the meta-step is
+deterministic and the episodes are a pure function of ``(seed, step)``, so a resumed run writes the same metrics and ends with bit-identical
 params. Metrics stay on device and are fetched at "flush" steps: multiples of
 ``log_every``, and every step where meta-val runs or a checkpoint is saved (a resumed run
 therefore starts on a flush boundary and its windows match an uninterrupted run's).
@@ -34,11 +33,15 @@ import numpy as np
 
 from jaxmaml import parallel
 from jaxmaml.checkpoint import RunCheckpoints
-from jaxmaml.config import ConfigError, ExperimentConfig, dump_yaml, from_dict, to_dict
+from jaxmaml.config import ConfigError, ExperimentConfig, dump_yaml, to_dict
+from jaxmaml.config_load import from_dict
 from jaxmaml.experiment import SPLIT_FILE, initial_encoder, load_data, state_init_fn, write_json
 from jaxmaml.meta.outer import make_optimizer
 from jaxmaml.multisource import data_name, evaluate_sources
 from jaxmaml.plots import plot_learning_curves, read_metrics
+from jaxmaml.stopping import (StopRequest, TrainingDiverged,  # noqa: F401 -- re-exported
+                              TrainingInterrupted, diverged)
+from jaxmaml.tree import abstract
 from jaxmaml.types import Episodes
 
 METRICS_FILE = "metrics.jsonl"
@@ -49,58 +52,6 @@ RESUMABLE_CHANGES = {("train", "steps"), ("train", "async_checkpointing"), ("tra
 # None changes the state's structure (the Optax chain and the params stay the same shape).
 TUNABLE_ON_RESUME = {("optim", "lr"), ("optim", "weight_decay"), ("optim", "final_lr_fraction")}
 UNK_WARN_RATE = 0.05  # warn when more than this fraction of text tokens map to [UNK]
-
-
-class TrainingDiverged(RuntimeError):
-    """The meta-loss (or the params about to be saved) became NaN or infinite."""
-
-
-class _StopRequest:
-    """While active, the first Ctrl-C (SIGINT) only asks the loop to stop at the next step.
-
-    A KeyboardInterrupt raised at an arbitrary point can land in a callback whose
-    exceptions Python ignores (jax's garbage-collection hook, seen here: the run went on),
-    or in the middle of a checkpoint save. A flag checked once per step stops cleanly. A
-    second Ctrl-C restores the default behaviour and interrupts at once.
-    """
-
-    def __init__(self):
-        self.requested = False
-        self._previous = None
-
-    def _handle(self, signum, frame):
-        import signal
-
-        self.requested = True
-        signal.signal(signal.SIGINT, self._previous or signal.default_int_handler)
-
-    def __enter__(self) -> "_StopRequest":
-        import signal
-        import threading
-
-        # Only in the main thread (signal.signal's rule), and never where SIGINT is ignored
-        # on purpose (nohup, a background job of a non-interactive shell).
-        if (threading.current_thread() is threading.main_thread()
-                and signal.getsignal(signal.SIGINT) is not signal.SIG_IGN):
-            self._previous = signal.signal(signal.SIGINT, self._handle)
-        return self
-
-    def __exit__(self, *exc) -> None:
-        import signal
-
-        if self._previous is not None:
-            signal.signal(signal.SIGINT, self._previous)
-
-
-class TrainingInterrupted(RuntimeError):
-    """Ctrl-C (KeyboardInterrupt) during training; checkpoints up to ``last_saved`` are intact."""
-
-    def __init__(self, step: int, last_saved: int | None):
-        self.step, self.last_saved = step, last_saved
-        saved = (f"last checkpoint: step {last_saved}" if last_saved is not None
-                 else "no checkpoint saved yet")
-        super().__init__(f"interrupted at step {step} ({saved}); rerun the same command "
-                         "to resume.")
 
 
 @dataclasses.dataclass
@@ -179,7 +130,7 @@ def _episode_fn(cfg: ExperimentConfig, data, split, mesh, encoder):
     """``(sampler, step -> device Episodes)`` for this process's slice of the tasks.
 
     With ``meta.outer_frozen_layers`` the never-trained bottom is run once over the
-    meta-train pool and episodes carry it as ``Examples.lower``.
+    meta-train pool and episodes carry it as ``Examples.bottom``.
     """
     from jaxmaml.data.episodes import EpisodeSampler, gather
 
@@ -198,7 +149,7 @@ def _episode_fn(cfg: ExperimentConfig, data, split, mesh, encoder):
         position = np.full(len(data.labels), -1, np.int64)
         position[rows] = np.arange(len(rows))
         arrays = {"input_ids": data.input_ids[rows], "attention_mask": data.attention_mask[rows]}
-        arrays["lower"] = precompute_bottom(encoder, cfg.meta, arrays["input_ids"],
+        arrays["bottom"] = precompute_bottom(encoder, cfg.meta, arrays["input_ids"],
                                             arrays["attention_mask"])
 
         def host(step: int) -> Episodes:
@@ -253,136 +204,166 @@ def _start_checks(cfg: ExperimentConfig, run_dir: Path, data, split) -> None:
               "data.text_column.", file=sys.stderr, flush=True)
 
 
-def _diverged(what: str, ckpts: RunCheckpoints) -> TrainingDiverged:
-    """``what`` went NaN/inf: say where the run can resume from and how."""
-    latest = ckpts.latest_step()
-    where = (f"The last good checkpoint (step {latest}) in {ckpts.directory} is intact; rerun "
-             "with a lower learning rate to resume from it" if latest is not None else
-             "No checkpoint was saved yet; rerun with a lower learning rate to start over")
-    return TrainingDiverged(
-        f"{what}; stopping. {where}, e.g. "
-        "the same command with --set optim.lr=<lower> (optim.lr may change on resume), or "
-        "change meta.inner_lr or optim.clip_norm in a new --out RUN_DIR.")
-
-
 def _train(cfg: ExperimentConfig, run_dir: Path, progress: bool) -> TrainResult:
-    from tqdm.auto import tqdm
-
-    from jaxmaml.evaluate import evaluate
-
+    """A run in its steps: checks and data, the start state (fresh or resumed), the loop,
+    the summary."""
     t = cfg.train
-    main = parallel.is_main_process()
     tuned = _check_resumable(run_dir, cfg)
     mesh = parallel.make_mesh(cfg.parallel.mesh)
     parallel.check_meta_batch(t.tasks, mesh)
     data, split = load_data(cfg)
     _start_checks(cfg, run_dir, data, split)
-    if main:
+    if parallel.is_main_process():
         run_dir.mkdir(parents=True, exist_ok=True)
         (run_dir / "config.yaml").write_text(dump_yaml(cfg))
         write_json(run_dir / SPLIT_FILE, {**split, "source": data_name(cfg)})
-
-    encoder = initial_encoder(cfg)
     optimizer = make_optimizer(cfg.optim)
-    init_fn = state_init_fn(cfg, optimizer)
-    abstract = jax.eval_shape(init_fn, encoder)
-    shardings = parallel.tree_shardings(abstract, mesh, cfg.parallel.rules)
     ckpts = RunCheckpoints(run_dir / "checkpoints", keep=t.keep, async_save=t.async_checkpointing)
+    state, shardings, start, sampler, next_episodes = _start_state(
+        cfg, run_dir, data, split, mesh, optimizer, ckpts, tuned)
+    meta_step = parallel.jit_sharded_meta_step(cfg.meta, optimizer, mesh, shardings)
+    loop = _Loop(cfg, run_dir, data, split, ckpts, sampler, progress)
+    state, best_step, kept = loop.run(state, start, meta_step, next_episodes)
+    return _finish(cfg, run_dir, state, start, best_step, kept, meta_step._cache_size())
+
+
+def _start_state(cfg: ExperimentConfig, run_dir: Path, data, split, mesh, optimizer,
+                 ckpts: RunCheckpoints, tuned: list[str]):
+    """``(state, state shardings, start step, sampler, step -> device Episodes)``: the
+    latest readable checkpoint restored straight into its shards, else a fresh state
+    created in them; metrics lines past the start step dropped."""
+    encoder = initial_encoder(cfg)
+    init_fn = state_init_fn(cfg, optimizer)
+    shapes = jax.eval_shape(init_fn, encoder)
+    shardings = parallel.tree_shardings(shapes, mesh, cfg.parallel.rules)
     sampler, next_episodes = _episode_fn(cfg, data, split, mesh, encoder)
     start = 0
     if ckpts.latest_step() is not None:
-        restored = ckpts.restore(parallel.abstract_state(abstract, shardings), fallback=True)
+        restored = ckpts.restore(abstract(shapes, shardings), fallback=True)
         state, start = restored.state, restored.step
         sampler.load_state_dict(restored.sampler)
-        if main:
+        if parallel.is_main_process():
             print(f"resuming {run_dir} from step {start}"
                   + (f" with changed {'; '.join(tuned)}" if tuned else ""), flush=True)
     else:
         state = jax.jit(init_fn, out_shardings=shardings)(encoder)
-    del encoder
-    if main:
+    if parallel.is_main_process():
         _truncate_metrics(run_dir / METRICS_FILE, start)
         _truncate_metrics(run_dir / TIMING_FILE, start)
-    meta_step = parallel.jit_sharded_meta_step(cfg.meta, optimizer, mesh, shardings)
-    config_dict = to_dict(cfg)
+    return state, shardings, start, sampler, next_episodes
 
-    def is_flush(s: int) -> tuple[bool, bool, bool]:
+
+class _Loop:
+    """The meta-training loop of one run: steps, flush windows, meta-val, checkpoints."""
+
+    def __init__(self, cfg: ExperimentConfig, run_dir: Path, data, split, ckpts: RunCheckpoints,
+                 sampler, progress: bool):
+        self.cfg, self.run_dir, self.data, self.split = cfg, run_dir, data, split
+        self.ckpts, self.sampler, self.progress = ckpts, sampler, progress
+        self.main = parallel.is_main_process()
+        self.config_dict = to_dict(cfg)
+        self.best_val = ckpts.best_value()
+
+    def is_flush(self, s: int) -> tuple[bool, bool, bool]:
+        """``(flush, evaluates, saves)`` after step ``s``."""
+        t = self.cfg.train
         evals = bool(t.eval_every) and (s % t.eval_every == 0 or s == t.steps)
         saves = s == t.steps or bool(t.save_every) and s % t.save_every == 0
         return s % t.log_every == 0 or evals or saves, evals, saves
 
-    bar = tqdm(total=t.steps, initial=start, disable=not (progress and main), unit="step",
-               dynamic_ncols=True)
-    pending: list[dict] = []
-    window_start, clock = start, time.perf_counter()
-    best_val, done = ckpts.best_value(), start
-    stop = _StopRequest().__enter__()  # left in the finally below
-    try:
-        for step in range(start, t.steps):
-            if stop.requested:
-                raise KeyboardInterrupt
-            state, metrics = meta_step(state, next_episodes(step))
-            pending.append(metrics)
-            s = done = step + 1
-            flush, evals, saves = is_flush(s)
-            if not flush:
-                continue
-            host = jax.device_get(pending)  # the only host sync: once per window
-            row = {"step": s, **{k: float(np.mean([m[k] for m in host]))
-                                 for k in ("loss", "accuracy", "grad_norm", "cg_residual")
-                                 if k in host[0]}}
-            seconds = time.perf_counter() - clock
-            rate = (s - window_start) * t.tasks / max(seconds, 1e-9)
-            if main:
-                _append(run_dir / METRICS_FILE, row)
-                _append(run_dir / TIMING_FILE, {"step": s, "seconds": round(seconds, 4),
-                                                "tasks_per_s": round(rate, 2)})
-            bar.update(s - bar.n)
-            bar.set_postfix(loss=f"{row['loss']:.4f}", acc=f"{row['accuracy']:.3f}",
-                            tasks_s=f"{rate:.1f}", refresh=False)
-            bad = [m["loss"] for m in host if not np.isfinite(m["loss"])]
-            if bad:
-                raise _diverged(f"meta-loss became {bad[0]} between steps {window_start + 1} "
-                                f"and {s}", ckpts)
-            pending = []
-            val_acc = None
-            if evals:
-                if cfg.data.sources:  # per source; val_accuracy is their mean
-                    res = evaluate_sources(state.meta_params, cfg, data, split)
-                else:
-                    res = evaluate(state.meta_params, cfg.meta, data, split["val"],
-                                   [(cfg.meta.way, t.shot, t.query)], episodes=t.eval_episodes,
-                                   seed=t.seed, methods=("meta_learned",),
-                                   data_name=cfg.data.source, split="meta_val")[0]
-                val_acc = res["results"]["meta_learned"]["mean"]
-                if main:
-                    _append(run_dir / METRICS_FILE, {
-                        "step": s, "val_accuracy": val_acc,
-                        "val_ci95": res["results"]["meta_learned"]["ci95"],
-                        "val_episodes": t.eval_episodes,
-                        **({"val_by_source": {k: v["mean"] for k, v in res["by_source"].items()}}
-                           if "by_source" in res else {})})
-                bar.write(f"step {s}: meta-val accuracy {val_acc:.4f} "
-                          f"+- {res['results']['meta_learned']['ci95']:.4f}")
+    def run(self, state, start: int, meta_step, next_episodes) -> tuple[Any, int | None, list]:
+        """Steps ``start .. train.steps``; ``(final state, best step, kept steps)``."""
+        from tqdm.auto import tqdm
+
+        t = self.cfg.train
+        self.bar = tqdm(total=t.steps, initial=start, disable=not (self.progress and self.main),
+                        unit="step", dynamic_ncols=True)
+        pending: list[dict] = []
+        self.window_start, self.clock = start, time.perf_counter()
+        done = start
+        stop = StopRequest().__enter__()  # left in the finally below
+        try:
+            for step in range(start, t.steps):
+                if stop.requested:
+                    raise KeyboardInterrupt
+                state, metrics = meta_step(state, next_episodes(step))
+                pending.append(metrics)
+                s = done = step + 1
+                flush, evals, saves = self.is_flush(s)
+                if not flush:
+                    continue
+                self._log_window(jax.device_get(pending), s)  # the only host sync
+                pending = []
+                val_acc = self._meta_val(state, s) if evals else None
                 # A new best is saved even off the save_every grid: "best" never misses it.
-                saves = saves or best_val is None or val_acc > best_val
-                best_val = val_acc if best_val is None else max(best_val, val_acc)
-            if saves:
-                if not bool(_all_finite(state.meta_params)):
-                    raise _diverged(f"meta-params hold NaN/inf after step {s}", ckpts)
-                sampler.step = s  # the step the next episode batch is drawn for
-                ckpts.save(s, state, config_dict, sampler.state_dict(), val_accuracy=val_acc)
-            window_start, clock = s, time.perf_counter()
-    except KeyboardInterrupt:
-        ckpts.wait()
-        raise TrainingInterrupted(done, ckpts.latest_step()) from None
-    finally:
-        stop.__exit__()
-        bar.close()
-        ckpts.wait()
-        best_step, kept = ckpts.best_step(), ckpts.all_steps()
-        ckpts.close()
-    return _finish(cfg, run_dir, state, start, best_step, kept, meta_step._cache_size())
+                if val_acc is not None:
+                    saves = saves or self.best_val is None or val_acc > self.best_val
+                    self.best_val = (val_acc if self.best_val is None
+                                     else max(self.best_val, val_acc))
+                if saves:
+                    self._save(state, s, val_acc)
+                self.window_start, self.clock = s, time.perf_counter()
+        except KeyboardInterrupt:
+            self.ckpts.wait()
+            raise TrainingInterrupted(done, self.ckpts.latest_step()) from None
+        finally:
+            stop.__exit__()
+            self.bar.close()
+            self.ckpts.wait()
+            best_step, kept = self.ckpts.best_step(), self.ckpts.all_steps()
+            self.ckpts.close()
+        return state, best_step, kept
+
+    def _log_window(self, host: list[dict], s: int) -> None:
+        """Write the window's mean metrics and timing; stop on a NaN/inf meta-loss."""
+        t = self.cfg.train
+        row = {"step": s, **{k: float(np.mean([m[k] for m in host]))
+                             for k in ("loss", "accuracy", "grad_norm", "cg_residual")
+                             if k in host[0]}}
+        seconds = time.perf_counter() - self.clock
+        rate = (s - self.window_start) * t.tasks / max(seconds, 1e-9)
+        if self.main:
+            _append(self.run_dir / METRICS_FILE, row)
+            _append(self.run_dir / TIMING_FILE, {"step": s, "seconds": round(seconds, 4),
+                                                 "tasks_per_s": round(rate, 2)})
+        self.bar.update(s - self.bar.n)
+        self.bar.set_postfix(loss=f"{row['loss']:.4f}", acc=f"{row['accuracy']:.3f}",
+                             tasks_s=f"{rate:.1f}", refresh=False)
+        bad = [m["loss"] for m in host if not np.isfinite(m["loss"])]
+        if bad:
+            raise diverged(f"meta-loss became {bad[0]} between steps {self.window_start + 1} "
+                           f"and {s}", self.ckpts)
+
+    def _meta_val(self, state, s: int) -> float:
+        """Meta-val accuracy after step ``s`` (the mean over sources with data.sources)."""
+        from jaxmaml.evaluate import evaluate
+
+        cfg, t = self.cfg, self.cfg.train
+        if cfg.data.sources:  # per source; val_accuracy is their mean
+            res = evaluate_sources(state.meta_params, cfg, self.data, self.split)
+        else:
+            res = evaluate(state.meta_params, cfg.meta, self.data, self.split["val"],
+                           [(cfg.meta.way, t.shot, t.query)], episodes=t.eval_episodes,
+                           seed=t.seed, methods=("meta_learned",),
+                           data_name=cfg.data.source, split="meta_val")[0]
+        val_acc = res["results"]["meta_learned"]["mean"]
+        if self.main:
+            _append(self.run_dir / METRICS_FILE, {
+                "step": s, "val_accuracy": val_acc,
+                "val_ci95": res["results"]["meta_learned"]["ci95"],
+                "val_episodes": t.eval_episodes,
+                **({"val_by_source": {k: v["mean"] for k, v in res["by_source"].items()}}
+                   if "by_source" in res else {})})
+        self.bar.write(f"step {s}: meta-val accuracy {val_acc:.4f} "
+                       f"+- {res['results']['meta_learned']['ci95']:.4f}")
+        return val_acc
+
+    def _save(self, state, s: int, val_acc: float | None) -> None:
+        if not bool(_all_finite(state.meta_params)):
+            raise diverged(f"meta-params hold NaN/inf after step {s}", self.ckpts)
+        self.sampler.step = s  # the step the next episode batch is drawn for
+        self.ckpts.save(s, state, self.config_dict, self.sampler.state_dict(),
+                        val_accuracy=val_acc)
 
 
 def _finish(cfg: ExperimentConfig, run_dir: Path, state, start: int, best_step: int | None,

@@ -14,7 +14,7 @@ class Examples(NamedTuple):
     ``weights`` ``[n]``. ``weights`` is 1.0 for real examples and 0.0 for padding rows,
     which never affect a loss or an accuracy.
 
-    ``lower`` optionally carries precomputed hidden states ``[n, seq_len, hidden]`` after
+    ``bottom`` optionally carries precomputed hidden states ``[n, seq_len, hidden]`` after
     the ``MetaConfig.outer_frozen_layers`` bottom layers (which are never trained), so
     neither loop recomputes them (see :func:`jaxmaml.meta.inner.precompute_bottom`).
     ``None`` is an empty pytree: vmap, jit and ``jax.tree.map`` pass it through.
@@ -24,7 +24,7 @@ class Examples(NamedTuple):
     attention_mask: jax.Array
     labels: jax.Array
     weights: jax.Array
-    lower: jax.Array | None = None
+    bottom: jax.Array | None = None
 
 
 class Episodes(NamedTuple):
@@ -43,8 +43,10 @@ class MetaState(NamedTuple):
     """Everything meta-training carries from step to step; Orbax saves it as-is.
 
     ``meta_params``: ``{"encoder": BERT params, **learner extras}`` (e.g. learned inner LRs).
-    ``step``: int32 scalar. ``key``: the run's base PRNG key (per-step keys are
-    ``fold_in(key, step)``), stored as raw ``uint32[2]`` key data so it serializes.
+    ``step``: int32 scalar. ``key``: the run's PRNG key, stored as raw ``uint32[2]`` key
+    data so it serializes. Meta-steps are deterministic (no learner draws random numbers
+    during a step; BERT dropout is not used), so nothing reads it; it stays in the state so
+    every checkpoint keeps one format.
     """
 
     meta_params: dict[str, Any]

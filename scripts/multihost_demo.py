@@ -53,7 +53,7 @@ def setup():
 
     from jaxmaml.data.synthetic import synthetic_episodes
     from jaxmaml.meta.config import MetaConfig, OptimConfig
-    from jaxmaml.meta.outer import init_meta_params, init_state, make_optimizer
+    from jaxmaml.meta.outer import make_optimizer, new_state
     from jaxmaml.models.bert import BertConfig, init_params
 
     cfg = MetaConfig(model=BertConfig.tiny(max_position_embeddings=SEQ), way=WAY,
@@ -62,8 +62,7 @@ def setup():
 
     def init_fn():
         encoder = init_params(cfg.model, jax.random.key(0))
-        return init_state(init_meta_params(encoder, cfg, jax.random.key(1)), optimizer,
-                          jax.random.key(2))
+        return new_state(encoder, cfg, optimizer, jax.random.key(1))
 
     def host_episodes(step: int):
         # Every process draws the same global batch here for a checkable demo; a real

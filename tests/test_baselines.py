@@ -149,12 +149,12 @@ def test_pretrained_adapt_cosine_adapts_encoder_layers_with_the_learner_filter(d
     arrays = {"input_ids": data.input_ids, "attention_mask": data.attention_mask}
     eps = Episodes(_examples(arrays, ix.support_idx, ix.support_labels),
                    _examples(arrays, ix.query_idx, ix.query_labels))
-    direct = baselines.cosine_adapt_eval_fn(cfg)({"encoder": pretrained}, eps, None)
+    direct = baselines.cosine_adapt_eval_fn(cfg)({"encoder": pretrained}, eps)
     assert res["pretrained_adapt_cosine"] == pytest.approx(
         mean_ci95(np.asarray(direct["accuracy"])), abs=1e-6)
     # adapting the top layer changes the result relative to the head alone
     head_only = baselines.cosine_adapt_eval_fn(cfg.replace(adapt="head"))(
-        {"encoder": pretrained}, eps, None)
+        {"encoder": pretrained}, eps)
     assert not np.allclose(np.asarray(direct["accuracy"]), np.asarray(head_only["accuracy"]))
 
 

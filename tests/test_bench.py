@@ -10,9 +10,9 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jaxmaml import bench
-from jaxmaml.bench_flops import count_flops, forward_matmul_flops, inner_step_matmul_flops
-from jaxmaml.bench_point import BenchPoint, make_episodes, resolve_model
+from jaxmaml.bench import grid as bench
+from jaxmaml.bench.flops import count_flops, forward_matmul_flops, inner_step_matmul_flops
+from jaxmaml.bench.point import BenchPoint, make_episodes, resolve_model
 from jaxmaml.meta import inner
 from jaxmaml.meta.config import MetaConfig
 from jaxmaml.models.bert import BertConfig, init_params
@@ -175,16 +175,15 @@ def test_cli_rejects_bad_grid(tmp_path, capsys):
 @functools.lru_cache(maxsize=2)
 def _jax_meta_step(order: str):
     """(meta-loss, HF state dict after one step) of our meta-step on the peer test point."""
-    from jaxmaml.bench_point import BENCH_OPTIM
-    from jaxmaml.meta.outer import init_meta_params, init_state, jit_meta_step, make_optimizer
+    from jaxmaml.bench.point import BENCH_OPTIM
+    from jaxmaml.meta.outer import jit_meta_step, make_optimizer, new_state
     from jaxmaml.models.hf import to_hf_state_dict
 
     point = BenchPoint(**{**TINY, "inner_steps": 1, "order": order})
     params, config = resolve_model(point.model, point.dtype, point.seed)
     cfg = point.meta_config(config)
     opt = make_optimizer(BENCH_OPTIM)
-    state = init_state(init_meta_params(jax.tree.map(jnp.array, params), cfg, jax.random.key(1)),
-                       opt, jax.random.key(2))
+    state = new_state(jax.tree.map(jnp.array, params), cfg, opt, jax.random.key(point.seed))
     state, metrics = jit_meta_step(cfg, opt)(state, jax.device_put(make_episodes(point, config)))
     return float(metrics["loss"]), to_hf_state_dict(state.meta_params["encoder"])
 
@@ -196,7 +195,7 @@ def test_torch_peer_computes_the_same_meta_loss_and_update(mode, order):
     """Same weights, episodes and inner loop: the peer's meta-loss equals ours, and one
     Adam step moves the weights the same way (so the meta-gradient agrees too)."""
     pytest.importorskip("torch")
-    from jaxmaml.bench_torch import TorchMAML, build_model, to_torch_batch
+    from benchmarks.torch_maml import TorchMAML, build_model, to_torch_batch
     from jaxmaml.models.hf import to_hf_state_dict
 
     point = BenchPoint(**{**TINY, "inner_steps": 1, "order": order, "backend": "torch",

@@ -7,7 +7,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from jaxmaml.config import ConfigError, load_config
+from jaxmaml.config import ConfigError
+from jaxmaml.config_load import load_config
 from jaxmaml.data import debian, wordnet_domains
 from jaxmaml.data.builtin import BUILTIN_SOURCES
 from jaxmaml.experiment import load_text

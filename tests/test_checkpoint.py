@@ -9,7 +9,8 @@ import optax
 import pytest
 from tree_asserts import assert_bits_equal
 
-from jaxmaml.checkpoint import CheckpointError, RunCheckpoints, abstract_like
+from jaxmaml.checkpoint import CheckpointError, RunCheckpoints
+from jaxmaml.tree import abstract
 from jaxmaml.types import MetaState
 
 
@@ -35,7 +36,7 @@ def _save_steps(directory, steps, keep=2, val=None):
 
 def test_round_trip_is_bit_exact_with_structure(tmp_path):
     ckpts = _save_steps(tmp_path / "checkpoints", [3])
-    restored = ckpts.restore(abstract_like(_state(0)))
+    restored = ckpts.restore(abstract(_state(0)))
     assert restored.step == 3
     assert restored.config == {"name": "x", "step": 3}
     assert restored.sampler == {"seed": 0, "step": 3}
@@ -69,10 +70,10 @@ def test_corrupt_latest_falls_back_to_previous(tmp_path, damage, capsys):
                 fh.truncate(max(os.path.getsize(f) // 2, 1) - 1)
         else:
             os.remove(f)
-    abstract = abstract_like(_state(0))
+    target = abstract(_state(0))
     with pytest.raises(CheckpointError, match="unreadable"):
-        ckpts.restore(abstract, "latest", fallback=False)
-    restored = ckpts.restore(abstract, "latest", fallback=True)
+        ckpts.restore(target, "latest", fallback=False)
+    restored = ckpts.restore(target, "latest", fallback=True)
     assert restored.step == 2
     assert_bits_equal(restored.state, _state(2, seed=2))
     assert "corrupt or incomplete" in capsys.readouterr().out
@@ -94,7 +95,7 @@ def test_partial_save_directory_is_ignored(tmp_path):
     (tmp / "state" / "junk").write_bytes(b"\0" * 10)
     ckpts = RunCheckpoints(tmp_path / "checkpoints", keep=3)
     assert ckpts.all_steps() == [2]
-    assert ckpts.restore(abstract_like(_state(0)), fallback=True).step == 2
+    assert ckpts.restore(abstract(_state(0)), fallback=True).step == 2
     ckpts.close()
 
 

@@ -85,7 +85,7 @@ def test_export_automodel_matches_jax(run_dir, tmp_path):
     torch = pytest.importorskip("torch")
     from transformers import AutoModel
 
-    from jaxmaml.cli import _resolve_target
+    from jaxmaml.loading import resolve_target
     from jaxmaml.loading import restore_meta_params
     from jaxmaml.experiment import initial_encoder
     from jaxmaml.models.bert import encode
@@ -93,7 +93,7 @@ def test_export_automodel_matches_jax(run_dir, tmp_path):
     out = tmp_path / "hf"
     assert main(["export", str(run_dir), str(out), "--checkpoint", "latest"]) == 0
     model = AutoModel.from_pretrained(str(out)).eval()
-    cfg, _ = _resolve_target(str(run_dir), [], None)
+    cfg, _ = resolve_target(str(run_dir), [], None)
     _, meta_params = restore_meta_params(cfg, run_dir, "latest", initial_encoder(cfg))
     ids = np.array([[2, 10, 20, 30, 3, 0]], np.int32)
     mask = (ids > 0).astype(np.int32)
@@ -154,7 +154,7 @@ def test_sigkill_resume_is_bit_identical(tmp_path):
     assert (run / "metrics.jsonl").read_text() == (ref / "metrics.jsonl").read_text()
 
     from jaxmaml.checkpoint import RunCheckpoints
-    from jaxmaml.config import load_config
+    from jaxmaml.config_load import load_config
     from jaxmaml.experiment import abstract_state, initial_encoder
     cfg = load_config(TINY)
     states = []
@@ -165,12 +165,15 @@ def test_sigkill_resume_is_bit_identical(tmp_path):
         assert np.asarray(x).tobytes() == np.asarray(y).tobytes()
 
 
-def test_bench_dispatches_remaining_argv(monkeypatch):
-    import jaxmaml.bench
+def test_bench_dispatches_through_argparse(monkeypatch, capsys):
+    from jaxmaml.bench import grid
     seen = []
-    monkeypatch.setattr(jaxmaml.bench, "main", lambda argv: seen.append(argv) or 0)
+    monkeypatch.setattr(grid, "run", lambda args, name, points: seen.append(
+        (args.json, name, points)) or 0)
     assert main(["bench", "--tasks", "4", "--json"]) == 0
-    assert seen == [["--tasks", "4", "--json"]]
+    assert seen == [(True, "bench", [grid.BenchPoint(tasks=4)])]
+    assert main(["bench", "--order", "first", "--remat", "some"]) == 2  # bad point: exit 2
+    assert "remat='some'" in capsys.readouterr().err
 
 
 def test_eval_seq_len_changes_only_the_evaluated_data(run_dir, capsys):

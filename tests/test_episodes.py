@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from jaxmaml.data import EpisodeSampler, IndexEpisodes, TokenizedData, gather
+from jaxmaml.data.splits import cap_rows
 from jaxmaml.types import Examples
 
 SEQ = 6
@@ -79,16 +80,16 @@ def test_same_seed_and_step_identical_other_step_or_seed_differs(data):
 
 def test_state_dict_round_trip_continues_identical_stream(data):
     a = sampler(data)
-    stream = [next(a) for _ in range(6)]
+    stream = [a.episodes(step) for step in range(6)]
     b = sampler(data)
-    for _ in range(2):
-        next(b)
+    b.step = 2  # what the training loop records once steps 0 and 1 are done
     state = json.loads(json.dumps(b.state_dict()))  # JSON-able
     assert state == {"seed": 7, "step": 2}
     c = sampler(data)
     c.load_state_dict(state)
     for want in stream[2:]:
-        got = next(c)
+        got = c.episodes(c.step)
+        c.step += 1
         np.testing.assert_array_equal(got.support.input_ids, want.support.input_ids)
         np.testing.assert_array_equal(got.query.input_ids, want.query.input_ids)
     assert c.state_dict()["step"] == 6
@@ -141,17 +142,28 @@ def test_only_the_given_classes_names_or_indices(data):
     assert set(data.labels[s.example_indices()]) == {1, 4, 6, 7}
 
 
+def capped(data, max_per_class, seed=7):
+    """``(data restricted to cap_rows, the kept rows)``: the one per-class cap."""
+    keep = cap_rows(data.labels, len(data.class_names), max_per_class, seed)
+    return TokenizedData(data.input_ids[keep], data.attention_mask[keep], data.labels[keep],
+                         data.class_names), keep
+
+
 def test_max_per_class_bounds_the_pools_deterministically(data):
-    s = sampler(data, max_per_class=10)
+    small, keep = capped(data, 10)
+    s = sampler(small)
     assert all(len(p) == 10 for p in s.pools)
-    rows = s.example_indices()
+    rows = keep[s.example_indices()]
     assert len(rows) == 80
-    np.testing.assert_array_equal(rows, sampler(data, max_per_class=10).example_indices())
+    np.testing.assert_array_equal(rows, capped(data, 10)[1][sampler(capped(data, 10)[0])
+                                                              .example_indices()])
     for step in range(5):
         idx = s.indices(step)
-        assert np.isin(idx.support_idx, rows).all() and np.isin(idx.query_idx, rows).all()
+        assert (np.isin(keep[idx.support_idx], rows).all()
+                and np.isin(keep[idx.query_idx], rows).all())
     with pytest.raises(ValueError, match=r"'c0' has 4"):
-        sampler(data, max_per_class=4)
+        sampler(capped(data, 4)[0])
+    assert len(cap_rows(data.labels, 8, None, 7)) == len(data.labels)  # None: every row
 
 
 def test_error_fewer_classes_than_way(data):
@@ -181,12 +193,12 @@ def test_gather_any_per_example_arrays(data):
     s = sampler(data)
     idx = s.indices(2)
     feats = np.random.default_rng(0).normal(size=(len(data.labels), SEQ, 3)).astype(np.float32)
-    extra = {"lower": feats} if "lower" in Examples._fields else {}
+    extra = {"bottom": feats} if "bottom" in Examples._fields else {}
     ep = gather({"attention_mask": data.attention_mask, **extra}, idx)
     assert ep.support.input_ids is None
     np.testing.assert_array_equal(ep.query.attention_mask, data.attention_mask[idx.query_idx])
     if extra:
-        assert ep.support.lower.shape == (5, 8, SEQ, 3)
-        np.testing.assert_array_equal(ep.support.lower, feats[idx.support_idx])
+        assert ep.support.bottom.shape == (5, 8, SEQ, 3)
+        np.testing.assert_array_equal(ep.support.bottom, feats[idx.support_idx])
     with pytest.raises(ValueError, match="cannot gather \\['labels'\\]"):
         gather({"labels": data.labels}, idx)

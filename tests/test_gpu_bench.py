@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from jaxmaml.bench import load_grid
-from jaxmaml.bench_point import BenchPoint
+from jaxmaml.bench.grid import load_grid
+from jaxmaml.bench.point import BenchPoint
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "benchmarks"))

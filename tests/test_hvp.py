@@ -43,7 +43,7 @@ def _encoder():
 
 CASES = {
     "maml_all": dict(),
-    # cached frozen bottom: the lower features' cotangent carries the mixed terms to the
+    # cached frozen bottom: the bottom features' cotangent carries the mixed terms to the
     # layers below; Proto-MAML's head init depends on the encoder too
     "protomaml_top1": dict(algorithm="protomaml", adapt="top_k_layers", adapt_top_k=1),
     # frozen leaves inside adapted layers (no cache): their mixed terms come through the
@@ -67,10 +67,10 @@ def test_hvp_meta_gradient_equals_autodiff_float64(case):
                 lambda x: x + 0.3 * jax.random.normal(next(keys), x.shape, x.dtype),
                 meta_params["inner_lrs"])
         episodes, step = _episodes(), jnp.int32(1)
-        hvp_, autodiff = (meta_grads.lower(meta_params, episodes, c, KEY, step).compile()
+        hvp_, autodiff = (meta_grads.lower(meta_params, episodes, c, step).compile()
                           for c in (cfg, cfg.replace(second_order="autodiff")))
-        (l1, m1), g1 = hvp_(meta_params, episodes, KEY, step)
-        (l2, m2), g2 = autodiff(meta_params, episodes, KEY, step)
+        (l1, m1), g1 = hvp_(meta_params, episodes, step)
+        (l2, m2), g2 = autodiff(meta_params, episodes, step)
         # the point of the custom VJP: each step keeps its input params, not its activations
         temp = [c.memory_analysis().temp_size_in_bytes for c in (hvp_, autodiff)]
         assert temp[0] < 0.75 * temp[1], temp
@@ -83,7 +83,7 @@ def test_hvp_meta_gradient_equals_autodiff_float64(case):
         if case != "maml_all":
             return
         # second order matters here: first order differs
-        (_, _), g_fo = meta_grads(meta_params, episodes, cfg.replace(first_order=True), KEY,
+        (_, _), g_fo = meta_grads(meta_params, episodes, cfg.replace(first_order=True),
                                   step)
         assert _norm(jax.tree.map(jnp.subtract, g1, g_fo)) > 1e-3 * _norm(g1)
 

@@ -25,9 +25,10 @@ from jaxmaml.models.bert import BertConfig, init_params
 def test_registry_names_flags_and_implied_settings():
     assert set(LEARNERS) == {"maml", "fomaml", "anil", "metasgd", "mamlpp", "reptile",
                              "protomaml", "protonet", "matchingnet", "relationnet", "imaml"}
-    assert {n for n, l in LEARNERS.items() if not l.adapts} == {"protonet", "matchingnet",
-                                                                "relationnet"}
     eff = lambda name: CFG.replace(algorithm=name)  # noqa: E731
+    # the metric learners are the ones without an inner loop
+    assert {n for n in LEARNERS if eff(n).num_inner_steps == 0} == {"protonet", "matchingnet",
+                                                                    "relationnet"}
     assert eff("fomaml").first_order and eff("reptile").first_order
     assert eff("anil").adapt == "head" and eff("protomaml").head_init == "proto"
     assert eff("protonet").num_inner_steps == 0
@@ -116,14 +117,14 @@ def test_metasgd_and_mamlpp_with_all_rates_alpha_equal_maml(adapt):
     learned rate = alpha give MAML's loss and meta-gradient; their rate gradients agree:
     per leaf, the sum over parameters (Meta-SGD) = the sum over steps (LSLR)."""
     episodes, encoder, base = _episodes(), _encoder(), CFG.replace(**adapt)
-    (ref_loss, _), ref = meta_grads({"encoder": encoder}, episodes, base, KEY)
+    (ref_loss, _), ref = meta_grads({"encoder": encoder}, episodes, base)
     rate_grads = {}
     for name, key in [("metasgd", "inner_lrs"), ("mamlpp", "lslr")]:
         cfg = base.replace(algorithm=name)
         meta_params = init_meta_params(encoder, cfg, KEY)
         _close(jax.tree.map(jnp.exp, meta_params[key]),
                jax.tree.map(lambda x: jnp.full_like(x, 0.3), meta_params[key]), atol=1e-7)
-        (loss, metrics), grads = meta_grads(meta_params, episodes, cfg, KEY, jnp.int32(7))
+        (loss, metrics), grads = meta_grads(meta_params, episodes, cfg, jnp.int32(7))
         np.testing.assert_allclose(loss, ref_loss, atol=1e-6)
         _close(grads["encoder"], ref["encoder"], atol=1e-5)
         rate_grads[name] = inner.flatten(grads[key])
@@ -146,8 +147,8 @@ def test_metasgd_row_view_gathers_per_row_rates():
     keys = iter(jax.random.split(jax.random.key(5), 100))
     meta_params["inner_lrs"] = jax.tree.map(
         lambda x: x + 0.5 * jax.random.normal(next(keys), x.shape), meta_params["inner_lrs"])
-    (l1, _), g1 = meta_grads(meta_params, episodes, cfg, KEY)
-    (l2, _), g2 = meta_grads(meta_params, episodes, cfg.replace(embedding_rows=False), KEY)
+    (l1, _), g1 = meta_grads(meta_params, episodes, cfg)
+    (l2, _), g2 = meta_grads(meta_params, episodes, cfg.replace(embedding_rows=False))
     np.testing.assert_allclose(l1, l2, atol=1e-6)
     _close(g1, g2, atol=1e-6)
     word = g1["inner_lrs"]["encoder"]["embeddings"]["word_embeddings"]["embedding"]
@@ -163,8 +164,8 @@ def test_task_chunks_equal_all_tasks_for_every_kind_of_meta_gradient(name, extra
     episodes = _episodes(tasks=4)
     cfg = CFG.replace(algorithm=name, **extra)
     meta_params = init_meta_params(_encoder(), cfg, KEY)
-    (l0, m0), g0 = meta_grads(meta_params, episodes, cfg, KEY, jnp.int32(1))
-    (l1, m1), g1 = meta_grads(meta_params, episodes, cfg.replace(task_chunk=2), KEY,
+    (l0, m0), g0 = meta_grads(meta_params, episodes, cfg, jnp.int32(1))
+    (l1, m1), g1 = meta_grads(meta_params, episodes, cfg.replace(task_chunk=2),
                               jnp.int32(1))
     np.testing.assert_allclose(l1, l0, atol=1e-6)
     _close(m1, m0, atol=1e-6)
@@ -201,9 +202,9 @@ def test_msl_objective_is_the_weighted_sum_of_per_step_query_losses():
     episodes, encoder = _episodes(), _encoder()
     cfg = CFG.replace(algorithm="mamlpp", msl_steps=4, first_order=True)  # same value
     meta_params = init_meta_params(encoder, cfg, KEY)
-    (loss, metrics), _ = meta_grads(meta_params, episodes, cfg, KEY, jnp.int32(2))
+    (loss, metrics), _ = meta_grads(meta_params, episodes, cfg, jnp.int32(2))
     # Query loss after i inner steps = MAML's loss with num_inner_steps=i (same rate).
-    per_step = [meta_loss({"encoder": encoder}, episodes, CFG.replace(num_inner_steps=i), KEY)[0]
+    per_step = [meta_loss({"encoder": encoder}, episodes, CFG.replace(num_inner_steps=i))[0]
                 for i in (1, 2)]
     w = _reference_msl_weights(2, 2, 4)
     np.testing.assert_allclose(loss, w @ np.array(per_step), atol=1e-6)
@@ -216,14 +217,14 @@ def test_derivative_order_annealing_switches_at_the_right_step_without_retracing
     episodes, encoder, base = _episodes(), _encoder(), CFG.replace(**adapt)
     cfg = base.replace(algorithm="mamlpp", first_order_steps=2)
     meta_params = init_meta_params(encoder, cfg, KEY)
-    (_, _), fo = meta_grads({"encoder": encoder}, episodes, base.replace(first_order=True), KEY)
-    (_, _), so = meta_grads({"encoder": encoder}, episodes, base, KEY)
+    (_, _), fo = meta_grads({"encoder": encoder}, episodes, base.replace(first_order=True))
+    (_, _), so = meta_grads({"encoder": encoder}, episodes, base)
     assert _norm(jax.tree.map(jnp.subtract, fo, so)) > 1e-3 * _norm(so)
 
     @jax.jit
     @chex.assert_max_traces(n=1)
     def grads_at(mp, step):
-        return outer.meta_grads(mp, episodes, cfg, KEY, step)
+        return outer.meta_grads(mp, episodes, cfg, step)
 
     chex.clear_trace_counter()
     for step, ref, order in [(0, fo, 0.0), (1, fo, 0.0), (2, so, 1.0), (3, so, 1.0)]:
@@ -241,7 +242,7 @@ def test_reptile_one_step_moves_the_init_along_the_task_training_gradient(all_da
     alpha = 0.3
     cfg = CFG.replace(algorithm="reptile", num_inner_steps=1, inner_lr=alpha, head_init="proto",
                       reptile_all_data=all_data)
-    (_, _), grads = meta_grads({"encoder": encoder}, episodes, cfg, KEY)
+    (_, _), grads = meta_grads({"encoder": encoder}, episodes, cfg)
 
     def train_loss(enc, ep):  # the proto head is built once and held fixed (a task leaf)
         train = reptile.joint_examples(ep.support, ep.query) if all_data else ep.support
@@ -259,7 +260,7 @@ def test_reptile_one_step_moves_the_init_along_the_task_training_gradient(all_da
 
 def test_reptile_zero_inner_steps_gives_zero_meta_gradient():
     cfg = CFG.replace(algorithm="reptile", num_inner_steps=0)
-    (_, _), grads = meta_grads({"encoder": _encoder()}, _episodes(), cfg, KEY)
+    (_, _), grads = meta_grads({"encoder": _encoder()}, _episodes(), cfg)
     assert _norm(grads) == 0.0
 
 
@@ -296,12 +297,12 @@ def test_learner_meta_trains_above_chance_on_unseen_tasks(name):
     # Fresh tasks from the same class pool: unseen class combinations and examples.
     test = jax.tree.map(jnp.asarray, synthetic_episodes(
         np.random.default_rng(123), 40, way, shot, query, seq_len, VOCAB, num_classes=30))
-    before = float(evaluate(state.meta_params, test, KEY)["accuracy"].mean())
+    before = float(evaluate(state.meta_params, test)["accuracy"].mean())
     rng = np.random.default_rng(0)
     for _ in range(steps):
         state, metrics = step(state, synthetic_episodes(rng, 4, way, shot, query, seq_len, VOCAB,
                                                         num_classes=30))
-    after = float(evaluate(state.meta_params, test, KEY)["accuracy"].mean())
+    after = float(evaluate(state.meta_params, test)["accuracy"].mean())
     chance = 1.0 / way
     assert np.isfinite(float(metrics["loss"]))
     assert after > chance + 0.25 and after > before + 0.1, (name, before, after)

@@ -8,8 +8,7 @@ import optax
 from jaxmaml.data.synthetic import synthetic_episodes
 from jaxmaml.meta import inner
 from jaxmaml.meta.config import MetaConfig, OptimConfig
-from jaxmaml.meta.outer import (init_meta_params, init_state, jit_meta_step, make_eval_step,
-                                make_optimizer)
+from jaxmaml.meta.outer import jit_meta_step, make_eval_step, make_optimizer, new_state
 from jaxmaml.models.bert import BertConfig, init_params
 
 K = 10  # shots per sinusoid task, as in the MAML paper
@@ -104,17 +103,16 @@ def test_meta_training_a_tiny_bert_raises_query_accuracy_well_above_chance():
     cfg = MetaConfig(model=model, way=way, num_inner_steps=3, inner_lr=0.5,
                      adapt="top_k_layers", adapt_top_k=1)
     optimizer = make_optimizer(OptimConfig(lr=1e-3))
-    state = init_state(init_meta_params(init_params(model, jax.random.key(0)), cfg,
-                                        jax.random.key(1)), optimizer, jax.random.key(2))
+    state = new_state(init_params(model, jax.random.key(0)), cfg, optimizer, jax.random.key(1))
     eval_step = jax.jit(make_eval_step(cfg))
     test_eps = synthetic_episodes(np.random.default_rng(99), 40, way, 2, 4, 24, vocab,
                                   num_classes=30)  # fresh tasks, fresh examples
-    before = float(eval_step(state.meta_params, test_eps, jax.random.key(0))["accuracy"].mean())
+    before = float(eval_step(state.meta_params, test_eps)["accuracy"].mean())
     meta_step = jit_meta_step(cfg, optimizer)
     rng = np.random.default_rng(0)
     for _ in range(150):
         state, _ = meta_step(state, synthetic_episodes(rng, 4, way, 2, 4, 24, vocab,
                                                        num_classes=30))
-    after = float(eval_step(state.meta_params, test_eps, jax.random.key(0))["accuracy"].mean())
+    after = float(eval_step(state.meta_params, test_eps)["accuracy"].mean())
     assert before < 0.45, before  # chance is 0.2: the random init adapts poorly
     assert after > 0.8, (before, after)

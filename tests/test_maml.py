@@ -80,7 +80,7 @@ meta_grads = jax.jit(meta_grads, static_argnums=2)
 @pytest.mark.slow  # the float64 version below checks the same path at a stricter tolerance
 def test_second_order_meta_gradient_matches_unrolled_reference():
     meta_params, episodes = _meta_params(), _episodes()
-    (loss, _), grads = meta_grads(meta_params, episodes, CFG, KEY)
+    (loss, _), grads = meta_grads(meta_params, episodes, CFG)
     ref_loss, ref_grads = jax.value_and_grad(_ref_meta_loss, argnums=0)(
         meta_params["encoder"], episodes, 3, 2, LR, MODEL)
     np.testing.assert_allclose(loss, ref_loss, atol=1e-6)
@@ -95,7 +95,7 @@ def test_second_order_meta_gradient_matches_unrolled_reference_float64():
         cfg = CFG.replace(model=model, inner_lr=2.0, num_inner_steps=3)
         meta_params = jax.tree.map(lambda x: x.astype(jnp.float64), _meta_params())
         episodes = _episodes(tasks=2)  # 2 tasks keep the unrolled reference's compile short
-        (loss, _), grads = meta_grads(meta_params, episodes, cfg, KEY)
+        (loss, _), grads = meta_grads(meta_params, episodes, cfg)
         ref_loss, ref_grads = jax.value_and_grad(_ref_meta_loss, argnums=0)(
             meta_params["encoder"], episodes, 3, 3, 2.0, model)
         np.testing.assert_allclose(loss, ref_loss, atol=1e-12)
@@ -114,8 +114,8 @@ def test_second_order_matches_finite_differences_in_float64():
         cfg = CFG.replace(model=model, inner_lr=2.0, num_inner_steps=3)
         meta_params = jax.tree.map(lambda x: x.astype(jnp.float64), _meta_params())
         episodes = _episodes(tasks=2)
-        (_, _), grads = meta_grads(meta_params, episodes, cfg, KEY)
-        f = jax.jit(lambda p: meta_loss(p, episodes, cfg, KEY)[0])
+        (_, _), grads = meta_grads(meta_params, episodes, cfg)
+        f = jax.jit(lambda p: meta_loss(p, episodes, cfg)[0])
         for seed in range(2):
             leaves, tree = jax.tree.flatten(meta_params)
             keys = jax.random.split(jax.random.key(seed), len(leaves))
@@ -134,7 +134,7 @@ def test_second_order_matches_finite_differences_in_float64():
 def test_first_order_is_query_gradient_at_adapted_params_and_differs_from_second():
     meta_params, episodes = _meta_params(), _episodes()
     cfg_fo = CFG.replace(first_order=True)
-    (_, _), fo = meta_grads(meta_params, episodes, cfg_fo, KEY)
+    (_, _), fo = meta_grads(meta_params, episodes, cfg_fo)
 
     @jax.jit  # one compiled program instead of hundreds of eager op dispatches
     def analytic(encoder):
@@ -154,7 +154,7 @@ def test_first_order_is_query_gradient_at_adapted_params_and_differs_from_second
 
     expected = analytic(meta_params["encoder"])
     _tree_close(fo["encoder"], expected, atol=1e-5)
-    (_, _), so = meta_grads(meta_params, episodes, CFG, KEY)
+    (_, _), so = meta_grads(meta_params, episodes, CFG)
     diff = optax_norm(jax.tree.map(jnp.subtract, so, fo))
     assert diff > 1e-3 * optax_norm(so), "second order must differ from first order"
 
@@ -162,8 +162,8 @@ def test_first_order_is_query_gradient_at_adapted_params_and_differs_from_second
 def test_zero_inner_steps_first_and_second_order_equal_plain_gradient():
     meta_params, episodes = _meta_params(), _episodes()
     cfg = CFG.replace(num_inner_steps=0, head_init="proto")
-    (_, _), so = meta_grads(meta_params, episodes, cfg, KEY)
-    (_, _), fo = meta_grads(meta_params, episodes, cfg.replace(first_order=True), KEY)
+    (_, _), so = meta_grads(meta_params, episodes, cfg)
+    (_, _), fo = meta_grads(meta_params, episodes, cfg.replace(first_order=True))
 
     support_labels = np.asarray(episodes.support.labels)
 
@@ -187,7 +187,7 @@ def test_zero_inner_steps_first_and_second_order_equal_plain_gradient():
 
 def test_vmapped_meta_loss_equals_mean_of_per_task_loop():
     meta_params, episodes = _meta_params(), _episodes(tasks=4)
-    loss, metrics = meta_loss(meta_params, episodes, CFG, KEY)
+    loss, metrics = meta_loss(meta_params, episodes, CFG)
     task_loss = jax.jit(maml_task_loss, static_argnums=2)  # one compile, four calls
     per_task = [task_loss(meta_params, _task(episodes, t), CFG)[0] for t in range(4)]
     np.testing.assert_allclose(loss, np.mean(per_task), atol=1e-6)
@@ -204,9 +204,9 @@ def test_remat_policies_give_the_same_gradients(adapt, remat):
     gives the default (hvp) meta-gradient."""
     meta_params, episodes = _meta_params(), _episodes()
     cfg = CFG.replace(**adapt)
-    (_, _), ref = meta_grads(meta_params, episodes, cfg, KEY)
+    (_, _), ref = meta_grads(meta_params, episodes, cfg)
     (_, _), g = meta_grads(meta_params, episodes,
-                           cfg.replace(second_order="autodiff", remat=remat), KEY)
+                           cfg.replace(second_order="autodiff", remat=remat))
     _tree_close(g, ref, atol=1e-6)
 
 
@@ -216,15 +216,15 @@ def test_cached_frozen_bottom_equals_full_recompute():
     meta_params, episodes = _meta_params(), _episodes()
     cached = CFG.replace(adapt="top_k_layers", adapt_top_k=1)
     uncached = CFG.replace(adapt="regex", adapt_regex=r"encoder/encoder/layer/1/.*")
-    (l1, _), g1 = meta_grads(meta_params, episodes, cached, KEY)
-    (l2, _), g2 = meta_grads(meta_params, episodes, uncached, KEY)
+    (l1, _), g1 = meta_grads(meta_params, episodes, cached)
+    (l2, _), g2 = meta_grads(meta_params, episodes, uncached)
     np.testing.assert_allclose(l1, l2, atol=1e-6)
     _tree_close(g1, g2, atol=1e-6)
 
 
 def test_padding_rows_and_padding_tokens_do_not_affect_loss_or_gradients():
     meta_params, episodes = _meta_params(), _episodes()
-    (l0, m0), g0 = meta_grads(meta_params, episodes, CFG, KEY)
+    (l0, m0), g0 = meta_grads(meta_params, episodes, CFG)
 
     def pad(ex: Examples, rows=2, tokens=4) -> Examples:
         junk = lambda x, v: jnp.concatenate([x, jnp.full((x.shape[0], rows) + x.shape[2:], v,
@@ -235,7 +235,7 @@ def test_padding_rows_and_padding_tokens_do_not_affect_loss_or_gradients():
         return ex._replace(input_ids=more(ex.input_ids), attention_mask=more(ex.attention_mask))
 
     padded = Episodes(pad(episodes.support), pad(episodes.query))
-    (l1, m1), g1 = meta_grads(meta_params, padded, CFG, KEY)
+    (l1, m1), g1 = meta_grads(meta_params, padded, CFG)
     np.testing.assert_allclose(l1, l0, atol=1e-6)
     np.testing.assert_allclose(m1["accuracy"], m0["accuracy"], atol=1e-6)
     _tree_close(g1, g0, atol=1e-5)
@@ -276,7 +276,7 @@ def test_adapt_filters_select_the_documented_leaves():
 def test_meta_learn_frozen_false_leaves_frozen_layers_without_gradient():
     meta_params, episodes = _meta_params(), _episodes()
     cfg = CFG.replace(adapt="top_k_layers", adapt_top_k=1, meta_learn_frozen=False)
-    (_, _), g = meta_grads(meta_params, episodes, cfg, KEY)
+    (_, _), g = meta_grads(meta_params, episodes, cfg)
     flat = inner.flatten(g)
     assert all(float(jnp.abs(v).max()) == 0.0 for k, v in flat.items()
                if "layer/0/" in k or "embeddings" in k)
@@ -302,8 +302,8 @@ def test_embedding_row_view_equals_full_table(first_order):
     n_tokens = episodes.support.input_ids[0].size + episodes.query.input_ids[0].size
     assert n_tokens < VOCAB  # the row view is active for this shape
     cfg = CFG.replace(first_order=first_order)
-    (l1, m1), g1 = meta_grads(meta_params, episodes, cfg, KEY)
-    (l2, m2), g2 = meta_grads(meta_params, episodes, cfg.replace(embedding_rows=False), KEY)
+    (l1, m1), g1 = meta_grads(meta_params, episodes, cfg)
+    (l2, m2), g2 = meta_grads(meta_params, episodes, cfg.replace(embedding_rows=False))
     np.testing.assert_allclose(l1, l2, atol=1e-6)
     np.testing.assert_allclose(m1["accuracy"], m2["accuracy"])
     _tree_close(g1, g2, atol=1e-6)
@@ -336,14 +336,14 @@ def test_task_chunks_equal_all_tasks_at_once():
     exactly in float64 below)."""
     meta_params, episodes = _meta_params(), _episodes(tasks=4)
     cfg = CFG.replace(first_order=True)
-    (l0, m0), g0 = meta_grads(meta_params, episodes, cfg, KEY)
+    (l0, m0), g0 = meta_grads(meta_params, episodes, cfg)
     for k in (2,):  # chunks of one task: the float64 test below
-        (l1, m1), g1 = meta_grads(meta_params, episodes, cfg.replace(task_chunk=k), KEY)
+        (l1, m1), g1 = meta_grads(meta_params, episodes, cfg.replace(task_chunk=k))
         np.testing.assert_allclose(l1, l0, atol=1e-6)
         np.testing.assert_allclose(m1["accuracy"], m0["accuracy"], atol=1e-6)
         _tree_close(g1, g0, atol=1e-6)
     with pytest.raises(ValueError, match="task_chunk=3 must divide the 4 tasks"):
-        meta_grads(meta_params, episodes, cfg.replace(task_chunk=3), KEY)
+        meta_grads(meta_params, episodes, cfg.replace(task_chunk=3))
     with pytest.raises(ValueError, match="task_chunk=-1 must be >= 0"):
         CFG.replace(task_chunk=-1)
 
@@ -357,8 +357,8 @@ def test_task_chunks_equal_all_tasks_at_once_float64():
         cfg = CFG.replace(model=model)
         meta_params = jax.tree.map(lambda x: x.astype(jnp.float64), _meta_params())
         episodes = _episodes(tasks=4)
-        (l0, _), g0 = meta_grads(meta_params, episodes, cfg, KEY)
-        (l1, _), g1 = meta_grads(meta_params, episodes, cfg.replace(task_chunk=1), KEY)
+        (l0, _), g0 = meta_grads(meta_params, episodes, cfg)
+        (l1, _), g1 = meta_grads(meta_params, episodes, cfg.replace(task_chunk=1))
         np.testing.assert_allclose(l1, l0, atol=1e-13)
         _tree_close(g1, g0, atol=1e-12)
 

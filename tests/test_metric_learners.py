@@ -76,8 +76,8 @@ def test_protomaml_head_at_step_zero_reproduces_protonet():
         # Equal up to a per-row constant |q|^2: same softmax, same predictions.
         _close(jax.nn.log_softmax(proto_maml), jax.nn.log_softmax(protonet), atol=1e-4)
         np.testing.assert_array_equal(proto_maml.argmax(-1), protonet.argmax(-1))
-    (l1, m1), _ = meta_grads({"encoder": encoder}, episodes, cfg, KEY)
-    (l2, m2), _ = meta_grads({"encoder": encoder}, episodes, cfg.replace(algorithm="protonet"), KEY)
+    (l1, m1), _ = meta_grads({"encoder": encoder}, episodes, cfg)
+    (l2, m2), _ = meta_grads({"encoder": encoder}, episodes, cfg.replace(algorithm="protonet"))
     np.testing.assert_allclose(l1, l2, rtol=1e-5)
     np.testing.assert_allclose(m1["accuracy"], m2["accuracy"])
 
@@ -146,8 +146,8 @@ def test_metric_learners_ignore_padding_rows(name):
     cfg = CFG.replace(algorithm=name, fce=name == "matchingnet")
     meta_params = init_meta_params(encoder, cfg, KEY)
     padded = jax.vmap(_pad_support)(episodes)
-    (l0, m0), g0 = meta_grads(meta_params, episodes, cfg, KEY)
-    (l1, m1), g1 = meta_grads(meta_params, padded, cfg, KEY)
+    (l0, m0), g0 = meta_grads(meta_params, episodes, cfg)
+    (l1, m1), g1 = meta_grads(meta_params, padded, cfg)
     np.testing.assert_allclose(l1, l0, rtol=1e-5)
     np.testing.assert_allclose(m1["accuracy"], m0["accuracy"])
     _close(g1, g0, atol=1e-5)

@@ -9,7 +9,8 @@ import pytest
 from tree_asserts import assert_bits_equal
 
 from jaxmaml.checkpoint import RunCheckpoints
-from jaxmaml.config import ConfigError, from_dict, load_config, to_dict
+from jaxmaml.config import ConfigError, to_dict
+from jaxmaml.config_load import from_dict, load_config
 from jaxmaml.data.episodes import EpisodeSampler
 from jaxmaml.data.mixture import MixtureSampler, combine
 from jaxmaml.data.tokenize import TokenizedData

@@ -21,9 +21,10 @@ from jax.sharding import NamedSharding, PartitionSpec as P
 from jaxmaml import parallel
 from jaxmaml.data.synthetic import synthetic_episodes
 from jaxmaml.meta.config import MetaConfig, OptimConfig
-from jaxmaml.meta.outer import (init_meta_params, init_state, jit_meta_step, make_optimizer,
-                                meta_grads)
+from jaxmaml.meta.outer import (init_meta_params, jit_meta_step, make_optimizer, meta_grads,
+                                new_state)
 from jaxmaml.models.bert import BertConfig, init_params
+from jaxmaml import tree as jtree
 
 TASKS, STEPS, SEQ = 8, 3, 16
 TOL = dict(atol=1e-5, rtol=1e-5)
@@ -50,8 +51,7 @@ def cfg_for(first_order: bool) -> MetaConfig:
 
 def init_fn():
     encoder = init_params(CFG.model, jax.random.key(0))
-    return init_state(init_meta_params(encoder, CFG, jax.random.key(1)), OPTIMIZER,
-                      jax.random.key(2))
+    return new_state(encoder, CFG, OPTIMIZER, jax.random.key(1))
 
 
 def host_episodes(step: int):
@@ -218,7 +218,7 @@ def assert_close_scaled(actual, expected, rtol: float = 1e-5, floor: float = 1e-
         e, a = np.asarray(e, np.float64), np.asarray(a, np.float64)
         err, scale = np.abs(a - e).max(initial=0.0), np.abs(e).max(initial=0.0)
         assert err <= rtol * scale + floor, (
-            f"{parallel.path_str(path)}: max error {err:.3g} > {rtol} * {scale:.3g} + {floor}")
+            f"{jtree.path_str(path)}: max error {err:.3g} > {rtol} * {scale:.3g} + {floor}")
 
 
 def check_parity(shape, rules, first_order):
@@ -260,11 +260,10 @@ def check_meta_grads(shape, rules, first_order, task_chunk=0, float64=False):
             make = lambda: _to64(init_fn())  # noqa: E731
         host = host_episodes(0)
         state = jax.device_put(jax.jit(make)(), jax.devices()[0])
-        key = jax.random.key(7)
-        ref = jax.jit(lambda p, e: meta_grads(p, e, cfg, key))(state.meta_params, host)
+        ref = jax.jit(lambda p, e: meta_grads(p, e, cfg))(state.meta_params, host)
         mesh = mesh_of(shape)
         state, shardings = parallel.create_state(make, mesh, rules)
-        grads_fn = jax.jit(lambda p, e: meta_grads(p, e, cfg, key),
+        grads_fn = jax.jit(lambda p, e: meta_grads(p, e, cfg),
                            in_shardings=(shardings.meta_params,
                                          parallel.episodes_sharding(mesh)),
                            out_shardings=((parallel.replicated(mesh), parallel.replicated(mesh)),
@@ -294,12 +293,12 @@ def test_task_chunks_on_a_sharded_task_axis_match_single_device():
         cfg = cfg_for(True).replace(model=CFG.model.replace(dtype="float64"))
         params = _to64(init_meta_params(init_params(CFG.model, jax.random.key(0)), cfg,
                                        jax.random.key(1)))
-        host, key = host_episodes(0), jax.random.key(7)
-        ref = jax.jit(lambda p, e: meta_grads(p, e, cfg, key))(params, host)
+        host = host_episodes(0)
+        ref = jax.jit(lambda p, e: meta_grads(p, e, cfg))(params, host)
         mesh = mesh_of((4, 2))
         shard = parallel.tree_shardings(params, mesh, "fsdp")
         chunked = cfg.replace(task_chunk=4)
-        out = jax.jit(lambda p, e: meta_grads(p, e, chunked, key),
+        out = jax.jit(lambda p, e: meta_grads(p, e, chunked),
                       in_shardings=(shard, parallel.episodes_sharding(mesh)))(
             jax.device_put(params, shard), parallel.put_episodes(host, mesh))
         chex.assert_trees_all_close(jax.device_get(out), jax.device_get(ref), atol=1e-12,
@@ -324,7 +323,7 @@ def test_meta_gradients_match_single_device_full_grid(shape, rules, first_order)
 def test_compiled_step_uses_declared_shardings(shape, rules):
     run = sharded(shape, rules, False)
     mesh, shardings = run["mesh"], run["shardings"]
-    abstract = parallel.abstract_state(run["state"], shardings)
+    abstract = jtree.abstract(run["state"], shardings)
     episodes = jax.tree.map(
         lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=parallel.episodes_sharding(mesh)),
         host_episodes(0))
@@ -372,7 +371,7 @@ def test_checkpoint_saved_on_one_mesh_resumes_on_another(tmp_path):
     with ocp.StandardCheckpointer() as ckptr:
         ckptr.save(tmp_path / "ckpt", state)
         ckptr.wait_until_finished()
-        target = parallel.abstract_state(jax.eval_shape(init_fn), second["shardings"])
+        target = jtree.abstract(jax.eval_shape(init_fn), second["shardings"])
         restored = ckptr.restore(tmp_path / "ckpt", target)
     assert isinstance(restored, type(state))
     jax.tree.map(lambda x, s: x.sharding.is_equivalent_to(s, x.ndim) or pytest.fail(str(x.sharding)),

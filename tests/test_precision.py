@@ -12,7 +12,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jaxmaml.bench_flops import _sub_jaxprs
+from jaxmaml.bench.flops import _sub_jaxprs
 from jaxmaml.data.synthetic import synthetic_episodes
 from jaxmaml.meta import outer
 from jaxmaml.meta.config import MetaConfig, OptimConfig
@@ -93,8 +93,7 @@ def test_bf16_meta_step_keeps_float32_params_and_optimizer_state():
     cfg32 = cfg16.replace(model=cfg16.model.replace(dtype="float32"))
     optimizer = outer.make_optimizer(OptimConfig(name="adamw", lr=1e-3))
     state = outer.init_state(meta_params, optimizer, jax.random.key(4))
-    key = jax.random.fold_in(jax.random.wrap_key_data(state.key), 0)
-    loss32, _ = jax.jit(outer.meta_loss, static_argnums=2)(meta_params, episodes, cfg32, key)
+    loss32, _ = jax.jit(outer.meta_loss, static_argnums=2)(meta_params, episodes, cfg32)
     state, metrics = jax.jit(outer.make_meta_step(cfg16, optimizer))(state, episodes)
     # query loss after 2 inner steps, bf16 vs f32 matmuls
     np.testing.assert_allclose(metrics["loss"], loss32, rtol=1e-2)
@@ -107,8 +106,7 @@ def test_bf16_meta_step_keeps_float32_params_and_optimizer_state():
 def test_bf16_meta_gradient_tracks_float32():
     cfg16, episodes, meta_params = _setup(BF16)
     cfg32 = cfg16.replace(model=cfg16.model.replace(dtype="float32"))
-    grads = [jax.jit(outer.meta_grads, static_argnums=2)(meta_params, episodes, c,
-                                                          jax.random.key(3))[1]
+    grads = [jax.jit(outer.meta_grads, static_argnums=2)(meta_params, episodes, c)[1]
              for c in (cfg16, cfg32)]
     assert all(x.dtype == jnp.float32 for x in jax.tree.leaves(grads[0]))
     assert _cosine(*grads) > 0.99
@@ -129,7 +127,7 @@ def _dots(jaxpr):
 def test_every_encoder_matmul_of_the_bf16_meta_step_is_bf16_with_f32_output(how):
     cfg, episodes, meta_params = _setup(BF16)
     cfg = cfg.replace(**how)
-    jaxpr = jax.make_jaxpr(lambda p, e: outer.meta_grads(p, e, cfg, jax.random.key(0)))(
+    jaxpr = jax.make_jaxpr(lambda p, e: outer.meta_grads(p, e, cfg))(
         meta_params, episodes).jaxpr
     flops = {"bf16": 0.0, "other": 0.0}
     for eqn in _dots(jaxpr):

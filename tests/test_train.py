@@ -10,7 +10,8 @@ import pytest
 from tree_asserts import assert_bits_equal
 
 from jaxmaml.checkpoint import RunCheckpoints
-from jaxmaml.config import ConfigError, load_config
+from jaxmaml.config import ConfigError
+from jaxmaml.config_load import load_config
 from jaxmaml.experiment import abstract_state, initial_encoder
 from jaxmaml.train import TrainingDiverged, train
 

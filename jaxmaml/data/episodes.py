@@ -22,7 +22,6 @@ import numpy as np
 from jaxmaml.data.tokenize import TokenizedData
 from jaxmaml.types import Episodes, Examples
 
-_POOL_TAG = 0x706F6F6C  # separates the max_per_class subsampling stream from episodes
 
 
 class IndexEpisodes(NamedTuple):
@@ -46,7 +45,7 @@ def gather(arrays: Mapping[str, np.ndarray], index: IndexEpisodes) -> Episodes:
 
     Args:
       arrays: maps ``Examples`` field names (e.g. ``input_ids``, ``attention_mask``,
-        ``lower``) to arrays whose leading axis is the dataset row ``[N, ...]``. Fields not
+        ``bottom``) to arrays whose leading axis is the dataset row ``[N, ...]``. Fields not
         given are ``None``.
       index: from :meth:`EpisodeSampler.indices`.
 
@@ -74,18 +73,16 @@ class EpisodeSampler:
 
     Args:
       data: anything with ``labels`` (int ``[N]``) and ``class_names``; a
-        :class:`TokenizedData` for :meth:`episodes` / ``next()``.
+        :class:`TokenizedData` for :meth:`episodes`.
       classes: class names (or indices into ``data.class_names``) to sample from, e.g. one
         part of a split; ``None`` means all classes.
       way, shot, query: classes per task, support and query examples per class.
       tasks: tasks per batch (the leading axis of every array).
       seed: non-negative int; with the step it fixes every episode.
-      max_per_class: if set, each class's pool is a seeded subset of this many examples
-        (e.g. to bound the examples whose features are precomputed).
     """
 
     def __init__(self, data: Any, classes: Sequence[str | int] | None, way: int, shot: int,
-                 query: int, tasks: int, seed: int, max_per_class: int | None = None):
+                 query: int, tasks: int, seed: int):
         for name, value, lo in (("way", way, 2), ("shot", shot, 1), ("query", query, 1),
                                 ("tasks", tasks, 1), ("seed", seed, 0)):
             if int(value) != value or value < lo:
@@ -94,7 +91,6 @@ class EpisodeSampler:
         self.way, self.shot, self.query = int(way), int(shot), int(query)
         self.tasks = int(tasks)
         self.seed, self.step = int(seed), 0
-        self.max_per_class = max_per_class
         names = tuple(data.class_names)
         self.class_ids = self._resolve_classes(classes, names)
         self.class_names = tuple(names[c] for c in self.class_ids)
@@ -104,13 +100,7 @@ class EpisodeSampler:
         labels = np.asarray(data.labels)
         order = np.argsort(labels, kind="stable")
         starts = np.searchsorted(labels[order], np.arange(len(names) + 1))
-        pool_rng = np.random.default_rng([_POOL_TAG, self.seed])
-        self.pools: list[np.ndarray] = []
-        for c in self.class_ids:
-            pool = order[starts[c]:starts[c + 1]]
-            if max_per_class is not None and len(pool) > max_per_class:
-                pool = np.sort(pool_rng.choice(pool, size=max_per_class, replace=False))
-            self.pools.append(pool)
+        self.pools = [order[starts[c]:starts[c + 1]] for c in self.class_ids]
         need = self.shot + self.query
         small = [(n, len(p)) for n, p in zip(self.class_names, self.pools) if len(p) < need]
         if small:
@@ -177,14 +167,6 @@ class EpisodeSampler:
         return gather({"input_ids": self.data.input_ids,
                        "attention_mask": self.data.attention_mask},
                       self.indices(step, tasks))
-
-    def __iter__(self) -> "EpisodeSampler":
-        return self
-
-    def __next__(self) -> Episodes:
-        out = self.episodes(self.step)
-        self.step += 1
-        return out
 
     def state_dict(self) -> dict[str, int]:
         return {"seed": self.seed, "step": self.step}

@@ -120,14 +120,6 @@ class MixtureSampler:
                        "attention_mask": self.data.attention_mask},
                       self.indices(step, tasks))
 
-    def __iter__(self) -> "MixtureSampler":
-        return self
-
-    def __next__(self) -> Episodes:
-        out = self.episodes(self.step)
-        self.step += 1
-        return out
-
     def state_dict(self) -> dict:
         return {"seed": self.seed, "step": self.step, "sources": list(self.names),
                 "weights": list(self.weights)}

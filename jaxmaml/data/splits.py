@@ -3,7 +3,8 @@
 A split is a plain JSON-able dict ``{"train": [names], "val": [names], "test": [names]}``
 so a run can write it next to its results and a later run can read it back unchanged.
 Build one from explicit class lists (:func:`validate_split`) or by seeded counts
-(:func:`split_classes`); :func:`resolve_split` accepts either.
+(:func:`split_classes`); :func:`resolve_split` accepts either. :func:`cap_rows` is the one
+per-class cap (``data.max_per_class``, ``eval.max_per_class``).
 """
 
 from __future__ import annotations
@@ -83,3 +84,28 @@ def resolve_split(spec: Mapping[str, Sequence[str]] | Sequence[int],
     if isinstance(spec, Mapping):
         return validate_split(spec, class_names)
     return split_classes(class_names, spec, seed)
+
+
+def cap_rows(labels: np.ndarray, num_classes: int, max_per_class: int | None,
+             seed: int) -> np.ndarray:
+    """Sorted rows keeping at most ``max_per_class`` examples of each class.
+
+    Args:
+      labels: int ``[N]`` class ids in ``[0, num_classes)``.
+      max_per_class: the cap; ``None`` keeps every row.
+      seed: the choice is ``default_rng([seed, 104729])``, one draw per class over the cap
+        in class-id order, so a class's rows do not depend on which classes are used later.
+    Returns:
+      int64 ``[M]`` row indices in their original order.
+    """
+    labels = np.asarray(labels)
+    if max_per_class is None:
+        return np.arange(len(labels), dtype=np.int64)
+    rng = np.random.default_rng([seed, 104729])
+    keep = []
+    for c in range(num_classes):
+        rows = np.flatnonzero(labels == c)
+        if len(rows) > max_per_class:
+            rows = rng.choice(rows, size=max_per_class, replace=False)
+        keep.append(rows)
+    return np.sort(np.concatenate(keep)).astype(np.int64)

@@ -25,30 +25,30 @@ class PullState(NamedTuple):
     anchor: Any
 
 
-def pull_to_init(strength: float, key: str = "encoder") -> optax.GradientTransformation:
-    """Add ``strength * (theta - theta_0)`` to the gradients of ``params[key]``.
+def pull_to_init(strength: float, subtree: str = "encoder") -> optax.GradientTransformation:
+    """Add ``strength * (theta - theta_0)`` to the gradients of ``params[subtree]``.
 
-    ``theta_0`` is ``params[key]`` as passed to ``init``; other top-level entries of the
+    ``theta_0`` is ``params[subtree]`` as passed to ``init``; other top-level entries of the
     params (learner extras such as learned inner LRs) are not pulled. ``update`` needs
     ``params``.
     """
 
     def init_fn(params):
-        return PullState(anchor=jax.tree.map(jnp.copy, params[key]))
+        return PullState(anchor=jax.tree.map(jnp.copy, params[subtree]))
 
     def update_fn(updates, state, params=None):
         if params is None:
             raise ValueError("pull_to_init needs the params: optimizer.update(g, s, params).")
         pulled = jax.tree.map(lambda g, p, a: g + strength * (p - a).astype(g.dtype),
-                              updates[key], params[key], state.anchor)
-        return {**updates, key: pulled}, state
+                              updates[subtree], params[subtree], state.anchor)
+        return {**updates, subtree: pulled}, state
 
     return optax.GradientTransformation(init_fn, update_fn)
 
 
-def pull_penalty(params: dict, anchor: Any, strength: float, key: str = "encoder"
+def pull_penalty(params: dict, anchor: Any, strength: float, subtree: str = "encoder"
                  ) -> jax.Array:
-    """``strength/2 * sum |theta - theta_0|^2`` over ``params[key]`` (a scalar; for logging
+    """``strength/2 * sum |theta - theta_0|^2`` over ``params[subtree]`` (a scalar; for logging
     and as the reference the gradient is tested against)."""
-    sq = jax.tree.map(lambda p, a: jnp.sum((p - a) ** 2), params[key], anchor)
+    sq = jax.tree.map(lambda p, a: jnp.sum((p - a) ** 2), params[subtree], anchor)
     return 0.5 * strength * sum(jax.tree.leaves(sq))

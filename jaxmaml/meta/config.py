@@ -78,7 +78,7 @@ class MetaConfig:
         meta-gradients in the outer loop (False: they stay at their initial values).
       outer_frozen_layers: the embeddings and this many bottom encoder layers are never
         trained (neither loop), so their output can be computed once per dataset and fed
-        as ``Examples.lower`` (0 = train everything). Makes meta-training a large encoder
+        as ``Examples.bottom`` (0 = train everything). Makes meta-training a large encoder
         on a CPU affordable: only the top layers run per step.
       outer_regex: meta-learn only the encoder leaves whose path in ``meta_params``
         fully matches this regex (e.g. BitFit-style LayerNorm and biases of the top layers:

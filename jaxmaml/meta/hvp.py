@@ -15,7 +15,7 @@ The step's vector-Jacobian product has a closed form, because the Hessian is sym
 
 and all three come out of ONE forward-over-reverse product ``jax.jvp(grad L, (a,), (lr * v,))``
 (the gradient taken with respect to ``a`` and every float input ``c`` of ``L``: frozen
-leaves, cached lower-layer features, learned head inits). :func:`sgd_step` is a
+leaves, cached bottom features, learned head inits). :func:`sgd_step` is a
 ``jax.custom_vjp`` that keeps only ``a`` (and ``L``'s inputs, which are loop-invariant)
 and recomputes the step's gradient inside that product. Same meta-gradient as autodiff
 (tested in float64), at ~4/3 of its FLOPs, with one inner step's working set instead of

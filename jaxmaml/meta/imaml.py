@@ -7,7 +7,7 @@ Per task the inner loop approximately solves
     phi* = argmin_phi  L_s(phi, c) + lam/2 |phi - theta|^2
 
 (``theta``: the adapted leaves' initial values, ``c``: everything else ``L_s`` reads: frozen
-leaves, cached lower-layer features; ``lam`` = ``meta.imaml_lambda``) with
+leaves, cached bottom features; ``lam`` = ``meta.imaml_lambda``) with
 ``meta.num_inner_steps`` SGD steps of size ``meta.inner_lr`` from ``theta``. At the
 optimum ``grad L_s(phi*) + lam (phi* - theta) = 0``, so by the implicit function theorem,
 with ``H = d^2 L_s / d phi^2`` and ``M = d^2 L_s / (d phi d c)`` at ``phi*``:
@@ -176,18 +176,16 @@ def _task_loss(meta_params, episode, cfg: MetaConfig, probe):
     return loss, {"loss": loss, "accuracy": acc}
 
 
-def task_loss(meta_params: dict, episode, cfg: MetaConfig, key=None):
+def task_loss(meta_params: dict, episode, cfg: MetaConfig):
     """Query loss of the proximal inner solution (evaluation; no residual)."""
-    del key
     return _task_loss(meta_params, episode, cfg, None)
 
 
-def meta_grad(meta_params: dict, episodes, cfg: MetaConfig, key: jax.Array,
-              step: jax.Array | int = 0):
+def meta_grad(meta_params: dict, episodes, cfg: MetaConfig, step: jax.Array | int = 0):
     """``((loss, metrics), grads)`` of the mean query loss with the implicit meta-gradient;
     ``metrics["cg_residual"]``: the task mean of ``|v - A x| / |v|`` (``[tasks, ...]``
     episodes)."""
-    del key, step
+    del step  # no annealing
     tasks = episodes.support.labels.shape[0]
 
     def mean_loss(mp, probe):

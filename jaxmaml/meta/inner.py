@@ -19,35 +19,18 @@ import numpy as np
 from jaxmaml.meta import hvp
 from jaxmaml.meta.config import MetaConfig
 from jaxmaml.models.bert import embed, run_layers
+from jaxmaml.tree import flatten, unflatten  # noqa: F401 -- params as flat path dicts
 from jaxmaml.types import Examples
 
 Params = dict[str, Any]
 Flat = dict[str, jax.Array]
 
 
-# ---------------------------------------------------------------- params as flat path dicts
-def flatten(params: Params) -> Flat:
-    """``{"a": {"b": x}}`` -> ``{"a/b": x}`` (paths are static strings)."""
-    flat = jax.tree_util.tree_flatten_with_path(params)[0]
-    return {"/".join(str(k.key) for k in path): leaf for path, leaf in flat}
-
-
-def unflatten(flat: Flat) -> Params:
-    out: dict = {}
-    for path, leaf in flat.items():
-        *parents, last = path.split("/")
-        node = out
-        for k in parents:
-            node = node.setdefault(k, {})
-        node[last] = leaf
-    return out
-
-
 def first_adapted_layer(cfg: MetaConfig) -> int:
     """Index of the lowest encoder layer the inner loop updates (``num_layers`` = none).
 
     Everything below it is frozen in the inner loop, so its output is computed once per
-    task (see :func:`caches_lower`).
+    task (see :func:`caches_bottom`).
     """
     n = cfg.model.num_hidden_layers
     if cfg.adapt == "head":
@@ -102,7 +85,7 @@ def _pool(hidden: jax.Array, mask: jax.Array, cfg: MetaConfig) -> jax.Array:
     return (hidden * m).sum(-2) / jnp.maximum(m.sum(-2), 1.0)
 
 
-def caches_lower(cfg: MetaConfig) -> bool:
+def caches_bottom(cfg: MetaConfig) -> bool:
     """Whether the bottom of the encoder is frozen in the inner loop (so it can be cached).
 
     True for ``head`` (ANIL: the whole encoder) and ``top_k_layers``; ``all`` and ``regex``
@@ -113,8 +96,8 @@ def caches_lower(cfg: MetaConfig) -> bool:
 
 def _bottom(encoder: Params, examples: Examples, cfg: MetaConfig) -> tuple[jax.Array, int]:
     """(hidden states after the never-trained bottom, index of the next layer to run)."""
-    if examples.lower is not None:
-        return examples.lower, cfg.outer_frozen_layers
+    if examples.bottom is not None:
+        return examples.bottom, cfg.outer_frozen_layers
     h = embed(encoder, cfg.model, examples.input_ids)
     if not cfg.outer_frozen_layers:
         return h, 0
@@ -122,12 +105,12 @@ def _bottom(encoder: Params, examples: Examples, cfg: MetaConfig) -> tuple[jax.A
     return jax.lax.stop_gradient(h), cfg.outer_frozen_layers
 
 
-def lower_features(encoder: Params, examples: Examples, cfg: MetaConfig) -> jax.Array | None:
+def bottom_features(encoder: Params, examples: Examples, cfg: MetaConfig) -> jax.Array | None:
     """Hidden states after the layers the inner loop never updates: ``[n, L, H]``.
 
-    ``None`` when the filter may adapt the embeddings (see :func:`caches_lower`).
+    ``None`` when the filter may adapt the embeddings (see :func:`caches_bottom`).
     """
-    if not caches_lower(cfg):
+    if not caches_bottom(cfg):
         return None
     h, start = _bottom(encoder, examples, cfg)
     return run_layers(encoder, cfg.model, h, examples.attention_mask, start,
@@ -135,16 +118,16 @@ def lower_features(encoder: Params, examples: Examples, cfg: MetaConfig) -> jax.
 
 
 def features(encoder: Params, examples: Examples, cfg: MetaConfig,
-             lower: jax.Array | None = None) -> jax.Array:
+             bottom: jax.Array | None = None) -> jax.Array:
     """Pooled sentence features ``[n, H]`` (float32).
 
-    With ``lower`` (from :func:`lower_features`) only the layers from
+    With ``bottom`` (from :func:`bottom_features`) only the layers from
     :func:`first_adapted_layer` up are run.
     """
-    if lower is None:
+    if bottom is None:
         h, start = _bottom(encoder, examples, cfg)
     else:
-        h, start = lower, first_adapted_layer(cfg)
+        h, start = bottom, first_adapted_layer(cfg)
     h = run_layers(encoder, cfg.model, h, examples.attention_mask, start,
                    cfg.model.num_hidden_layers)
     return _pool(h, examples.attention_mask, cfg)
@@ -170,7 +153,7 @@ def precompute_bottom(encoder: Params, cfg: MetaConfig, input_ids: np.ndarray,
     Args:
       input_ids, attention_mask: ``[N, seq_len]`` for a whole dataset (host arrays).
     Returns:
-      float32 ``[N, seq_len, hidden]`` to store in ``Examples.lower``; computed once per
+      float32 ``[N, seq_len, hidden]`` to store in ``Examples.bottom``; computed once per
       dataset in fixed-size batches (one compiled program).
     """
     if not cfg.outer_frozen_layers:
@@ -281,12 +264,12 @@ def inner_adapt(adapted: Flat, frozen: Flat, loss_fn: Callable[[Params], jax.Arr
     return jax.lax.scan(lambda a, _: step(a, lrs), adapted, None, length=cfg.num_inner_steps)
 
 
-def support_loss_fn(support: Examples, cfg: MetaConfig, lower: jax.Array | None = None
+def support_loss_fn(support: Examples, cfg: MetaConfig, bottom: jax.Array | None = None
                     ) -> Callable[[Params], jax.Array]:
     """Cross-entropy of ``{"encoder", "head"}`` params on a support set (cached bottom)."""
 
     def loss_fn(p: Params) -> jax.Array:
-        feats = features(p["encoder"], support, cfg, lower)
+        feats = features(p["encoder"], support, cfg, bottom)
         return weighted_xent(head_logits(p["head"], feats), support.labels, support.weights)[0]
 
     return loss_fn

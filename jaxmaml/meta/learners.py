@@ -1,7 +1,7 @@
 """One registry of learners, selected by ``meta.algorithm``; each is a per-task loss with
 the same signature.
 
-``task_loss(meta_params, episode, cfg, key) -> (loss, metrics)`` is written for ONE task
+``task_loss(meta_params, episode, cfg) -> (loss, metrics)`` is written for ONE task
 (unbatched :class:`~jaxmaml.types.Episodes`) and vmapped over the task axis in
 :mod:`jaxmaml.meta.outer`. ``meta_params`` is ``{"encoder": BERT params, **extras}`` where
 ``init_extras`` creates the learner's own meta-learned leaves (e.g. learned inner LRs).
@@ -31,10 +31,10 @@ from typing import Any, Mapping
 from jaxmaml.meta import imaml, mamlpp, metasgd, metric, reptile
 from jaxmaml.meta.config import IMPLIED, MetaConfig, check_implied
 from jaxmaml.meta.task import (Learner, adapt_task, head_adapt, head_predict, maml_task_loss,
-                               score)
+                               loss_and_accuracy)
 
 __all__ = ["IMPLIED", "LEARNERS", "Learner", "adapt_task", "get_learner",
-           "maml_task_loss", "resolve_config", "score"]
+           "loss_and_accuracy", "maml_task_loss", "resolve_config"]
 
 _HEAD = dict(adapt=head_adapt, predict=head_predict)
 LEARNERS: dict[str, Learner] = {
@@ -48,13 +48,13 @@ LEARNERS: dict[str, Learner] = {
     "reptile": Learner(maml_task_loss, meta_grad=reptile.meta_grad, **_HEAD),
     "protomaml": Learner(maml_task_loss, **_HEAD),
     "imaml": Learner(imaml.task_loss, meta_grad=imaml.meta_grad, **_HEAD),
-    "protonet": Learner(metric.protonet_task_loss, adapts=False, adapt=metric.protonet_adapt,
+    "protonet": Learner(metric.protonet_task_loss, adapt=metric.protonet_adapt,
                         predict=metric.protonet_predict),
     "matchingnet": Learner(metric.matching_task_loss, init_extras=metric.matching_init_extras,
-                           adapts=False, adapt=metric.matching_adapt,
+                           adapt=metric.matching_adapt,
                            predict=metric.matching_predict),
     "relationnet": Learner(metric.relation_task_loss, init_extras=metric.relation_init_extras,
-                           adapts=False, adapt=metric.relation_adapt,
+                           adapt=metric.relation_adapt,
                            predict=metric.relation_predict),
 }
 

@@ -35,7 +35,8 @@ MIN_NON_FINAL = 0.03  # the paper's floor for non-final step weights, times 1/S
 
 def init_extras(encoder: Any, cfg: MetaConfig, key: jax.Array) -> dict:
     """``{"lslr": {"encoder": ..., "head": ...}}``: ``log(inner_lr)`` of shape ``[S]`` per leaf."""
-    return {LRS_KEY: init_log_lrs(encoder, cfg, key, leading=(cfg.num_inner_steps,),
+    del key  # the rates start at cfg.inner_lr
+    return {LRS_KEY: init_log_lrs(encoder, cfg, leading=(cfg.num_inner_steps,),
                                   per_parameter=False)}
 
 
@@ -86,14 +87,13 @@ def adapt(meta_params: dict, support: Examples, cfg: MetaConfig) -> dict:
                       per_step_lrs=True)
 
 
-def task_loss(meta_params: dict, episode: Episodes, cfg: MetaConfig, key=None):
+def task_loss(meta_params: dict, episode: Episodes, cfg: MetaConfig):
     """Query loss after the last inner step with the learned per-step rates (no MSL: the
     evaluation objective)."""
-    del key
     return _task_loss(meta_params, episode, cfg)
 
 
-def meta_grad(meta_params: dict, episodes: Episodes, cfg: MetaConfig, key: jax.Array,
+def meta_grad(meta_params: dict, episodes: Episodes, cfg: MetaConfig,
               step: jax.Array | int = 0):
     """``((loss, metrics), grads)`` of the MSL objective at meta-step ``step``.
 
@@ -101,7 +101,6 @@ def meta_grad(meta_params: dict, episodes: Episodes, cfg: MetaConfig, key: jax.A
     are the last inner step's query loss and accuracy, ``metrics["second_order"]`` is 1.0
     once derivative-order annealing has switched to second order.
     """
-    del key
     use_msl = cfg.msl_steps > 0 and cfg.num_inner_steps > 1
     weights = msl_weights(step, cfg.num_inner_steps, cfg.msl_steps) if use_msl else None
 

@@ -31,14 +31,13 @@ def _check_lr(cfg: MetaConfig) -> None:
                          "learning rates (they are stored as log(lr)).")
 
 
-def init_log_lrs(encoder: Any, cfg: MetaConfig, key: jax.Array, *,
-                 leading: tuple[int, ...] = (), per_parameter: bool = True) -> dict:
+def init_log_lrs(encoder: Any, cfg: MetaConfig, *, leading: tuple[int, ...] = (),
+                 per_parameter: bool = True) -> dict:
     """Nested ``{"encoder": ..., "head": ...}`` of ``log(cfg.inner_lr)`` for adapted leaves.
 
     ``per_parameter``: each leaf's shape (Meta-SGD), else a scalar per leaf (MAML++);
     ``leading`` prepends axes (``(num_inner_steps,)`` for per-step rates).
     """
-    del key
     _check_lr(cfg)
     value = math.log(cfg.inner_lr)
     return inner.unflatten({
@@ -46,22 +45,23 @@ def init_log_lrs(encoder: Any, cfg: MetaConfig, key: jax.Array, *,
         for path, (shape, _) in adapted_shapes(encoder, cfg).items()})
 
 
-def learned_lrs(meta_params: dict, key: str = LRS_KEY) -> dict[str, jax.Array]:
-    """Flat ``{path: lr}``: ``exp`` of the stored log learning rates, in each adapted
-    leaf's dtype (so a bfloat16 encoder keeps a bfloat16 scan carry)."""
+def learned_lrs(meta_params: dict, extras_name: str = LRS_KEY) -> dict[str, jax.Array]:
+    """Flat ``{path: lr}``: ``exp`` of the log learning rates stored in
+    ``meta_params[extras_name]``, in each adapted leaf's dtype (so a bfloat16 encoder keeps
+    a bfloat16 scan carry)."""
     dtypes = {k: v.dtype for k, v in inner.flatten({"encoder": meta_params["encoder"]}).items()}
     default = jnp.zeros(()).dtype  # the head's dtype (float64 under jax_enable_x64)
     return {k: jnp.exp(v).astype(dtypes.get(k, default))
-            for k, v in inner.flatten(meta_params[key]).items()}
+            for k, v in inner.flatten(meta_params[extras_name]).items()}
 
 
 def init_extras(encoder: Any, cfg: MetaConfig, key: jax.Array) -> dict:
-    return {LRS_KEY: init_log_lrs(encoder, cfg, key)}
+    del key  # the rates start at cfg.inner_lr
+    return {LRS_KEY: init_log_lrs(encoder, cfg)}
 
 
-def task_loss(meta_params: dict, episode: Episodes, cfg: MetaConfig, key=None):
+def task_loss(meta_params: dict, episode: Episodes, cfg: MetaConfig):
     """Query loss after adapting with the learned per-parameter learning rates."""
-    del key
     loss, acc = adapt_task(meta_params, episode, cfg, lrs=learned_lrs(meta_params)).score()
     return loss, {"loss": loss, "accuracy": acc}
 

@@ -1,7 +1,7 @@
 """Metric learners: no inner loop, a task is solved by comparing query and support features.
 
 Features are the pooled BERT sentence vectors of :func:`jaxmaml.meta.inner.features`
-(``[n, H]``; the never-trained bottom and ``Examples.lower`` are honoured). Padding rows
+(``[n, H]``; the never-trained bottom and ``Examples.bottom`` are honoured). Padding rows
 (weight 0) never enter a prototype, an attention or a loss.
 
 - ProtoNet (Snell et al. 2017): logits ``-|q - c_k|^2`` to the support class means ``c_k``
@@ -91,9 +91,8 @@ def protonet_predict(task_params: dict, examples: Examples, cfg: MetaConfig) -> 
     return prototype_logits(task_params["prototypes"], q, cfg)
 
 
-def protonet_task_loss(meta_params: dict, episode: Episodes, cfg: MetaConfig, key=None):
+def protonet_task_loss(meta_params: dict, episode: Episodes, cfg: MetaConfig):
     """Cross-entropy of :func:`protonet_predict` after :func:`protonet_adapt`."""
-    del key
     logits = protonet_predict(protonet_adapt(meta_params, episode.support, cfg),
                               episode.query, cfg)
     return _metrics(logits, episode.query)
@@ -185,9 +184,8 @@ def matching_predict(task_params: dict, examples: Examples, cfg: MetaConfig) -> 
                                    task_params["weights"], q, cfg, task_params.get("fce"))
 
 
-def matching_task_loss(meta_params: dict, episode: Episodes, cfg: MetaConfig, key=None):
+def matching_task_loss(meta_params: dict, episode: Episodes, cfg: MetaConfig):
     """``-log p(y|q)`` of :func:`matching_predict` after :func:`matching_adapt`."""
-    del key
     log_p = matching_predict(matching_adapt(meta_params, episode.support, cfg),
                              episode.query, cfg)
     return _metrics(log_p, episode.query)
@@ -231,9 +229,8 @@ def relation_predict(task_params: dict, examples: Examples, cfg: MetaConfig) -> 
     return relation_logits(task_params["relation"], task_params["prototypes"], q)
 
 
-def relation_task_loss(meta_params: dict, episode: Episodes, cfg: MetaConfig, key=None):
+def relation_task_loss(meta_params: dict, episode: Episodes, cfg: MetaConfig):
     """Mean squared error of the relation scores against one-hot targets (Sung et al.)."""
-    del key
     query = episode.query
     scores = jax.nn.sigmoid(relation_predict(relation_adapt(meta_params, episode.support, cfg),
                                              query, cfg))

@@ -17,6 +17,7 @@ import optax
 from jaxmaml.meta.config import MetaConfig, OptimConfig
 from jaxmaml.meta.inner import is_outer_frozen
 from jaxmaml.meta.learners import get_learner
+from jaxmaml.tree import path_str
 from jaxmaml.types import Episodes, MetaState
 
 
@@ -25,45 +26,40 @@ def init_meta_params(encoder: Any, cfg: MetaConfig, key: jax.Array) -> dict[str,
     return {"encoder": encoder, **get_learner(cfg.algorithm).init_extras(encoder, cfg, key)}
 
 
-def meta_loss(meta_params: dict, episodes: Episodes, cfg: MetaConfig, key: jax.Array
+def meta_loss(meta_params: dict, episodes: Episodes, cfg: MetaConfig
               ) -> tuple[jax.Array, dict[str, jax.Array]]:
     """Mean task loss over the task axis of ``episodes`` (``[tasks, ...]``).
 
     Returns ``(loss, metrics)`` with per-task metrics averaged.
     """
     task_loss = get_learner(cfg.algorithm).task_loss
-    tasks = episodes.support.labels.shape[0]
-    keys = jax.random.split(key, tasks)
-    losses, metrics = jax.vmap(task_loss, in_axes=(None, 0, None, 0))(
-        meta_params, episodes, cfg, keys)
+    losses, metrics = jax.vmap(task_loss, in_axes=(None, 0, None))(meta_params, episodes, cfg)
     return losses.mean(), jax.tree.map(jnp.mean, metrics)
 
 
-def meta_grads(meta_params: dict, episodes: Episodes, cfg: MetaConfig, key: jax.Array,
+def meta_grads(meta_params: dict, episodes: Episodes, cfg: MetaConfig,
                step: jax.Array | int = 0):
     """``((loss, metrics), grads)`` of the meta-objective w.r.t. ``meta_params``.
 
     ``step`` (the meta-step counter, traced) lets learners anneal within one program. With
     ``cfg.task_chunk = k`` (``0 < k < tasks``) the tasks are processed ``k`` at a time in a
     ``lax.scan`` that accumulates the chunks' gradients (see :func:`chunk_tasks`): the same
-    mean over tasks for the same FLOPs, with the working set of ``k`` tasks instead of all
-    (the per-task random keys, used only by dropout, differ from the all-at-once split).
+    mean over tasks for the same FLOPs, with the working set of ``k`` tasks instead of all.
     """
     tasks = episodes.support.labels.shape[0]
     if not 0 < cfg.task_chunk < tasks:
-        return _meta_grads(meta_params, episodes, key, cfg, step)
+        return _meta_grads(meta_params, episodes, cfg, step)
     chunks = chunk_tasks(episodes, cfg.task_chunk)
     n = tasks // cfg.task_chunk
-    keys = jax.random.split(key, n)
     first = jax.tree.map(lambda x: x[0], chunks)
     zeros = jax.tree.map(lambda a: jnp.zeros(a.shape, a.dtype), jax.eval_shape(
-        lambda: _meta_grads(meta_params, first, keys[0], cfg, step)))
+        lambda: _meta_grads(meta_params, first, cfg, step)))
 
-    def accumulate(total, chunk_and_key):
-        out = _meta_grads(meta_params, *chunk_and_key, cfg=cfg, step=step)
+    def accumulate(total, chunk):
+        out = _meta_grads(meta_params, chunk, cfg, step)
         return jax.tree.map(jnp.add, total, out), None
 
-    total, _ = jax.lax.scan(accumulate, zeros, (chunks, keys))
+    total, _ = jax.lax.scan(accumulate, zeros, chunks)
     return jax.tree.map(lambda x: x / n, total)
 
 
@@ -79,11 +75,11 @@ def chunk_tasks(episodes: Episodes, k: int) -> Episodes:
                         episodes)
 
 
-def _meta_grads(meta_params, episodes, key, cfg, step):
+def _meta_grads(meta_params, episodes, cfg, step):
     learner = get_learner(cfg.algorithm)
     if learner.meta_grad is not None:
-        return learner.meta_grad(meta_params, episodes, cfg, key, step)
-    return jax.value_and_grad(meta_loss, has_aux=True)(meta_params, episodes, cfg, key)
+        return learner.meta_grad(meta_params, episodes, cfg, step)
+    return jax.value_and_grad(meta_loss, has_aux=True)(meta_params, episodes, cfg)
 
 
 def not_meta_learned(path: str, cfg: MetaConfig) -> bool:
@@ -94,10 +90,6 @@ def not_meta_learned(path: str, cfg: MetaConfig) -> bool:
         return True
     return (bool(cfg.outer_regex) and path.startswith("encoder/")
             and re.fullmatch(cfg.outer_regex, path) is None)
-
-
-def _path_str(path) -> str:
-    return "/".join(str(getattr(k, "key", getattr(k, "idx", k))) for k in path)
 
 
 def lr_schedule(ocfg: OptimConfig) -> optax.Schedule:
@@ -135,21 +127,29 @@ def init_state(meta_params: dict, optimizer: optax.GradientTransformation, key: 
                      step=jnp.zeros((), jnp.int32), key=jax.random.key_data(key))
 
 
+def new_state(encoder: Any, cfg: MetaConfig, optimizer: optax.GradientTransformation,
+              key: jax.Array) -> MetaState:
+    """A fresh :class:`MetaState` for ``encoder``: :func:`init_meta_params` with
+    ``fold_in(key, 1)`` (the learner's extras), then :func:`init_state` with
+    ``fold_in(key, 2)`` (the run key). The one set-up every caller uses."""
+    meta_params = init_meta_params(encoder, cfg, jax.random.fold_in(key, 1))
+    return init_state(meta_params, optimizer, jax.random.fold_in(key, 2))
+
+
 def make_meta_step(cfg: MetaConfig, optimizer: optax.GradientTransformation
                    ) -> Callable[[MetaState, Episodes], tuple[MetaState, dict]]:
     """The un-jitted meta-step ``(state, episodes) -> (state, metrics)``.
 
-    The step's key is ``fold_in(state.key, state.step)``, so a resumed run draws the same
-    randomness as an uninterrupted one.
+    Deterministic: no learner draws random numbers during a step (``state.key`` is carried
+    unchanged; see :class:`~jaxmaml.types.MetaState`).
     """
 
     def meta_step(state: MetaState, episodes: Episodes) -> tuple[MetaState, dict]:
-        key = jax.random.fold_in(jax.random.wrap_key_data(state.key), state.step)
-        (loss, metrics), grads = meta_grads(state.meta_params, episodes, cfg, key, state.step)
+        (loss, metrics), grads = meta_grads(state.meta_params, episodes, cfg, state.step)
         updates, opt_state = optimizer.update(grads, state.opt_state, state.meta_params)
         if cfg.outer_frozen_layers or cfg.outer_regex:  # never trained: not even weight
             updates = jax.tree_util.tree_map_with_path(  # decay may move them
-                lambda path, u: jnp.zeros_like(u) if not_meta_learned(_path_str(path), cfg) else u,
+                lambda path, u: jnp.zeros_like(u) if not_meta_learned(path_str(path), cfg) else u,
                 updates)
         meta_params = optax.apply_updates(state.meta_params, updates)
         metrics = {**metrics, "loss": loss, "grad_norm": optax.global_norm(grads)}
@@ -167,18 +167,16 @@ def jit_meta_step(cfg: MetaConfig, optimizer: optax.GradientTransformation, **ji
     return jax.jit(make_meta_step(cfg, optimizer), donate_argnums=0, **jit_kwargs)
 
 
-def make_eval_step(cfg: MetaConfig) -> Callable[[dict, Episodes, jax.Array], dict]:
-    """``(meta_params, episodes, key) -> {"loss": [tasks], "accuracy": [tasks]}``.
+def make_eval_step(cfg: MetaConfig) -> Callable[[dict, Episodes], dict]:
+    """``(meta_params, episodes) -> {"loss": [tasks], "accuracy": [tasks]}``.
 
     Adapts to each task's support set and scores its query set; nothing is updated.
     Per-task values (not means) so the caller can compute confidence intervals.
     """
     task_loss = get_learner(cfg.algorithm).task_loss
 
-    def eval_step(meta_params, episodes, key):
-        keys = jax.random.split(key, episodes.support.labels.shape[0])
-        _, metrics = jax.vmap(task_loss, in_axes=(None, 0, None, 0))(
-            meta_params, episodes, cfg, keys)
+    def eval_step(meta_params, episodes):
+        _, metrics = jax.vmap(task_loss, in_axes=(None, 0, None))(meta_params, episodes, cfg)
         return metrics
 
     return eval_step

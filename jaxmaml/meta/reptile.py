@@ -24,7 +24,7 @@ from jaxmaml.meta.task import adapt_task
 from jaxmaml.types import Episodes, Examples
 
 
-def meta_grad(meta_params: dict, episodes: Episodes, cfg: MetaConfig, key: jax.Array,
+def meta_grad(meta_params: dict, episodes: Episodes, cfg: MetaConfig,
               step: jax.Array | int = 0):
     """``((loss, metrics), grads)``: ``grads = meta_params - mean_t(adapted_t)``.
 
@@ -32,7 +32,7 @@ def meta_grad(meta_params: dict, episodes: Episodes, cfg: MetaConfig, key: jax.A
     after adaptation (monitoring only; with ``reptile_all_data`` the query set was also
     trained on, so they are training-set numbers).
     """
-    del key, step
+    del step  # Reptile does not anneal
     cfg = cfg.replace(first_order=True)
     meta_params = jax.lax.stop_gradient(meta_params)
 

@@ -1,6 +1,6 @@
 """What every learner shares: the :class:`Learner` record, adapting one task, scoring it.
 
-``task_loss(meta_params, episode, cfg, key) -> (loss, metrics)`` is written for ONE task
+``task_loss(meta_params, episode, cfg) -> (loss, metrics)`` is written for ONE task
 (unbatched :class:`~jaxmaml.types.Episodes`) and vmapped over the task axis in
 :mod:`jaxmaml.meta.outer`.
 """
@@ -24,13 +24,12 @@ class Learner(NamedTuple):
     """One algorithm of the registry.
 
     Attributes:
-      task_loss: ``(meta_params, episode, cfg, key) -> (loss, {"loss", "accuracy"})`` for
+      task_loss: ``(meta_params, episode, cfg) -> (loss, {"loss", "accuracy"})`` for
         one task; also what evaluation runs.
       init_extras: ``(encoder, cfg, key) -> dict`` of meta-learned leaves stored next to
         ``"encoder"`` in ``meta_params`` (learned inner LRs, a relation module, ...).
-      meta_grad: optional ``(meta_params, episodes, cfg, key, step) -> ((loss, metrics),
+      meta_grad: optional ``(meta_params, episodes, cfg, step) -> ((loss, metrics),
         grads)`` replacing ``value_and_grad`` of the mean task loss (Reptile, MAML++).
-      adapts: whether the learner runs the inner loop (False for metric learners).
       adapt: ``(meta_params, support, cfg) -> task_params`` for one task: what a user's
         support set turns into (adapted encoder + head, prototypes, the support set).
       predict: ``(task_params, examples, cfg) -> logits [n, way]``.
@@ -39,7 +38,6 @@ class Learner(NamedTuple):
     task_loss: Callable[..., tuple[jax.Array, dict[str, jax.Array]]]
     init_extras: Callable[[Any, MetaConfig, jax.Array], dict[str, Any]] = lambda enc, cfg, key: {}
     meta_grad: Callable | None = None
-    adapts: bool = True
     adapt: Callable[[dict, Examples, MetaConfig], dict] | None = None
     predict: Callable[[dict, Examples, MetaConfig], jax.Array] | None = None
 
@@ -52,7 +50,7 @@ class Adapted(NamedTuple):
         :func:`embedding_row_view`) its word-embedding table holds only the task's rows.
       query: the query examples to score ``params`` on (token ids remapped into the row
         view when there is one).
-      lower_q: cached frozen-bottom query features, or None.
+      bottom_q: cached frozen-bottom query features, or None.
       cfg: the config to score with (its model's ``vocab_size`` is the row view's size).
       outs: per-step outputs of the inner loop (``step_fn_out``), or None.
       rows: the vocabulary ids of the row view's rows (``vocab_size`` marks padding), or
@@ -61,14 +59,14 @@ class Adapted(NamedTuple):
 
     params: dict
     query: Examples
-    lower_q: jax.Array | None
+    bottom_q: jax.Array | None
     cfg: MetaConfig
     outs: Any = None
     rows: jax.Array | None = None
 
     def score(self) -> tuple[jax.Array, jax.Array]:
         """(loss, accuracy) of the adapted params on the query set."""
-        return score(self.params, self.query, self.cfg, self.lower_q)
+        return loss_and_accuracy(self.params, self.query, self.cfg, self.bottom_q)
 
     def full_encoder(self, meta_encoder: dict) -> dict:
         """The adapted encoder with a full-vocabulary word-embedding table: the meta table
@@ -103,13 +101,13 @@ def embedding_row_view(encoder: dict, support: Examples, query: Examples, cfg: M
     (Meta-SGD's ``[vocab, H]``) are gathered into the view; per-leaf rates pass unchanged.
 
     Returns ``(encoder, support, query, cfg, lrs, rows)``; unchanged inputs and
-    ``rows=None`` when the table is not adapted, the inputs carry cached lower features,
+    ``rows=None`` when the table is not adapted, the inputs carry cached bottom features,
     the task has at least ``vocab_size`` tokens (no saving) or ``cfg.embedding_rows`` is off.
     """
     vocab = cfg.model.vocab_size
     n = support.input_ids.size + query.input_ids.size
     if (not cfg.embedding_rows or not inner.is_adapted(WORD_EMBEDDINGS, cfg) or n >= vocab
-            or support.lower is not None or query.lower is not None):
+            or support.bottom is not None or query.bottom is not None):
         return encoder, support, query, cfg, lrs, None
     ids = jnp.concatenate([support.input_ids.ravel(), query.input_ids.ravel()])
     rows, inv = jnp.unique(ids, size=n, fill_value=vocab, return_inverse=True)
@@ -150,39 +148,38 @@ def adapt_task(meta_params: dict, episode: Episodes, cfg: MetaConfig, *, lrs: An
             k: v if inner.is_adapted(k, cfg) else jax.lax.stop_gradient(v)
             for k, v in inner.flatten({"encoder": encoder}).items()})["encoder"]
     encoder, support, query, cfg, lrs, rows = embedding_row_view(encoder, *episode, cfg, lrs)
-    lower_s = inner.lower_features(encoder, support, cfg)
-    lower_q = inner.lower_features(encoder, query, cfg)
+    bottom_s = inner.bottom_features(encoder, support, cfg)
+    bottom_q = inner.bottom_features(encoder, query, cfg)
     if query_step_metrics:
         if step_fn_out is not None:
             raise ValueError("pass either step_fn_out or query_step_metrics, not both.")
-        step_fn_out = lambda p: score(p, query, cfg, lower_q)  # noqa: E731
+        step_fn_out = lambda p: loss_and_accuracy(p, query, cfg, bottom_q)  # noqa: E731
     if cfg.head_init == "zeros":
         head = inner.init_head(jnp.zeros((1, cfg.model.hidden_size)), support, cfg)
     else:
-        head = inner.init_head(inner.features(encoder, support, cfg, lower_s), support, cfg)
+        head = inner.init_head(inner.features(encoder, support, cfg, bottom_s), support, cfg)
     adapted, frozen = inner.partition({"encoder": encoder, "head": head}, cfg)
     if cfg.algorithm == "imaml":
-        adapted = imaml.implicit_adapt(adapted, frozen, inner.support_loss_fn(support, cfg, lower_s),
-                                       cfg, probe)
-        return Adapted(inner.unflatten({**frozen, **adapted}), query, lower_q, cfg, None, rows)
-    adapted, outs = inner.inner_adapt(adapted, frozen, inner.support_loss_fn(support, cfg, lower_s),
+        adapted = imaml.implicit_adapt(adapted, frozen,
+                                       inner.support_loss_fn(support, cfg, bottom_s), cfg, probe)
+        return Adapted(inner.unflatten({**frozen, **adapted}), query, bottom_q, cfg, None, rows)
+    adapted, outs = inner.inner_adapt(adapted, frozen, inner.support_loss_fn(support, cfg, bottom_s),
                                       cfg, lrs=lrs, per_step_lrs=per_step_lrs,
                                       step_fn_out=step_fn_out)
     params = inner.unflatten({**frozen, **adapted})
-    return Adapted(params, query, lower_q, cfg, outs, rows)
+    return Adapted(params, query, bottom_q, cfg, outs, rows)
 
 
-def score(params: dict, examples, cfg: MetaConfig, lower=None) -> tuple[jax.Array, jax.Array]:
+def loss_and_accuracy(params: dict, examples, cfg: MetaConfig, bottom=None) -> tuple[jax.Array, jax.Array]:
     """(loss, accuracy) of adapted ``params`` on ``examples``."""
-    feats = inner.features(params["encoder"], examples, cfg, lower)
+    feats = inner.features(params["encoder"], examples, cfg, bottom)
     return inner.weighted_xent(inner.head_logits(params["head"], feats), examples.labels,
                                examples.weights)
 
 
-def maml_task_loss(meta_params, episode: Episodes, cfg: MetaConfig, key=None):
+def maml_task_loss(meta_params, episode: Episodes, cfg: MetaConfig):
     """MAML: query loss of the params adapted on the support set (second order unless
     ``cfg.first_order``)."""
-    del key
     loss, acc = adapt_task(meta_params, episode, cfg).score()
     return loss, {"loss": loss, "accuracy": acc}
 

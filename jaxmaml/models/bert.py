@@ -24,6 +24,7 @@ import jax.numpy as jnp
 from jaxmaml.models import precision
 
 Params = dict[str, Any]
+PRESETS = ("tiny", "mini", "small", "base")  # BertConfig.preset names
 
 _ACTIVATIONS = {
     "gelu": lambda x: jax.nn.gelu(x, approximate=False),
@@ -108,11 +109,11 @@ class BertConfig:
 
     @classmethod
     def preset(cls, name: str, **kw) -> "BertConfig":
-        presets = {"tiny": cls.tiny, "mini": cls.mini, "small": cls.small, "base": cls.base}
-        if name not in presets:
-            raise ValueError(f"unknown model preset {name!r}; use one of {sorted(presets)} "
+        """The :data:`PRESETS` shape ``name`` (``tiny``, ``mini``, ``small``, ``base``)."""
+        if name not in PRESETS:
+            raise ValueError(f"unknown model preset {name!r}; use one of {sorted(PRESETS)} "
                              "or a path to a Hugging Face BERT directory.")
-        return presets[name](**kw)
+        return getattr(cls, name)(**kw)
 
 
 def _mixed(cfg: BertConfig) -> bool:

@@ -19,6 +19,7 @@ import jax
 import numpy as np
 
 from jaxmaml.models.bert import BertConfig, Params, init_params
+from jaxmaml.tree import flatten, unflatten
 
 # Non-parameter buffers some checkpoints carry; never mapped.
 _BUFFERS = ("embeddings.position_ids",)
@@ -46,18 +47,12 @@ def _hf_name(path: tuple[str, ...]) -> tuple[str, bool]:
 
 
 def _flat(params: Params) -> dict[tuple[str, ...], jax.Array]:
-    flat = jax.tree_util.tree_flatten_with_path(params)[0]
-    return {tuple(k.key for k in path): leaf for path, leaf in flat}
+    """``{("encoder", "layer", "0", ...): leaf}`` (:func:`jaxmaml.tree.flatten`, split)."""
+    return {tuple(k.split("/")): leaf for k, leaf in flatten(params).items()}
 
 
 def _unflat(flat: dict[tuple[str, ...], np.ndarray]) -> Params:
-    out: dict = {}
-    for path, leaf in flat.items():
-        node = out
-        for k in path[:-1]:
-            node = node.setdefault(k, {})
-        node[path[-1]] = leaf
-    return out
+    return unflatten({"/".join(path): leaf for path, leaf in flat.items()})
 
 
 def config_from_hf(hf_config: dict, **overrides) -> BertConfig:

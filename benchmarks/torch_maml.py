@@ -1,5 +1,9 @@
 """The PyTorch peer of the benchmark: the same MAML meta-step, written idiomatically.
 
+A reference implementation, not library code: it lives here, outside the ``jaxmaml``
+package; ``jaxmaml bench --peer torch`` (or a grid point with ``backend: torch``) loads it
+from a source checkout, and ``tests/test_bench.py`` checks our meta-step against it.
+
 Same BERT (``transformers.BertModel``, eager attention, no pooler since the head reads the
 ``[CLS]`` hidden state), the same weights (via :func:`jaxmaml.models.hf.to_hf_state_dict`),
 the same synthetic episodes, inner loop (zero-init linear head, ``S`` SGD steps on the
@@ -19,13 +23,12 @@ Requires ``torch==2.13.0`` and ``transformers`` (optional dependencies).
 
 from __future__ import annotations
 
-import statistics
-import time
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
-from jaxmaml.bench_point import BENCH_OPTIM, BenchPoint, make_episodes, resolve_model, token_counts
+from jaxmaml.bench.point import (BENCH_OPTIM, BenchPoint, make_episodes, resolve_model,
+                                 throughput_fields, time_steps)
 from jaxmaml.models.hf import config_to_hf, to_hf_state_dict
 
 
@@ -187,31 +190,9 @@ def run_torch_point(point: BenchPoint, num_threads: int) -> dict[str, Any]:
     episodes = make_episodes(point, config)
     batch = to_torch_batch(episodes)
     runner = TorchMAML(build_model(params, config, num_threads), point)
-    times: list[float] = []
     try:
-        loss0 = runner.step(batch) if point.warmup else None
-        for _ in range(point.warmup - 1):
-            runner.step(batch)
-        while len(times) < point.reps and sum(times) < point.max_time_s:
-            t0 = time.perf_counter()
-            loss = runner.step(batch)
-            times.append(time.perf_counter() - t0)
-            loss0 = loss if loss0 is None else loss0
+        times, loss0 = time_steps(lambda: runner.step(batch), point)
     except Exception as e:  # noqa: BLE001 - a failed mode is a result to report
         return {**row, "failed": f"{type(e).__name__}: {str(e).splitlines()[0][:300]}"}
-    step_s = statistics.median(times)
-    padded, real = token_counts(point, episodes)
-    return {**row, "step_time_s": step_s, "step_time_min_s": min(times),
-            "timed_reps": len(times), "meta_steps_per_s": 1.0 / step_s,
-            "tasks_per_s": point.tasks / step_s, "tokens_per_s": padded / step_s,
-            "real_tokens_per_s": real / step_s,
-            "tokens_counted": "padded (support+query, every position incl. padding)",
-            "loss_first_step": loss0}
+    return {**row, **throughput_fields(point, episodes, times), "loss_first_step": loss0}
 
-
-def torch_meta_step(point: BenchPoint, num_threads: int = 1) -> Callable[[], float]:
-    """For tests: a closure running one peer meta-step on ``point``'s episodes."""
-    params, config = resolve_model(point.model, point.dtype, point.seed)
-    batch = to_torch_batch(make_episodes(point, config))
-    runner = TorchMAML(build_model(params, config, point.threads or num_threads), point)
-    return lambda: runner.step(batch)

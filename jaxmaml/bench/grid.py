@@ -1,9 +1,9 @@
 """``jaxmaml bench``: throughput, memory, compile time and FLOP utilization of the meta-step.
 
 One point or a grid (flags with comma lists, or a YAML grid file), second- and first-order
-side by side, optionally with the PyTorch peer (:mod:`jaxmaml.bench_torch`). Prints one
-JSON object per point; ``--out DIR`` also writes ``NAME.jsonl``, ``NAME.md`` (a table) and
-``NAME_*.png`` plots (:mod:`jaxmaml.bench_report`). Example::
+side by side, optionally with the PyTorch peer (``benchmarks/torch_maml.py`` of a source
+checkout). Prints one JSON object per point; ``--out DIR`` also writes ``NAME.jsonl``,
+``NAME.md`` (a table) and ``NAME_*.png`` plots (:mod:`jaxmaml.bench.report`). Example::
 
     jaxmaml bench --model mini --way 5 --shot 5 --query 5 --seq-len 64 --tasks 4 \\
         --inner-steps 5 --order both --json
@@ -31,7 +31,7 @@ import time
 from pathlib import Path
 from typing import Any, Iterable
 
-from jaxmaml.bench_point import TORCH_MODES, BenchPoint, environment, matmul_peak, run_jax_point
+from jaxmaml.bench.point import TORCH_MODES, BenchPoint, environment, matmul_peak, run_jax_point
 
 FIELDS = {f.name: f for f in dataclasses.fields(BenchPoint)}
 JAX_ONLY = ("embedding_rows", "task_chunk", "second_order")  # the PyTorch peer has none
@@ -77,8 +77,7 @@ def run_point(point: BenchPoint, env: dict[str, Any]) -> dict[str, Any]:
     t0 = time.perf_counter()
     try:
         if point.backend == "torch":
-            from jaxmaml.bench_torch import run_torch_point
-            row.update(run_torch_point(point, env["cpu_count"]))
+            row.update(torch_peer().run_torch_point(point, env["cpu_count"]))
         else:
             row.update(run_jax_point(point))
             peak = matmul_peak(point.dtype)
@@ -92,6 +91,20 @@ def run_point(point: BenchPoint, env: dict[str, Any]) -> dict[str, Any]:
     return row
 
 
+def torch_peer():
+    """The PyTorch peer module, ``benchmarks/torch_maml.py`` of the source checkout this
+    package runs from (a reference implementation, not part of the library)."""
+    root = Path(__file__).resolve().parents[2]
+    if not (root / "benchmarks" / "torch_maml.py").is_file():
+        raise RuntimeError(f"the PyTorch peer is benchmarks/torch_maml.py of a source checkout; "
+                           f"{root} has none (run jaxmaml bench from a clone of the repository).")
+    if str(root) not in sys.path:
+        sys.path.insert(0, str(root))
+    import benchmarks.torch_maml
+
+    return benchmarks.torch_maml
+
+
 def run_point_isolated(point: BenchPoint, env: dict[str, Any]) -> dict[str, Any]:
     """:func:`run_point` in a fresh Python process: every point starts from a clean heap
     (so ``rss_peak_bytes`` is its own), and a point killed for memory becomes a failed row
@@ -100,10 +113,10 @@ def run_point_isolated(point: BenchPoint, env: dict[str, Any]) -> dict[str, Any]
     kernel's OOM killer on a shared machine."""
     limit = None
     if point.backend == "torch":
-        from jaxmaml.bench_point import available_memory_bytes
+        from jaxmaml.bench.point import available_memory_bytes
         limit = int(0.8 * (available_memory_bytes() or 0)) or None
-    child = ("import json, sys; from jaxmaml.bench import _child; _child(%r)" % limit)
-    pkg_root = str(Path(__file__).resolve().parent.parent)
+    child = ("import json, sys; from jaxmaml.bench.grid import _child; _child(%r)" % limit)
+    pkg_root = str(Path(__file__).resolve().parents[2])
     env_vars = {**os.environ, "PYTHONPATH": os.pathsep.join(
         [pkg_root, *filter(None, [os.environ.get("PYTHONPATH")])])}
     proc = subprocess.run([sys.executable, "-c", child], input=json.dumps(
@@ -194,9 +207,19 @@ def _list(kind):
     return lambda s: [kind(x) for x in s.split(",")]
 
 
+DESCRIPTION = __doc__.split("\n\n")[0]
+
+
 def build_parser() -> argparse.ArgumentParser:
-    ap = argparse.ArgumentParser(prog="jaxmaml bench", description=__doc__.split("\n\n")[0],
+    """The ``jaxmaml bench`` flags as a parser of their own (``benchmarks/run.py``)."""
+    ap = argparse.ArgumentParser(prog="jaxmaml bench", description=DESCRIPTION,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_arguments(ap)
+    return ap
+
+
+def add_arguments(ap: argparse.ArgumentParser) -> None:
+    """Add the ``jaxmaml bench`` flags to ``ap`` (the CLI's ``bench`` subparser)."""
     ap.add_argument("--grid", help="YAML grid file (other point flags are then ignored).")
     d = BenchPoint()
     for name, kind in [("model", str), ("way", int), ("shot", int), ("query", int),
@@ -222,7 +245,6 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--no-plots", action="store_true")
     ap.add_argument("--in-process", action="store_true", help="run every point in this "
                     "process (default: one fresh process per point; see run_point_isolated)")
-    return ap
 
 
 def points_from_args(args) -> tuple[str, list[BenchPoint]]:
@@ -252,14 +274,20 @@ def points_from_args(args) -> tuple[str, list[BenchPoint]]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Entry point of ``jaxmaml bench``; returns the exit status."""
+    """``jaxmaml bench`` from an argument list (``benchmarks/run.py``); the exit status."""
     args = build_parser().parse_args(argv)
     try:
         name, points = points_from_args(args)
     except (ValueError, OSError) as e:
         print(f"jaxmaml bench: error: {e}", file=sys.stderr)
         return 2
-    from jaxmaml import bench_report
+    return run(args, name, points)
+
+
+def run(args: argparse.Namespace, name: str, points: list[BenchPoint]) -> int:
+    """Run parsed ``jaxmaml bench`` flags' ``points`` (:func:`points_from_args`); prints
+    rows and writes the results files. Returns 1 if a JAX point failed, else 0."""
+    from jaxmaml.bench import report as bench_report
 
     partial = Path(args.out) / f"{name}.partial.jsonl" if args.out else None
     if partial:

