@@ -77,6 +77,8 @@ def _coerce(value: Any, tp: Any, where: str) -> Any:
                 pass
         raise ConfigError(f"{where} must be a number, got {value!r}.")
     if tp is str:
+        if value is None:  # `key:` in YAML, `--set section.key=`: the empty string (clears it)
+            return ""
         if isinstance(value, (str, int, float)) and not isinstance(value, bool):
             return str(value)
         raise ConfigError(f"{where} must be a string, got {value!r}.")

@@ -46,6 +46,15 @@ def test_overrides_are_yaml_typed():
     assert cfg.parallel.mesh == (2, -1)
 
 
+def test_an_empty_set_value_clears_a_string_key():
+    """`--set meta.outer_regex=` (or `outer_regex:` in YAML) is the empty string: the way to
+    turn off a string option the bundled config sets."""
+    quick = Path(__file__).parents[1] / "configs" / "quickstart.yaml"
+    assert load_config(quick).meta.outer_regex  # the bundled recipe sets one
+    assert load_config(quick, ["meta.outer_regex="]).meta.outer_regex == ""
+    assert load_config(quick, ["meta.outer_regex=''"]).meta.outer_regex == ""
+
+
 def test_round_trip_and_frozen_hashable():
     cfg = load_config(TINY)
     assert from_dict(to_dict(cfg)) == cfg
