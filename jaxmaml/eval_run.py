@@ -102,30 +102,50 @@ def evaluate_run(cfg: ExperimentConfig, run_dir: str | Path, *, checkpoint: str 
     run's ``eval_results.json`` (:func:`record_results`; not for ``checkpoint="init"``, nor
     when ``run_dir`` does not exist).
     """
-    from jaxmaml.evaluate import METHODS, evaluate
     from jaxmaml.experiment import initial_encoder
     from jaxmaml.loading import restore_meta_params
 
     ev = load_eval_data(cfg, data, text_column, label_column, seq_len, source_name)
     encoder = initial_encoder(cfg) if encoder is None else encoder
     step, params = meta_params or restore_meta_params(cfg, run_dir, checkpoint, encoder)
+    results = _evaluate_classes(
+        cfg, params, encoder, ev.data, ev.classes, settings, episodes, methods,
+        data_name=ev.name, split=ev.split, seq_len=ev.seq_len,
+        too_few=f"{ev.split} of {ev.name} has {len(ev.classes)}", failed="cannot evaluate")
+    _record(run_dir, checkpoint, step, results, record)
+    return step, results
+
+
+def _evaluate_classes(cfg: ExperimentConfig, params: Any, encoder: Any, data, classes,
+                      settings, episodes, methods, *, data_name: str, split: str,
+                      seq_len: int, too_few: str, failed: str) -> list[dict]:
+    """:func:`jaxmaml.evaluate.evaluate` on ``classes`` of ``data`` with the run's eval
+    defaults, its rows marked with ``seq_len`` and the number of ``classes``; a way larger
+    than the classes (``too_few`` says what there is) or an impossible setting is a
+    :class:`ConfigError`."""
+    from jaxmaml.evaluate import METHODS, evaluate
+
     settings = list(settings or cfg.eval.settings)
     for way, _, _ in settings:
-        if way > len(ev.classes):
-            raise ConfigError(f"{way}-way episodes need {way} classes but {ev.split} of "
-                              f"{ev.name} has {len(ev.classes)}; lower the way.")
+        if way > len(classes):
+            raise ConfigError(f"{way}-way episodes need {way} classes but {too_few}; "
+                              "lower the way.")
     try:
-        results = evaluate(params, cfg.meta, ev.data, ev.classes, settings,
+        results = evaluate(params, cfg.meta, data, classes, settings,
                            episodes=episodes or cfg.eval.episodes, seed=cfg.eval.seed,
                            methods=tuple(methods or METHODS), pretrained_params=encoder,
-                           data_name=ev.name, split=ev.split,
+                           data_name=data_name, split=split,
                            max_per_class=cfg.eval.max_per_class)
     except ValueError as e:
-        raise ConfigError(f"cannot evaluate: {e}") from e
-    results = [{**r, "seq_len": ev.seq_len, "classes": len(ev.classes)} for r in results]
+        raise ConfigError(f"{failed}: {e}") from e
+    return [{**r, "seq_len": seq_len, "classes": len(classes)} for r in results]
+
+
+def _record(run_dir, checkpoint: str, step: int, rows: list[dict], record: bool) -> None:
+    """With ``record``, merge ``rows`` into the run's ``eval_results.json`` (not for the
+    ``init`` checkpoint, nor when ``run_dir`` does not exist)."""
     if record and Path(run_dir).is_dir() and checkpoint != "init":
-        record_results(run_dir, [{**r, "checkpoint_step": step} for r in results])
-    return step, results
+        record_results(run_dir, [{**r, "checkpoint_step": step} for r in rows])
 
 
 def evaluate_sources(cfg: ExperimentConfig, run_dir: str | Path, *, checkpoint: str = "best",
@@ -145,7 +165,6 @@ def evaluate_sources(cfg: ExperimentConfig, run_dir: str | Path, *, checkpoint: 
     meta-test classes is skipped. ``record``: as in :func:`evaluate_run`.
     """
     from jaxmaml.data.mixture import SEP
-    from jaxmaml.evaluate import METHODS, evaluate
     from jaxmaml.experiment import initial_encoder, load_data
     from jaxmaml.loading import restore_meta_params
 
@@ -155,28 +174,16 @@ def evaluate_sources(cfg: ExperimentConfig, run_dir: str | Path, *, checkpoint: 
     tokenized, split = load_data(cfg.replace(data=dataclasses.replace(cfg.data, seq_len=n)))
     encoder = initial_encoder(cfg) if encoder is None else encoder
     step, params = meta_params or restore_meta_params(cfg, run_dir, checkpoint, encoder)
-    settings = list(settings or cfg.eval.settings)
     rows = []
     for src in cfg.data.sources:
         classes = [c for c in split["test"] if c.startswith(f"{src.label}{SEP}")]
         if not classes:
             continue
-        for way, _, _ in settings:
-            if way > len(classes):
-                raise ConfigError(f"{way}-way episodes need {way} classes but source "
-                                  f"{src.label!r} has {len(classes)} meta-test classes; "
-                                  "lower the way.")
-        try:
-            results = evaluate(params, cfg.meta, tokenized, classes, settings,
-                               episodes=episodes or cfg.eval.episodes, seed=cfg.eval.seed,
-                               methods=tuple(methods or METHODS), pretrained_params=encoder,
-                               data_name=src.label, split="meta_test",
-                               max_per_class=cfg.eval.max_per_class)
-        except ValueError as e:
-            raise ConfigError(f"cannot evaluate source {src.label!r}: {e}") from e
         domain = "held-out" if src.role == "heldout" else "in-domain"
-        rows += [{**r, "seq_len": n, "classes": len(classes), "domain": domain}
-                 for r in results]
-    if record and Path(run_dir).is_dir() and checkpoint != "init":
-        record_results(run_dir, [{**r, "checkpoint_step": step} for r in rows])
+        rows += [{**r, "domain": domain} for r in _evaluate_classes(
+            cfg, params, encoder, tokenized, classes, settings, episodes, methods,
+            data_name=src.label, split="meta_test", seq_len=n,
+            too_few=f"source {src.label!r} has {len(classes)} meta-test classes",
+            failed=f"cannot evaluate source {src.label!r}")]
+    _record(run_dir, checkpoint, step, rows, record)
     return step, rows
