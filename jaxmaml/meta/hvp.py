@@ -71,6 +71,32 @@ def sgd_update(a, grads, lrs, scalar_lr):
     return jax.tree.map(lambda p, g, r: p - r * g, a, grads, lrs)
 
 
+def float_input_grads(loss: Callable, consts: list) -> tuple[Callable, list[int]]:
+    """``(grads, floats)``: ``grads(a, fc) = (dL/da, dL/d fc)`` for a staged ``loss(a, *consts)``
+    with its float constants (``consts[i]`` for ``i`` in ``floats``) replaced by ``fc``."""
+    floats = [i for i, c in enumerate(consts) if _is_float(c)]
+
+    def grads(a, fc):
+        def loss_of(a_, fc_):
+            cs = list(consts)
+            for i, c in zip(floats, fc_):
+                cs[i] = c
+            return loss(a_, *cs)
+
+        return jax.grad(loss_of, argnums=(0, 1))(a, fc)
+
+    return grads, floats
+
+
+def stage(loss_fn: Callable[[Any], jax.Array], a: Any) -> tuple[_Staged, list]:
+    """``(loss, consts)`` with ``loss(a, *consts) == loss_fn(a)``: every value ``loss_fn``
+    closes over (and reads) made an explicit argument, as a custom VJP needs."""
+    closed = jax.make_jaxpr(loss_fn)(a)
+    used = _used_consts(closed)  # constants the loss never reads are dropped
+    jaxpr = closed.jaxpr.replace(constvars=[closed.jaxpr.constvars[i] for i in used])
+    return _Staged(jaxpr), [closed.consts[i] for i in used]
+
+
 @functools.partial(jax.custom_vjp, nondiff_argnums=(0, 1))
 def _step(loss, scalar_lr, a, lrs, consts):
     return sgd_update(a, jax.grad(loss)(a, *consts), lrs, scalar_lr)
@@ -82,16 +108,11 @@ def _step_fwd(loss, scalar_lr, a, lrs, consts):
 
 def _step_bwd(loss, scalar_lr, res, ct):
     a, lrs, consts = res
-    floats = [i for i, c in enumerate(consts) if _is_float(c)]
+    grads_of, floats = float_input_grads(loss, consts)
+    fc = [consts[i] for i in floats]
 
     def grads(a_):  # grad L with respect to a and every float input
-        def loss_of(a__, fc):
-            cs = list(consts)
-            for i, c in zip(floats, fc):
-                cs[i] = c
-            return loss(a__, *cs)
-
-        return jax.grad(loss_of, argnums=(0, 1))(a_, [consts[i] for i in floats])
+        return grads_of(a_, fc)
 
     w = (jax.tree.map(lambda v: scalar_lr * v, ct) if lrs is None
          else jax.tree.map(lambda v, r: r * v, ct, lrs))
@@ -117,7 +138,5 @@ def sgd_step(loss_fn: Callable[[Any], jax.Array], a: Any, lrs: Any, scalar_lr: f
       lrs: per-leaf learning rates (pytree like ``a``, leaves broadcastable), differentiable
         (Meta-SGD, MAML++); ``None`` uses the constant ``scalar_lr``.
     """
-    closed = jax.make_jaxpr(loss_fn)(a)
-    used = _used_consts(closed)  # constants the loss never reads are dropped
-    jaxpr = closed.jaxpr.replace(constvars=[closed.jaxpr.constvars[i] for i in used])
-    return _step(_Staged(jaxpr), scalar_lr, a, lrs, [closed.consts[i] for i in used])
+    loss, consts = stage(loss_fn, a)
+    return _step(loss, scalar_lr, a, lrs, consts)

@@ -75,26 +75,6 @@ def conjugate_gradient(matvec: Callable[[Any], Any], b: Any, steps: int) -> Any:
     return jax.lax.fori_loop(0, steps, body, (zero, b, b, rs))[0]
 
 
-def _float_indices(consts) -> list[int]:
-    return [i for i, c in enumerate(consts) if hvp._is_float(c)]
-
-
-def _grads_fn(loss, consts):
-    """``(phi, float consts) -> (d L_s/d phi, d L_s/d float consts)``."""
-    floats = _float_indices(consts)
-
-    def grads(phi, fc):
-        def loss_of(phi_, fc_):
-            cs = list(consts)
-            for i, c in zip(floats, fc_):
-                cs[i] = c
-            return loss(phi_, *cs)
-
-        return jax.grad(loss_of, argnums=(0, 1))(phi, fc)
-
-    return grads, floats
-
-
 @functools.partial(jax.custom_vjp, nondiff_argnums=(0, 1))
 def _implicit(loss, hyper: _Hyper, theta, consts, probe):
     del probe
@@ -114,7 +94,7 @@ def _implicit_fwd(loss, hyper, theta, consts, probe):
 
 def _implicit_bwd(loss, hyper, res, v):
     phi, consts, probe = res
-    grads, floats = _grads_fn(loss, consts)
+    grads, floats = hvp.float_input_grads(loss, consts)
     fc = [consts[i] for i in floats]
     _, lin = jax.linearize(lambda p: grads(p, fc), phi)  # one gradient's residuals, reused
 
@@ -159,14 +139,11 @@ def implicit_adapt(adapted: Flat, frozen: Flat, loss_fn: Callable[[Params], jax.
     def loss_of_adapted(a_: Flat) -> jax.Array:
         return loss_fn(unflatten({**frozen, **a_}))
 
-    closed = jax.make_jaxpr(loss_of_adapted)(adapted)
-    used = hvp._used_consts(closed)
-    jaxpr = closed.jaxpr.replace(constvars=[closed.jaxpr.constvars[i] for i in used])
+    loss, consts = hvp.stage(loss_of_adapted, adapted)
     hyper = _Hyper(float(cfg.imaml_lambda), float(cfg.inner_lr), int(cfg.num_inner_steps),
                    int(cfg.cg_steps), float(cfg.cg_damping))
     probe = jnp.zeros((), jnp.float32) if probe is None else probe
-    return _implicit(hvp._Staged(jaxpr), hyper, adapted, [closed.consts[i] for i in used],
-                     probe)
+    return _implicit(loss, hyper, adapted, consts, probe)
 
 
 # ---------------------------------------------------------------- the learner
