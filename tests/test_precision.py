@@ -31,6 +31,7 @@ def _rand(key, *shape):
 
 @pytest.mark.parametrize("spec,sa,sb", [
     ("...i,io->...o", (3, 5, 8), (8, 4)),                      # dense, batch-summed kernel grad
+    ("ni,io->no", (5, 8), (8, 4)),                             # 2-D: kernel grad is x.T @ g
     ("...qhd,...khd->...hqk", (2, 6, 3, 4), (2, 6, 3, 4)),      # attention scores
     ("...hqk,...khd->...qhd", (2, 3, 6, 6), (2, 6, 3, 4)),      # probs . values
 ])
@@ -43,8 +44,12 @@ def test_mixed_einsum_is_a_float32_einsum_of_bf16_rounded_operands(spec, sa, sb)
     np.testing.assert_allclose(out, ref, rtol=1e-5, atol=1e-5)
     # backward: the cotangent is rounded to bf16 too (autocast's rounding), then f32 sums
     g = _rand(2, *out.shape)
-    _, vjp = jax.vjp(lambda a_, b_: precision.mixed_einsum(spec, a_, b_), a, b)
-    da, db = vjp(g)
+
+    @jax.jit  # compiled, operands as arguments: XLA sees (and may rewrite) the backward dots
+    def vjp(a_, b_, g_):
+        return jax.vjp(lambda x, y: precision.mixed_einsum(spec, x, y), a_, b_)[1](g_)
+
+    da, db = vjp(a, b, g)
     _, ref_vjp = jax.vjp(lambda a_, b_: jnp.einsum(spec, a_, b_, precision="highest"),
                          bf(a), bf(b))
     rda, rdb = ref_vjp(bf(g))
@@ -122,8 +127,9 @@ def _dots(jaxpr):
 
 
 # Second order via 'autodiff' transposes the custom VJP's backward matmuls with JAX's own
-# rules (f32 cotangent x bf16 operand): only 'hvp' (the default) and first order are all bf16.
-@pytest.mark.parametrize("how", [dict(), dict(first_order=True)])
+# rules (f32 cotangent x bf16 operand): only 'hvp' (the default), 'linearize' and first
+# order are all bf16.
+@pytest.mark.parametrize("how", [dict(), dict(second_order="linearize"), dict(first_order=True)])
 def test_every_encoder_matmul_of_the_bf16_meta_step_is_bf16_with_f32_output(how):
     cfg, episodes, meta_params = _setup(BF16)
     cfg = cfg.replace(**how)

@@ -61,6 +61,15 @@ def _expand(term: str, ndim: int, fill: str) -> str:
     return term.replace("...", fill[:ndim - named])
 
 
+def _transpose(x: jax.Array, perm: list[int]) -> jax.Array:
+    """``x`` transposed and materialized: XLA would fold a bare transpose of a dot operand
+    back into the dot's dimension numbers (a non-canonical bf16 dot, which XLA:CPU rejects:
+    ``x.T @ dy`` for 2-D ``x``, a kernel gradient)."""
+    if perm == sorted(perm):
+        return x
+    return jax.lax.optimization_barrier(jnp.transpose(x, perm))
+
+
 def _canonical_einsum(spec: str, a: jax.Array, b: jax.Array) -> jax.Array:
     """``einsum(spec, a, b)`` as one canonical ``[B, M, K] x [B, K, N] -> [B, M, N]``
     ``dot_general`` (bf16 in, f32 out) between explicit transposes and reshapes.
@@ -85,8 +94,8 @@ def _canonical_einsum(spec: str, a: jax.Array, b: jax.Array) -> jax.Array:
     n = [c for c in tb if c not in ta]
     size = {**dict(zip(ta, a.shape)), **dict(zip(tb, b.shape))}
     prod = lambda cs: int(np.prod([size[c] for c in cs], dtype=np.int64))  # noqa: E731
-    a2 = jnp.transpose(a.astype(COMPUTE), [ta.index(c) for c in batch + m + contract])
-    b2 = jnp.transpose(b.astype(COMPUTE), [tb.index(c) for c in batch + contract + n])
+    a2 = _transpose(a.astype(COMPUTE), [ta.index(c) for c in batch + m + contract])
+    b2 = _transpose(b.astype(COMPUTE), [tb.index(c) for c in batch + contract + n])
     a2 = a2.reshape(prod(batch), prod(m), prod(contract))
     b2 = b2.reshape(prod(batch), prod(contract), prod(n))
     out = jax.lax.dot_general(a2, b2, (((2,), (1,)), ((0,), (0,))),
