@@ -7,6 +7,7 @@ second, and prints the op kinds (fusion names without their numeric suffix: ``yn
     python benchmarks/profile_step.py --model mini --order second --task-chunk 1
     python benchmarks/profile_step.py --model mini --order second --second-order autodiff
     python benchmarks/profile_step.py --model mini --order first --task-chunk 1 --top 10
+    python benchmarks/profile_step.py --model mini --order second --dtype bf16
 
 Prints JSON lines ``{"op": ..., "seconds": ..., "share": ..., "calls": ...}``; the trace
 itself stays in ``--trace-dir`` for TensorBoard / Perfetto.
@@ -47,7 +48,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--tasks", type=int, default=4)
     ap.add_argument("--inner-steps", type=int, default=5)
     ap.add_argument("--task-chunk", type=int, default=0)
-    ap.add_argument("--second-order", default="hvp", choices=("hvp", "autodiff"))
+    ap.add_argument("--second-order", default="hvp", choices=("hvp", "linearize", "autodiff"))
+    ap.add_argument("--dtype", default="f32", choices=("f32", "bf16"))
     ap.add_argument("--remat", default="none")
     ap.add_argument("--top", type=int, default=15)
     ap.add_argument("--trace-dir", default="/tmp/jaxmaml_profile")
@@ -62,7 +64,7 @@ def main(argv: list[str] | None = None) -> int:
 
     point = BenchPoint(model=args.model, order=args.order, task_chunk=args.task_chunk,
                        remat=args.remat, tasks=args.tasks, inner_steps=args.inner_steps,
-                       second_order=args.second_order)
+                       second_order=args.second_order, dtype=args.dtype)
     params, config = resolve_model(point.model, point.dtype)
     cfg = point.meta_config(config)
     episodes = jax.tree.map(jnp.asarray, make_episodes(point, config))

@@ -51,9 +51,9 @@ class BenchPoint:
     XLA's CPU thread pool). ``embedding_rows``: :attr:`MetaConfig.embedding_rows` (False:
     the inner loop carries the full word-embedding table; the PyTorch peer always does).
     ``task_chunk``: :attr:`MetaConfig.task_chunk` (0 = all tasks at once, vmap).
-    ``second_order``: :attr:`MetaConfig.second_order` (``hvp`` or ``autodiff``; second-order
-    points only, ``remat`` needs ``autodiff``). ``dtype``: ``f32``, or ``bf16`` mixed
-    precision (``model.dtype: bfloat16``; the PyTorch peer runs under
+    ``second_order``: :attr:`MetaConfig.second_order` (``hvp``, ``linearize`` or
+    ``autodiff``; second-order points only, ``remat`` needs ``autodiff``). ``dtype``:
+    ``f32``, or ``bf16`` mixed precision (``model.dtype: bfloat16``; the PyTorch peer runs under
     ``torch.autocast(dtype=torch.bfloat16)``). ``algorithm``: ``maml`` (the order decides
     MAML or FOMAML) or ``imaml`` (implicit MAML, ``cg_steps`` CG steps, lambda 1; JAX only).
     """
@@ -93,9 +93,9 @@ class BenchPoint:
         check("order", ("second", "first"))
         check("remat", REMAT_CHOICES)
         check("second_order", SECOND_ORDER_CHOICES)
-        if self.order == "second" and self.remat != "none" and self.second_order == "hvp":
+        if self.order == "second" and self.remat != "none" and self.second_order != "autodiff":
             raise ValueError(f"bench remat={self.remat!r} applies to second_order=autodiff "
-                             "(hvp recomputes each inner step already); add "
+                             f"({self.second_order} gives each inner step its own VJP); add "
                              "second_order: autodiff to the point.")
         check("adapt", tuple(a for a in ADAPT_CHOICES if a != "regex"))
         check("dtype", tuple(DTYPES))

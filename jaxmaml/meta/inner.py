@@ -230,7 +230,9 @@ def inner_adapt(adapted: Flat, frozen: Flat, loss_fn: Callable[[Params], jax.Arr
       cfg: static config: ``num_inner_steps``, ``inner_lr``, ``first_order`` (stop
         gradients through the inner gradients: FOMAML), ``second_order`` (``hvp``: each
         step's VJP is a Hessian-vector product, :mod:`jaxmaml.meta.hvp`; ``autodiff``:
-        reverse-over-reverse through the scan) and ``remat`` (``autodiff`` only).
+        ``linearize``: the same VJP from a linearization kept from the forward pass;
+        ``autodiff``: reverse-over-reverse through the scan) and ``remat`` (``autodiff``
+        only).
       lrs: per-leaf learning rates (a flat dict like ``adapted``, leaves broadcastable to
         each param) for Meta-SGD / MAML++; ``None`` uses the scalar ``cfg.inner_lr``.
       per_step_lrs: ``lrs`` leaves carry a leading ``[num_inner_steps]`` axis.
@@ -251,7 +253,8 @@ def inner_adapt(adapted: Flat, frozen: Flat, loss_fn: Callable[[Params], jax.Arr
                 grads = jax.lax.stop_gradient(grads)
             a = hvp.sgd_update(a, grads, lr, cfg.inner_lr)
         else:  # the step's VJP is a Hessian-vector product (see jaxmaml.meta.hvp)
-            a = hvp.sgd_step(loss_of_adapted, a, lr, cfg.inner_lr)
+            a = hvp.sgd_step(loss_of_adapted, a, lr, cfg.inner_lr,
+                             linearize=cfg.second_order == "linearize")
         out = None if step_fn_out is None else step_fn_out(unflatten({**frozen, **a}))
         return a, out
 
