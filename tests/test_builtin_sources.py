@@ -1,4 +1,5 @@
-"""Built-in real-text sources: debian (package synopsis -> section), wordnet_domains."""
+"""Built-in real-text sources: debian (package synopsis -> section), wordnet_domains,
+fortunes (quotation -> topic file)."""
 
 import json
 import subprocess
@@ -9,7 +10,7 @@ import pytest
 
 from jaxmaml.config import ConfigError
 from jaxmaml.config_load import load_config
-from jaxmaml.data import debian, wordnet_domains
+from jaxmaml.data import debian, fortunes, wordnet_domains
 from jaxmaml.data.builtin import BUILTIN_SOURCES
 from jaxmaml.experiment import load_text
 
@@ -127,4 +128,45 @@ def test_wordnet_domains_real_counts():
     assert (len(ds), len(ds.class_names)) == (info["num_examples"], info["num_classes"])
     counts = ds.class_counts()
     assert min(counts.values()) >= 20 and counts["law"] == 587
-    assert set(BUILTIN_SOURCES) == {"wordnet", "wordnet_domains", "debian"}
+    assert set(BUILTIN_SOURCES) == {"wordnet", "wordnet_domains", "debian", "fortunes"}
+
+
+# ---------------------------------------------------------------------------- fortunes
+def _fortune_dir(tmp_path: Path) -> Path:
+    d = tmp_path / "fortunes"
+    d.mkdir()
+    (d / "law").write_text("A jury consists of twelve persons\n  chosen to decide.\n%\n"
+                           "Lawyer, n.: one skilled in circumvention.\n%\n"
+                           "Shared line.\n%\nA jury consists of twelve persons\n"
+                           "  chosen to decide.\n%\n")
+    (d / "food").write_text("Eat right, stay fit.\n%\nShared line.\n%\n  \n%\n"
+                            "A cheese fondue.\n%\nBread.\n")
+    (d / "food.dat").write_bytes(b"\x00\x01binary index")
+    (d / "food.u8").write_text("Bread.\n%\n")
+    (d / "cookie").write_text("A grab-bag entry.\n%\nAnother.\n%\nThird.\n")
+    return d
+
+
+def test_fortunes_parse_and_filtering_rules(tmp_path):
+    d = _fortune_dir(tmp_path)
+    assert fortunes.parse_fortune_file((d / "law").read_text()) == [
+        "A jury consists of twelve persons chosen to decide.",
+        "Lawyer, n.: one skilled in circumvention.", "Shared line.",
+        "A jury consists of twelve persons chosen to decide."]
+    ds = fortunes.load_fortunes(d, min_examples=1)
+    got = sorted((ds.class_names[y], t) for t, y in zip(ds.texts, ds.labels))
+    # the repeat within law is kept once; the line in both files is dropped (ambiguous);
+    # cookie (a grab-bag, NOT_TOPICS), the .dat/.u8 files and the blank entry are not read
+    assert got == [("food", "A cheese fondue."), ("food", "Bread."),
+                   ("food", "Eat right, stay fit."),
+                   ("law", "A jury consists of twelve persons chosen to decide."),
+                   ("law", "Lawyer, n.: one skilled in circumvention.")]
+    assert ds.info["dropped"]["in_several_files"] == 2
+    assert fortunes.load_fortunes(d, min_examples=3).class_names == ("food",)
+
+
+def test_fortunes_missing_says_apt_get_install(tmp_path, monkeypatch):
+    monkeypatch.setattr(fortunes, "FORTUNES_DIR", tmp_path / "none")
+    with pytest.raises(FileNotFoundError, match="apt-get install fortunes"):
+        fortunes.load_fortunes()
+    assert "fortunes" in BUILTIN_SOURCES

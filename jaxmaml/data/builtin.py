@@ -21,6 +21,11 @@ def _debian() -> TextDataset:
     return load_debian()
 
 
+def _fortunes() -> TextDataset:
+    from jaxmaml.data.fortunes import load_fortunes
+    return load_fortunes()
+
+
 # name -> (loader, one-line description)
 BUILTIN_SOURCES = {
     "wordnet": (_wordnet, "WordNet 3.0 definitions -> 45 supersenses (117,659 examples)"),
@@ -28,6 +33,8 @@ BUILTIN_SOURCES = {
                         "WordNet 3.0 definitions -> 66 topic domains (4,918 examples)"),
     "debian": (_debian, "Debian package synopses -> 35 archive sections (20,013 examples; "
                         "needs apt-get update)"),
+    "fortunes": (_fortunes, "fortune-cookie quotations -> 32 topic files (11,537 examples; "
+                            "needs apt-get install fortunes)"),
 }
 
 
