@@ -169,4 +169,5 @@ def test_fortunes_missing_says_apt_get_install(tmp_path, monkeypatch):
     monkeypatch.setattr(fortunes, "FORTUNES_DIR", tmp_path / "none")
     with pytest.raises(FileNotFoundError, match="apt-get install fortunes"):
         fortunes.load_fortunes()
-    assert "fortunes" in BUILTIN_SOURCES
+    with pytest.raises(ConfigError, match="cannot load --data fortunes: .*apt-get install"):
+        load_text(load_config(TINY), "fortunes")
