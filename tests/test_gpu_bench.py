@@ -22,6 +22,7 @@ def test_grids_load_with_both_dtypes_imaml_and_the_peer(grid):
     assert {p.dtype for p in points} == {"f32", "bf16"}
     assert any(p.algorithm == "imaml" for p in points)
     assert any(p.backend == "torch" for p in points)
+    assert any(p.second_order == "linearize" and p.order == "second" for p in points)
 
 
 def test_gpu_points_run_grouped_by_model_jax_first():
