@@ -73,18 +73,24 @@ def sgd_update(a, grads, lrs, scalar_lr):
     return jax.tree.map(lambda p, g, r: p - r * g, a, grads, lrs)
 
 
+def float_indices(consts: list) -> list[int]:
+    """Indices of the float constants of a staged loss (the ones with a derivative)."""
+    return [i for i, c in enumerate(consts) if _is_float(c)]
+
+
 def float_input_grads(loss: Callable, consts: list) -> tuple[Callable, list[int]]:
-    """``(grads, floats)``: ``grads(a, fc) = (dL/da, dL/d fc)`` for a staged ``loss(a, *consts)``
-    with its float constants (``consts[i]`` for ``i`` in ``floats``) replaced by ``fc``."""
-    floats = [i for i, c in enumerate(consts) if _is_float(c)]
+    """``(grads, floats)``: ``grads(a) = (dL/da, [dL/dc_i for i in floats])`` for a staged
+    ``loss(a, *consts)``, at ``consts``; ``floats`` = :func:`float_indices` of ``consts``."""
+    floats = float_indices(consts)
+    fc = [consts[i] for i in floats]
 
-    def grads(a, fc):
-        def loss_of(a_, fc_):
-            cs = list(consts)
-            for i, c in zip(floats, fc_):
-                cs[i] = c
-            return loss(a_, *cs)
+    def loss_of(a_, fc_):
+        cs = list(consts)
+        for i, c in zip(floats, fc_):
+            cs[i] = c
+        return loss(a_, *cs)
 
+    def grads(a):
         return jax.grad(loss_of, argnums=(0, 1))(a, fc)
 
     return grads, floats
@@ -126,12 +132,7 @@ def _cotangents(ct, lrs, g, h_a, h_c, floats, n_consts):
 
 def _step_bwd(loss, scalar_lr, res, ct):
     a, lrs, consts = res
-    grads_of, floats = float_input_grads(loss, consts)
-    fc = [consts[i] for i in floats]
-
-    def grads(a_):  # grad L with respect to a and every float input
-        return grads_of(a_, fc)
-
+    grads, floats = float_input_grads(loss, consts)  # grad L w.r.t. a and every float input
     (g, _), (h_a, h_c) = jax.jvp(grads, (a,), (_lr_times(ct, lrs, scalar_lr),))
     return _cotangents(ct, lrs, g, h_a, h_c, floats, len(consts))
 
@@ -150,18 +151,15 @@ KEEP = jax.checkpoint_policies.dots_with_no_batch_dims_saveable
 
 
 def _linearized_fwd(loss, scalar_lr, a, lrs, consts):
-    grads_of, floats = float_input_grads(loss, consts)
-    fc = [consts[i] for i in floats]
-    grads = jax.checkpoint(lambda a_: grads_of(a_, fc), policy=KEEP)
-    (g, _), lin = jax.linearize(grads, a)
+    grads, _ = float_input_grads(loss, consts)
+    (g, _), lin = jax.linearize(jax.checkpoint(grads, policy=KEEP), a)
     return sgd_update(a, g, lrs, scalar_lr), (lin, None if lrs is None else g, lrs, consts)
 
 
 def _linearized_bwd(loss, scalar_lr, res, ct):
     lin, g, lrs, consts = res
-    floats = [i for i, c in enumerate(consts) if _is_float(c)]
     h_a, h_c = lin(_lr_times(ct, lrs, scalar_lr))
-    return _cotangents(ct, lrs, g, h_a, h_c, floats, len(consts))
+    return _cotangents(ct, lrs, g, h_a, h_c, float_indices(consts), len(consts))
 
 
 _step_linearized.defvjp(_linearized_fwd, _linearized_bwd)
