@@ -99,8 +99,9 @@ class MetaConfig:
         forward-over-reverse Hessian-vector product that recomputes the step's gradient
         (keeps one step's working set; see :mod:`jaxmaml.meta.hvp`); ``linearize``: the
         same closed-form VJP, the step's gradient linearized in the forward pass and its
-        linearization kept for the backward pass (no recompute: ~3/4 of ``hvp``'s FLOPs,
-        the memory of ``autodiff``); ``autodiff`` lets
+        linearization (the dense matmul outputs) kept for the backward pass (no
+        recompute: ~3/4 of ``hvp``'s FLOPs, memory that grows with the number of inner
+        steps); ``autodiff`` lets
         ``jax.grad`` transpose the inner gradients (reverse-over-reverse: keeps every step's
         forward and backward activations unless ``remat``). Same gradient.
       remat: with ``second_order='autodiff'``, ``jax.checkpoint`` around each inner step:
