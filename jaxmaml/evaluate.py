@@ -69,6 +69,25 @@ def gain_over_baselines(results: dict[str, dict[str, float]],
     return 100.0 * (results[method]["mean"] - best[1])
 
 
+def paired_gains(accs: dict[str, np.ndarray]) -> dict[str, dict]:
+    """Per-episode (paired) accuracy differences of the meta-learned methods, mean and 95% CI.
+
+    ``{"meta_learned": {"vs": best baseline, "mean", "ci95"}, "meta_learned_centroid":
+    {"vs": "cosine_centroid", ...}}`` from ``{method: [E] accuracies}`` on the same
+    episodes; the best baseline is the one with the highest mean (:func:`best_baseline`).
+    A difference on the same episodes has a much smaller CI than the two accuracies' CIs
+    suggest, since episode difficulty cancels. Entries whose methods are missing are left out.
+    """
+    out = {}
+    best = best_baseline({m: {"mean": float(np.mean(a))} for m, a in accs.items()})
+    pairs = {"meta_learned": best and best[0], "meta_learned_centroid": "cosine_centroid"}
+    for method, vs in pairs.items():
+        if vs and method in accs and vs in accs:
+            diff = np.asarray(accs[method], np.float64) - np.asarray(accs[vs], np.float64)
+            out[method] = {"vs": vs, **mean_ci95(diff)}
+    return out
+
+
 def mean_ci95(values: np.ndarray) -> dict[str, float]:
     """``{"mean", "ci95"}`` of per-episode accuracies (normal approximation)."""
     values = np.asarray(values, np.float64)
@@ -147,7 +166,8 @@ def evaluate(meta_params: dict, cfg: MetaConfig, data, classes: Sequence[str],
 
     Returns:
       ``[{"way", "shot", "query", "episodes", "data", "split", "seed", "results":
-      {method: {"mean", "ci95"}}}]``.
+      {method: {"mean", "ci95"}}, "gains": {method: {"vs", "mean", "ci95"}}}]``: ``gains``
+      are the paired per-episode differences of :func:`paired_gains`.
     """
     unknown = set(methods) - set(METHODS)
     if unknown:
@@ -171,6 +191,7 @@ def evaluate(meta_params: dict, cfg: MetaConfig, data, classes: Sequence[str],
             "way": way, "shot": shot, "query": query, "episodes": episodes,
             "data": data_name, "split": split, "seed": seed,
             "results": {m: mean_ci95(accs[m]) for m in methods},
+            "gains": paired_gains(accs),
         })
     return results
 

@@ -44,7 +44,10 @@ def eval_table(results: list[dict]) -> str:
                  str(r["query"]), str(r["episodes"])]
         cells += [_fmt(r["results"].get(m)) for m in methods]
         gain, best = gain_over_baselines(r["results"]), best_baseline(r["results"])
-        cells.append("-" if gain is None else f"{gain:+.1f} points vs {METHOD_LABELS[best[0]]}")
+        paired = r.get("gains", {}).get("meta_learned")
+        ci = "" if paired is None else f" ± {100 * paired['ci95']:.1f}"  # paired 95% CI
+        cells.append("-" if gain is None else
+                     f"{gain:+.1f}{ci} points vs {METHOD_LABELS[best[0]]}")
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
@@ -75,6 +78,9 @@ def model_card(cfg: ExperimentConfig, step: int, split: dict | None, results: li
         f"- data: `{cfg.data.source}` (text column `{cfg.data.text_column}`, label column "
         f"`{cfg.data.label_column}`), sequence length {cfg.data.seq_len}",
     ]
+    if t.wise_alpha != 1.0:
+        lines.append(f"- weights: the pretrained encoder + {t.wise_alpha} x what meta-training "
+                     "changed (a WiSE-FT weight-space ensemble, `train.wise_alpha`)")
     if summary and summary.get("best_val_accuracy") is not None:
         lines.append(f"- best meta-val accuracy: {summary['best_val_accuracy']:.4f} at step "
                      f"{summary['best_step']}")
@@ -126,13 +132,16 @@ def check_export_target(run_dir: str | Path, out_dir: str | Path) -> None:
             dirs[:] = [x for x in dirs if not x.startswith(".")]
 
 
-def load_eval_results(run_dir: Path, step: int | None = None) -> list[dict]:
-    """The run's recorded evaluation results (for checkpoint ``step`` if given)."""
+def load_eval_results(run_dir: Path, step: int | None = None,
+                      wise_alpha: float | None = None) -> list[dict]:
+    """The run's recorded evaluation results (for checkpoint ``step`` and the model of
+    ``train.wise_alpha`` = ``wise_alpha``, if given)."""
     f = Path(run_dir) / EVAL_FILE
     if not f.exists():
         return []
     rows = json.loads(f.read_text())
-    return [r for r in rows if step is None or r.get("checkpoint_step") == step]
+    return [r for r in rows if (step is None or r.get("checkpoint_step") == step)
+            and (wise_alpha is None or r.get("wise_alpha", 1.0) == wise_alpha)]
 
 
 def export(run_dir: str | Path, out_dir: str | Path, cfg: ExperimentConfig, step: int,
@@ -147,7 +156,8 @@ def export(run_dir: str | Path, out_dir: str | Path, cfg: ExperimentConfig, step
     split_file, summary_file = run_dir / "split.json", run_dir / "train_summary.json"
     split = json.loads(split_file.read_text()) if split_file.exists() else None
     summary = json.loads(summary_file.read_text()) if summary_file.exists() else None
-    card = model_card(cfg, step, split, load_eval_results(run_dir, step), summary)
+    card = model_card(cfg, step, split, load_eval_results(run_dir, step, cfg.train.wise_alpha),
+                      summary)
     return save_pretrained(encoder, cfg.meta.model, out_dir, tokenizer_dir(cfg.model),
                            overwrite=overwrite, extra_files={
                                "README.md": card, **jaxmaml_files(

@@ -41,11 +41,18 @@ def table(results: list[dict]) -> str:
                         .rjust(20) for r in results)
         lines.append(f"{METHOD_LABELS[key]:<40}{cells}")
     lines.append("-" * len(head))
-    cells = ""
-    for r in results:
-        gain, best = gain_over_baselines(r["results"]), best_baseline(r["results"])
-        cells += ("-" if gain is None else f"{gain:+.1f} pts").rjust(20)
-    lines.append(f"{'meta-learned vs best baseline':<40}{cells}")
+    for method, label in (("meta_learned", "meta-learned vs best baseline"),
+                          ("meta_learned_centroid", "meta-learned encoder vs original")):
+        cells = ""
+        for r in results:
+            g = r.get("gains", {}).get(method)
+            if g is not None:  # the paired per-episode difference and its 95% CI
+                cells += f"{100 * g['mean']:+.1f} ± {100 * g['ci95']:.1f} pts".rjust(20)
+            elif method == "meta_learned":
+                gain = gain_over_baselines(r["results"])
+                cells += ("-" if gain is None else f"{gain:+.1f} pts").rjust(20)
+        if cells:
+            lines.append(f"{label:<40}{cells}")
     best = {best_baseline(r["results"])[0] for r in results if best_baseline(r["results"])}
     lines.append(f"(best baseline: {', '.join(METHOD_LABELS[b] for b in sorted(best))})")
     return "\n".join(lines)

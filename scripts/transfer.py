@@ -91,7 +91,8 @@ def markdown(rows: list[dict], command: str) -> str:
            "Mean ± 95% CI over the episodes; every method sees the same episodes. "
            "`in-domain`: classes never meta-trained on, from a meta-training source; "
            "`held-out`: a source the run never saw. Last column: the meta-learned init + its "
-           "inner loop minus the best baseline on the original encoder (points).", "",
+           "inner loop minus the best baseline on the original encoder (points; ± the 95% CI "
+           "of the paired per-episode difference).", "",
            f"Produced by `{command}`.", ""]
     for way, shot in sorted({(r["way"], r["shot"]) for r in rows}):
         sub = [r for r in rows if (r["way"], r["shot"]) == (way, shot)]
@@ -106,7 +107,9 @@ def markdown(rows: list[dict], command: str) -> str:
                 x = r["results"].get(m)
                 cells.append("-" if x is None else f"{x['mean']:.3f} ± {x['ci95']:.3f}")
             gain, best = gain_over_baselines(r["results"]), best_baseline(r["results"])
-            cells.append("-" if gain is None else f"{gain:+.1f} ({best[0]})")
+            paired = r.get("gains", {}).get("meta_learned")
+            ci = "" if paired is None else f" ± {100 * paired['ci95']:.1f}"  # paired 95% CI
+            cells.append("-" if gain is None else f"{gain:+.1f}{ci} ({best[0]})")
             out.append("| " + " | ".join(cells) + " |")
         out.append("")
     return "\n".join(out)

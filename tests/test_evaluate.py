@@ -78,6 +78,24 @@ def test_pretrained_finetune_is_the_same_inner_loop_from_the_pretrained_init(dat
     assert set(res["results"]) == set(METHODS)  # default: every method
 
 
+def test_paired_gain_is_the_per_episode_difference_to_the_best_baseline(data, encoder):
+    cfg = MetaConfig(model=MODEL, way=3, num_inner_steps=2, inner_lr=0.5, adapt="head",
+                     pooling="mean")
+    other = init_params(MODEL, jax.random.key(9))  # stands in for a meta-learned encoder
+    res = evaluate({"encoder": other}, cfg, data, CLASSES, [(3, 1, 4)], episodes=20, seed=3,
+                   methods=("meta_learned", "pretrained_finetune"), pretrained_params=encoder,
+                   batch_tasks=20)[0]
+    meta, _ = _direct({"encoder": other}, cfg, data, 3, 1, 4, 20, 3)
+    pre, _ = _direct({"encoder": encoder}, cfg, data, 3, 1, 4, 20, 3)
+    diff = meta.astype(np.float64) - pre
+    assert np.any(diff != 0)  # the two encoders disagree, so the check can fail
+    gain = res["gains"]["meta_learned"]
+    assert gain["vs"] == "pretrained_finetune"
+    assert gain["mean"] == pytest.approx(diff.mean(), abs=1e-6)
+    assert gain["ci95"] == pytest.approx(1.96 * diff.std(ddof=1) / np.sqrt(20), abs=1e-6)
+    assert "meta_learned_centroid" not in res["gains"]  # its methods were not evaluated
+
+
 def test_episode_count_settings_and_ci(data, encoder):
     cfg = MetaConfig(model=MODEL, way=2, num_inner_steps=1, adapt="head")
     out = evaluate({"encoder": encoder}, cfg, data, CLASSES, [(2, 1, 2), (3, 2, 2)],

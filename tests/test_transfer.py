@@ -41,6 +41,9 @@ def test_model_card_table_shows_every_baseline_and_the_gain():
                   "original encoder, euclidean centroid"):
         assert label in table
     assert "+6.0 points vs original encoder, linear probe" in table
+    paired = {**row, "gains": {"meta_learned": {"vs": "linear_probe", "mean": 0.06,
+                                                 "ci95": 0.004}}}
+    assert "+6.0 ± 0.4 points vs original encoder, linear probe" in eval_table([paired])
     assert len({line.count("|") for line in table.splitlines()}) == 1  # well-formed
 
 
