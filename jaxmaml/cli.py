@@ -67,6 +67,7 @@ def _parser() -> argparse.ArgumentParser:
                    help="best (default), latest, a step number, or init (the untrained "
                    "initialization)")
     x.add_argument("--overwrite", action="store_true", help="replace a non-empty OUT_DIR")
+    overrides(x)
 
     pr = sub.add_parser("predict", help="adapt a model to a labelled support file and "
                         "label a file of texts")
@@ -183,7 +184,7 @@ def cmd_export(args) -> int:
     from jaxmaml.export import export_run
     from jaxmaml.loading import resolve_target
 
-    cfg, run_dir = resolve_target(args.run_dir)
+    cfg, run_dir = resolve_target(args.run_dir, args.overrides)
     step, out = export_run(run_dir, args.out_dir, args.checkpoint, args.overwrite, cfg)
     print(f"exported step {step} of {run_dir} to {out}")
     return 0

@@ -90,6 +90,13 @@ class TrainSection:
     ``eval_every`` (0 = never) runs meta-val on ``eval_episodes`` episodes; ``save_every``
     (0 = only at the end) writes a checkpoint; ``keep`` checkpoints are kept plus the best by
     meta-val accuracy. ``out`` is the run directory (default ``runs/<config file stem>``).
+
+    ``wise_alpha`` (> 0) is the weight-space ensemble of WiSE-FT (Wortsman et al., 2022)
+    with the pretrained encoder: the run's model is ``theta_0 + wise_alpha (theta - theta_0)``
+    wherever it is loaded (``jaxmaml eval``, ``export``, ``predict``, ``fit``); 1.0 = the
+    meta-learned encoder itself. Checkpoints (and meta-val during training) keep the
+    meta-learned ``theta``, so the value can be changed after training
+    (``jaxmaml eval RUN --set train.wise_alpha=0.5``) and on resume.
     """
 
     steps: int = 200
@@ -104,6 +111,7 @@ class TrainSection:
     keep: int = 2
     async_checkpointing: bool = True
     out: str | None = None
+    wise_alpha: float = 1.0
 
 
 @dataclasses.dataclass(frozen=True)

@@ -309,6 +309,9 @@ def validate(cfg: ExperimentConfig) -> None:
     for key, value in positive.items():
         if value < 1:
             raise ConfigError(f"{key}={value} must be >= 1.")
+    if not 0 < t.wise_alpha < float("inf"):
+        raise ConfigError(f"train.wise_alpha={t.wise_alpha} must be > 0 (1.0 = the meta-learned "
+                          "encoder, 0.5 = halfway back to the pretrained one).")
     for key, value in {"train.eval_every": t.eval_every, "train.save_every": t.save_every}.items():
         if value < 0:
             raise ConfigError(f"{key}={value} must be >= 0 (0 = off).")

@@ -70,7 +70,8 @@ def load_eval_data(cfg: ExperimentConfig, data: str | None = None,
 def record_results(run_dir: str | Path, rows: list[dict]) -> None:
     """Merge ``rows`` (each with ``checkpoint_step``) into the run's ``eval_results.json``.
 
-    A row replaces an earlier one of the same checkpoint, data, split, setting and seq_len.
+    A row replaces an earlier one of the same checkpoint, ``wise_alpha``, data, split,
+    setting and seq_len.
     """
     import json
 
@@ -79,8 +80,8 @@ def record_results(run_dir: str | Path, rows: list[dict]) -> None:
 
     f = Path(run_dir) / EVAL_FILE
     old = json.loads(f.read_text()) if f.exists() else []
-    key = lambda r: (r["checkpoint_step"], r["data"], r["split"], r["way"], r["shot"],  # noqa: E731
-                     r["query"], r["episodes"], r.get("seq_len"))
+    key = lambda r: (r["checkpoint_step"], r.get("wise_alpha", 1.0), r["data"],  # noqa: E731
+                     r["split"], r["way"], r["shot"], r["query"], r["episodes"], r.get("seq_len"))
     new_keys = {key(r) for r in rows}
     write_json(f, [r for r in old if key(r) not in new_keys] + rows)
 
@@ -138,7 +139,8 @@ def _evaluate_classes(cfg: ExperimentConfig, params: Any, encoder: Any, data, cl
                            max_per_class=cfg.eval.max_per_class)
     except ValueError as e:
         raise ConfigError(f"{failed}: {e}") from e
-    return [{**r, "seq_len": seq_len, "classes": len(classes)} for r in results]
+    return [{**r, "seq_len": seq_len, "classes": len(classes),
+             "wise_alpha": cfg.train.wise_alpha} for r in results]
 
 
 def _record(run_dir, checkpoint: str, step: int, rows: list[dict], record: bool) -> None:

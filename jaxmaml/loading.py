@@ -77,7 +77,8 @@ def restore_meta_params(cfg: ExperimentConfig, run_dir: str | Path, which: str =
 
     ``which``: ``best`` (latest if no meta-val ran), ``latest``, a step number, or ``init``
     (step 0, the untrained initialization). ``encoder``: the initial encoder (or its
-    shapes); default :func:`jaxmaml.experiment.initial_encoder`.
+    shapes); default :func:`jaxmaml.experiment.initial_encoder`. The restored encoder is
+    the run's model: ``train.wise_alpha`` applied (:func:`wise_interpolate`).
     """
     import jax
 
@@ -99,7 +100,21 @@ def restore_meta_params(cfg: ExperimentConfig, run_dir: str | Path, which: str =
         if which == "best" and ckpts.best_step() is None:
             which = "latest"
         restored = ckpts.restore(abstract_state(cfg, encoder), which)
-    return restored.step, restored.state.meta_params
+    meta_params = restored.state.meta_params
+    if cfg.train.wise_alpha != 1.0:
+        if any(isinstance(x, jax.ShapeDtypeStruct) for x in jax.tree.leaves(encoder)):
+            encoder = initial_encoder(cfg)  # the interpolation needs the real weights
+        meta_params = {**meta_params, "encoder": wise_interpolate(
+            encoder, meta_params["encoder"], cfg.train.wise_alpha)}
+    return restored.step, meta_params
+
+
+def wise_interpolate(theta_0: Any, theta: Any, alpha: float) -> Any:
+    """``theta_0 + alpha (theta - theta_0)`` leaf by leaf (WiSE-FT's weight-space ensemble:
+    ``alpha`` = 1 is ``theta``, 0 the pretrained ``theta_0``), in each leaf's dtype."""
+    import jax
+
+    return jax.tree.map(lambda a, b: (a + alpha * (b - a)).astype(b.dtype), theta_0, theta)
 
 
 def load_run(run_dir: str | Path, checkpoint: str = "best") -> Loaded:

@@ -47,7 +47,8 @@ from jaxmaml.types import Episodes
 METRICS_FILE = "metrics.jsonl"
 TIMING_FILE = "timing.jsonl"
 # Keys that may differ when re-running a command on an existing run directory.
-RESUMABLE_CHANGES = {("train", "steps"), ("train", "async_checkpointing"), ("train", "out")}
+RESUMABLE_CHANGES = {("train", "steps"), ("train", "async_checkpointing"), ("train", "out"),
+                     ("train", "wise_alpha")}  # applied when loading, never in training
 # Keys that may change on resume with a printed note: the usual fixes after a divergence.
 # None changes the state's structure (the Optax chain and the params stay the same shape).
 TUNABLE_ON_RESUME = {("optim", "lr"), ("optim", "weight_decay"), ("optim", "final_lr_fraction")}

@@ -209,3 +209,51 @@ def test_eval_seq_len_changes_only_the_evaluated_data(run_dir, capsys):
     assert json.loads(capsys.readouterr().out)["seq_len"] == 8  # meta-test classes too
     assert main(["eval", str(run_dir), "--data", data_file, "--seq-len", "1"]) == 2
     assert "seq-len" in capsys.readouterr().err
+
+
+def test_wise_alpha_is_the_model_eval_and_export_load(run_dir, tmp_path, capsys):
+    """``train.wise_alpha`` = 0.5: the restored encoder is theta_0 + 0.5 (theta - theta_0)
+    (a numpy reference), the export holds those weights and says so, eval records its rows
+    beside alpha = 1's, and a non-positive alpha is a one-line error."""
+    from jaxmaml.experiment import initial_encoder
+    from jaxmaml.loading import load_export, restore_meta_params, run_config
+
+    cfg = run_config(run_dir)
+    theta_0 = initial_encoder(cfg)
+    _, full = restore_meta_params(cfg, run_dir, "latest", theta_0)
+    half_cfg = run_config(run_dir, ["train.wise_alpha=0.5"])
+    _, half = restore_meta_params(half_cfg, run_dir, "latest")  # loads theta_0 itself
+    moved = 0
+    for a, b, h in zip(jax.tree.leaves(theta_0), jax.tree.leaves(full["encoder"]),
+                       jax.tree.leaves(half["encoder"])):
+        a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
+        np.testing.assert_allclose(np.asarray(h, np.float64), a + 0.5 * (b - a),
+                                   rtol=1e-6, atol=1e-7)
+        moved += int(not np.array_equal(a, b))
+    assert moved  # meta-training changed the encoder, so the check can fail
+    for k in set(full) - {"encoder"}:  # learner extras are not interpolated
+        for x, y in zip(jax.tree.leaves(full[k]), jax.tree.leaves(half[k])):
+            np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
+
+    out = tmp_path / "hf_half"
+    assert main(["export", str(run_dir), str(out), "--checkpoint", "latest",
+                 "--set", "train.wise_alpha=0.5"]) == 0
+    assert "WiSE-FT" in (out / "README.md").read_text()
+    exported = load_export(out).meta_params["encoder"]
+    for x, y in zip(jax.tree.leaves(exported), jax.tree.leaves(half["encoder"])):
+        np.testing.assert_allclose(np.asarray(x), np.asarray(y), rtol=1e-6, atol=1e-7)
+
+    capsys.readouterr()
+    for alpha in ("1.0", "0.5"):
+        assert main(["eval", str(run_dir), "--json", "--shot", "1", "--episodes", "4",
+                     "--methods", "meta_learned_centroid", "--checkpoint", "latest",
+                     "--set", f"train.wise_alpha={alpha}"]) == 0
+    capsys.readouterr()
+    recorded = json.loads((run_dir / "eval_results.json").read_text())
+    rows = [r for r in recorded if r["episodes"] == 4]
+    assert sorted(r["wise_alpha"] for r in rows) == [0.5, 1.0]
+
+    for bad in ("0", "-0.5", ".nan"):
+        assert main(["eval", str(run_dir), "--set", f"train.wise_alpha={bad}"]) == 2
+        err = capsys.readouterr().err.strip()
+        assert "train.wise_alpha" in err and "\n" not in err
