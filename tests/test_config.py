@@ -4,6 +4,7 @@ import dataclasses
 from pathlib import Path
 
 import pytest
+import yaml
 
 from jaxmaml.config import (ConfigError, PRESETS, all_keys, apply_overrides, from_dict,
                             load_config, to_dict)
@@ -46,13 +47,20 @@ def test_overrides_are_yaml_typed():
     assert cfg.parallel.mesh == (2, -1)
 
 
-def test_an_empty_set_value_clears_a_string_key():
+def test_an_empty_set_value_clears_a_string_key(tmp_path):
     """`--set meta.outer_regex=` (or `outer_regex:` in YAML) is the empty string: the way to
-    turn off a string option the bundled config sets."""
+    turn off a string option a config sets."""
     quick = Path(__file__).parents[1] / "configs" / "quickstart.yaml"
-    assert load_config(quick).meta.outer_regex  # the bundled recipe sets one
-    assert load_config(quick, ["meta.outer_regex="]).meta.outer_regex == ""
-    assert load_config(quick, ["meta.outer_regex=''"]).meta.outer_regex == ""
+    raw = yaml.safe_load(quick.read_text())
+    raw["meta"]["outer_regex"] = "encoder/encoder/layer/5/.*"
+    path = tmp_path / "regex.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    assert load_config(path).meta.outer_regex == "encoder/encoder/layer/5/.*"
+    assert load_config(path, ["meta.outer_regex="]).meta.outer_regex == ""
+    assert load_config(path, ["meta.outer_regex=''"]).meta.outer_regex == ""
+    empty = {**raw, "meta": {**raw["meta"], "outer_regex": None}}  # `outer_regex:` in YAML
+    path.write_text(yaml.safe_dump(empty))
+    assert load_config(path).meta.outer_regex == ""
 
 
 def test_round_trip_and_frozen_hashable():
