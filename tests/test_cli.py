@@ -257,3 +257,20 @@ def test_wise_alpha_is_the_model_eval_and_export_load(run_dir, tmp_path, capsys)
         assert main(["eval", str(run_dir), "--set", f"train.wise_alpha={bad}"]) == 2
         err = capsys.readouterr().err.strip()
         assert "train.wise_alpha" in err and "\n" not in err
+
+
+def test_compare_runs_script_pairs_the_same_episodes(run_dir, capsys):
+    """scripts/compare_runs.py: a run against itself differs by exactly 0 on every episode."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("compare_runs",
+                                                  ROOT / "scripts" / "compare_runs.py")
+    compare = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(compare)
+    capsys.readouterr()
+    assert compare.main([str(run_dir), str(run_dir), "--checkpoint", "latest",
+                         "--old-checkpoint", "latest", "--episodes", "6"]) == 0
+    rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert {r["shot"] for r in rows} == {1, 2} and all(r["episodes"] == 6 for r in rows)
+    for r in rows:
+        assert r["new"] == r["old"] and r["new_minus_old_points"] == 0 == r["ci95_points"]
