@@ -148,7 +148,7 @@ def cmd_train(args) -> int:
 
 
 def cmd_eval(args) -> int:
-    from jaxmaml.eval_run import evaluate_run
+    from jaxmaml.eval_run import evaluate_target
     from jaxmaml.loading import resolve_target
 
     cfg, run_dir = resolve_target(args.target, args.overrides, args.out)
@@ -161,18 +161,11 @@ def cmd_eval(args) -> int:
     if args.episodes is not None and args.episodes < 2:
         raise ConfigError(f"--episodes {args.episodes}: need at least 2 for a confidence "
                           "interval.")
-    if cfg.data.sources and not args.data:  # per source, never pooled across sources
-        from jaxmaml.eval_run import evaluate_sources
-        step, results = evaluate_sources(cfg, run_dir, checkpoint=args.checkpoint,
-                                         seq_len=args.seq_len, settings=settings,
-                                         episodes=args.episodes, methods=args.methods,
-                                         record=True)
-    else:
-        step, results = evaluate_run(cfg, run_dir, checkpoint=args.checkpoint, data=args.data,
-                                     text_column=args.text_column,
-                                     label_column=args.label_column, seq_len=args.seq_len,
-                                     settings=settings, episodes=args.episodes,
-                                     methods=args.methods, record=True)
+    step, results = evaluate_target(cfg, run_dir, data=args.data, checkpoint=args.checkpoint,
+                                    text_column=args.text_column,
+                                    label_column=args.label_column, seq_len=args.seq_len,
+                                    settings=settings, episodes=args.episodes,
+                                    methods=args.methods, record=True)
     if args.json:
         print(json.dumps(results[0] if len(results) == 1 else results))
     else:

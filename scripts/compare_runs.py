@@ -10,7 +10,7 @@ line: both encoders' accuracies (each run's model as ``jaxmaml eval`` loads it,
 ``train.wise_alpha`` included) and the per-episode difference NEW - OLD in points with its
 95% CI. ``--set`` overrides NEW_RUN's config (e.g. ``--set train.wise_alpha=0.5``).
 
-It is :func:`jaxmaml.eval_run.evaluate_run` / ``evaluate_sources`` with OLD_RUN's encoder in
+It is :func:`jaxmaml.eval_run.evaluate_target` (``jaxmaml eval``) with OLD_RUN's encoder in
 the place of the pretrained one: ``cosine_centroid`` is then OLD under a cosine centroid,
 ``meta_learned_centroid`` NEW, and ``gains.meta_learned_centroid`` their paired difference.
 """
@@ -37,7 +37,7 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
 
     from jaxmaml.config import ConfigError, to_dict
-    from jaxmaml.eval_run import evaluate_run, evaluate_sources
+    from jaxmaml.eval_run import evaluate_target
     from jaxmaml.experiment import initial_encoder
     from jaxmaml.loading import restore_meta_params, run_config
 
@@ -48,8 +48,7 @@ def main(argv: list[str] | None = None) -> int:
     encoder = initial_encoder(new_cfg)
     new = restore_meta_params(new_cfg, args.new_run, args.checkpoint, encoder)
     _, old = restore_meta_params(old_cfg, args.old_run, args.old_checkpoint, encoder)
-    evaluate = evaluate_sources if new_cfg.data.sources else evaluate_run
-    _, rows = evaluate(new_cfg, args.new_run, meta_params=new, encoder=old["encoder"],
+    _, rows = evaluate_target(new_cfg, args.new_run, meta_params=new, encoder=old["encoder"],
                        episodes=args.episodes,
                        methods=["meta_learned_centroid", "cosine_centroid"])
     for r in rows:

@@ -80,19 +80,15 @@ def main() -> int:
     print(f"[2/3] evaluating on meta-test classes ({args.episodes} episodes per setting)",
           flush=True)
     from jaxmaml.config import ConfigError
-    from jaxmaml.eval_run import evaluate_run, evaluate_sources, record_results
+    from jaxmaml.eval_run import evaluate_target
     from jaxmaml.loading import run_config
     settings = [(args.way, 1, args.query), (args.way, 5, args.query)]
-    try:
-        cfg = run_config(out)
-        if cfg.data.sources:  # each source on its own, the held-out ones included
-            step, results = evaluate_sources(cfg, out, settings=settings, episodes=args.episodes)
-        else:
-            step, results = evaluate_run(cfg, out, settings=settings, episodes=args.episodes)
+    try:  # a multi-source run: each source on its own, the held-out ones included
+        _, results = evaluate_target(run_config(out), out, settings=settings,
+                                     episodes=args.episodes, record=True)
     except ConfigError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    record_results(out, [{**r, "checkpoint_step": step} for r in results])
     t2 = time.perf_counter()
     export_dir = out.with_name(f"{out.name}-hf")
     print(f"[3/3] exporting to {export_dir}", flush=True)
