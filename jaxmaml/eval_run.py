@@ -193,11 +193,11 @@ def evaluate_sources(cfg: ExperimentConfig, run_dir: str | Path, *, checkpoint: 
 
 def evaluate_target(cfg: ExperimentConfig, run_dir: str | Path, *, data: str | None = None,
                     **kwargs) -> tuple[int, list[dict]]:
-    """``jaxmaml eval``'s dispatch: a multi-source run without ``data`` is evaluated per
-    source (:func:`evaluate_sources`, held-out sources included, never pooled), anything
-    else by :func:`evaluate_run`. ``kwargs`` go to the chosen function (``text_column`` and
-    ``label_column`` only make sense with ``data``)."""
-    if cfg.data.sources and data is None:
+    """``jaxmaml eval``'s dispatch: a multi-source run without ``data`` (or a
+    ``source_name``) is evaluated per source (:func:`evaluate_sources`, held-out sources
+    included, never pooled), anything else by :func:`evaluate_run`. ``kwargs`` go to the
+    chosen function (``text_column`` and ``label_column`` only make sense with ``data``)."""
+    if cfg.data.sources and data is None and kwargs.get("source_name") is None:
         for key in ("text_column", "label_column", "source_name"):
             kwargs.pop(key, None)
         return evaluate_sources(cfg, run_dir, **kwargs)

@@ -69,6 +69,22 @@ def gain_over_baselines(results: dict[str, dict[str, float]],
     return 100.0 * (results[method]["mean"] - best[1])
 
 
+def gain_text(row: dict, method: str = "meta_learned") -> str | None:
+    """Points of ``method`` over its reference in one result row, e.g. ``"+6.0 ± 0.4"``:
+    ``meta_learned`` over the best baseline (:func:`gain_over_baselines`),
+    ``meta_learned_centroid`` over the original encoder's cosine centroid (paired only).
+    The ``±`` is the paired 95% CI of the row's ``gains`` (absent in rows without them);
+    ``None`` when the methods are missing."""
+    paired = row.get("gains", {}).get(method)
+    if method == "meta_learned":
+        gain = gain_over_baselines(row["results"])
+    else:
+        gain = None if paired is None else 100.0 * paired["mean"]
+    if gain is None:
+        return None
+    return f"{gain:+.1f}" + ("" if paired is None else f" ± {100 * paired['ci95']:.1f}")
+
+
 def paired_gains(accs: dict[str, np.ndarray]) -> dict[str, dict]:
     """Per-episode (paired) accuracy differences of the meta-learned methods, mean and 95% CI.
 

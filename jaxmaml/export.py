@@ -32,7 +32,7 @@ def eval_table(results: list[dict]) -> str:
     """A markdown table of evaluation results: one row per setting, one column per method
     (in :data:`jaxmaml.evaluate.METHODS` order), and the meta-learned init's points over the
     best baseline on the original encoder."""
-    from jaxmaml.evaluate import METHOD_LABELS, METHODS, best_baseline, gain_over_baselines
+    from jaxmaml.evaluate import METHOD_LABELS, METHODS, best_baseline, gain_text
 
     methods = [m for m in METHODS if any(m in r["results"] for r in results)]
     lines = ["| data | split | way | shot | query | episodes | "
@@ -43,11 +43,8 @@ def eval_table(results: list[dict]) -> str:
         cells = [str(r.get("data", "")), str(r.get("split", "")), str(r["way"]), str(r["shot"]),
                  str(r["query"]), str(r["episodes"])]
         cells += [_fmt(r["results"].get(m)) for m in methods]
-        gain, best = gain_over_baselines(r["results"]), best_baseline(r["results"])
-        paired = r.get("gains", {}).get("meta_learned")
-        ci = "" if paired is None else f" ± {100 * paired['ci95']:.1f}"  # paired 95% CI
-        cells.append("-" if gain is None else
-                     f"{gain:+.1f}{ci} points vs {METHOD_LABELS[best[0]]}")
+        gain, best = gain_text(r), best_baseline(r["results"])
+        cells.append("-" if gain is None else f"{gain} points vs {METHOD_LABELS[best[0]]}")
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 

@@ -49,8 +49,8 @@ def main(argv: list[str] | None = None) -> int:
     new = restore_meta_params(new_cfg, args.new_run, args.checkpoint, encoder)
     _, old = restore_meta_params(old_cfg, args.old_run, args.old_checkpoint, encoder)
     _, rows = evaluate_target(new_cfg, args.new_run, meta_params=new, encoder=old["encoder"],
-                       episodes=args.episodes,
-                       methods=["meta_learned_centroid", "cosine_centroid"])
+                              episodes=args.episodes,
+                              methods=["meta_learned_centroid", "cosine_centroid"])
     for r in rows:
         g = r["gains"]["meta_learned_centroid"]
         print(json.dumps({"data": r["data"], "domain": r.get("domain", "in-domain"),

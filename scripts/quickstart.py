@@ -29,7 +29,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def table(results: list[dict]) -> str:
     """Methods as rows, settings as columns, then the meta-learned init vs the best baseline."""
-    from jaxmaml.evaluate import METHOD_LABELS, METHODS, best_baseline, gain_over_baselines
+    from jaxmaml.evaluate import METHOD_LABELS, METHODS, best_baseline, gain_text
 
     head = f"{'method':<40}" + "".join(f"{r['way']}-way {r['shot']}-shot".rjust(20)
                                        for r in results)
@@ -43,16 +43,10 @@ def table(results: list[dict]) -> str:
     lines.append("-" * len(head))
     for method, label in (("meta_learned", "meta-learned vs best baseline"),
                           ("meta_learned_centroid", "meta-learned encoder vs original")):
-        cells = ""
-        for r in results:
-            g = r.get("gains", {}).get(method)
-            if g is not None:  # the paired per-episode difference and its 95% CI
-                cells += f"{100 * g['mean']:+.1f} ± {100 * g['ci95']:.1f} pts".rjust(20)
-            elif method == "meta_learned":
-                gain = gain_over_baselines(r["results"])
-                cells += ("-" if gain is None else f"{gain:+.1f} pts").rjust(20)
-        if cells:
-            lines.append(f"{label:<40}{cells}")
+        gains = [gain_text(r, method) for r in results]  # ± the paired 95% CI
+        if method == "meta_learned" or any(gains):  # the centroid line needs gains
+            lines.append(f"{label:<40}" + "".join(("-" if g is None else f"{g} pts").rjust(20)
+                                                  for g in gains))
     best = {best_baseline(r["results"])[0] for r in results if best_baseline(r["results"])}
     lines.append(f"(best baseline: {', '.join(METHOD_LABELS[b] for b in sorted(best))})")
     return "\n".join(lines)

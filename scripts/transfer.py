@@ -84,7 +84,7 @@ def domain_role(cfg, spec: dict) -> str:
 
 def markdown(rows: list[dict], command: str) -> str:
     """One table per (way, shot): a row per (run, dataset), a column per method."""
-    from jaxmaml.evaluate import METHOD_LABELS, METHODS, best_baseline, gain_over_baselines
+    from jaxmaml.evaluate import METHOD_LABELS, METHODS, best_baseline, gain_text
 
     methods = [m for m in METHODS if any(m in r["results"] for r in rows)]
     out = ["# Transfer: in-domain and held-out-domain few-shot accuracy", "",
@@ -106,10 +106,8 @@ def markdown(rows: list[dict], command: str) -> str:
             for m in methods:
                 x = r["results"].get(m)
                 cells.append("-" if x is None else f"{x['mean']:.3f} ± {x['ci95']:.3f}")
-            gain, best = gain_over_baselines(r["results"]), best_baseline(r["results"])
-            paired = r.get("gains", {}).get("meta_learned")
-            ci = "" if paired is None else f" ± {100 * paired['ci95']:.1f}"  # paired 95% CI
-            cells.append("-" if gain is None else f"{gain:+.1f}{ci} ({best[0]})")
+            gain, best = gain_text(r), best_baseline(r["results"])
+            cells.append("-" if gain is None else f"{gain} ({best[0]})")
             out.append("| " + " | ".join(cells) + " |")
         out.append("")
     return "\n".join(out)

@@ -7,7 +7,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from jaxmaml.evaluate import BASELINES, best_baseline, gain_over_baselines
+from jaxmaml.evaluate import BASELINES, best_baseline, gain_over_baselines, gain_text
 from jaxmaml.export import eval_table
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -29,6 +29,13 @@ def test_gain_is_against_the_best_baseline_not_the_meta_learned_centroid():
     assert best_baseline(RESULTS) == ("linear_probe", 0.64)
     assert gain_over_baselines(RESULTS) == pytest.approx(6.0)
     assert gain_over_baselines({"meta_learned": _r(0.5)}) is None
+    assert gain_text({"results": RESULTS}) == "+6.0"  # no gains: no paired CI
+    assert gain_text({"results": RESULTS}, "meta_learned_centroid") is None
+    paired = {"results": RESULTS, "gains": {
+        "meta_learned": {"vs": "linear_probe", "mean": 0.06, "ci95": 0.004},
+        "meta_learned_centroid": {"vs": "cosine_centroid", "mean": 0.3, "ci95": 0.012}}}
+    assert gain_text(paired) == "+6.0 ± 0.4"
+    assert gain_text(paired, "meta_learned_centroid") == "+30.0 ± 1.2"
     assert "meta_learned_centroid" not in BASELINES
 
 
