@@ -92,8 +92,9 @@ def how_it_adapts(meta) -> str:
     if m.algorithm == "protonet":
         dist = ("squared euclidean distance" if m.distance == "sqeuclidean"
                 else f"cosine similarity x {m.cosine_scale}")
+        normed = "L2-normalized " if m.normalize_features else ""
         return (f"Prototypical Networks: each class is the mean of its support examples' "
-                f"{pooled}; a text gets the class of the nearest prototype ({dist}). "
+                f"{normed}{pooled}; a text gets the class of the nearest prototype ({dist}). "
                 "No gradient steps.")
     if m.algorithm == "matchingnet":
         fce = (" after the meta-learned full-context embedding module (in the export)"

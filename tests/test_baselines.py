@@ -69,6 +69,22 @@ def test_every_frozen_baseline_matches_its_reference_on_the_same_episodes(data, 
     assert res["meta_learned_centroid"] != res["cosine_centroid"]
 
 
+def test_normalized_cosine_protonet_scores_as_its_encoder_under_a_cosine_centroid(data,
+                                                                                     encoders):
+    """A cosine ProtoNet with ``normalize_features`` and mean pooling classifies exactly as
+    its encoder under ``cosine_centroid``: ``meta_learned == meta_learned_centroid``."""
+    pretrained, meta_learned = encoders
+    cfg = MetaConfig(model=MODEL, algorithm="protonet", way=3, pooling="mean",
+                     distance="cosine", normalize_features=True)
+    res = evaluate({"encoder": meta_learned}, cfg, data, CLASSES, [(3, 2, 4)], episodes=12,
+                   seed=4, methods=("meta_learned", "meta_learned_centroid"),
+                   pretrained_params=pretrained, batch_tasks=12)[0]["results"]
+    assert res["meta_learned"]["mean"] == pytest.approx(res["meta_learned_centroid"]["mean"],
+                                                        abs=1e-6)
+    assert res["meta_learned"]["ci95"] == pytest.approx(res["meta_learned_centroid"]["ci95"],
+                                                        abs=1e-6)
+
+
 def test_linear_probe_matches_sklearn_logistic_regression():
     """Well-conditioned case: L2-normalized features of separated classes, C = 1 and 10."""
     from sklearn.linear_model import LogisticRegression

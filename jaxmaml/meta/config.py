@@ -118,6 +118,10 @@ class MetaConfig:
       distance: ProtoNet metric, ``sqeuclidean`` or ``cosine``.
       cosine_scale: multiplies cosine similarities before the softmax (ProtoNet with
         ``distance='cosine'`` and Matching Networks).
+      normalize_features: ProtoNet L2-normalizes each pooled feature before it forms the
+        class means (sentence-transformers' cosine centroid: with ``distance='cosine'`` the
+        meta-learned classifier is then exactly ``meta_learned_centroid``); False: means of
+        raw features (Snell et al.).
       fce: Matching Networks full-context embeddings (support self-attention + query
         attention-LSTM).
       fce_steps: attention-LSTM read steps of the query FCE.
@@ -154,6 +158,7 @@ class MetaConfig:
     first_order_steps: int = 0
     distance: str = "sqeuclidean"
     cosine_scale: float = 10.0
+    normalize_features: bool = False
     fce: bool = False
     fce_steps: int = 2
     relation_hidden: int = 64

@@ -77,17 +77,23 @@ def prototype_logits(prototypes: jax.Array, query_feats: jax.Array, cfg: MetaCon
     return -jnp.sum((query_feats[:, None, :] - c[None, :, :]) ** 2, axis=-1)
 
 
+def protonet_features(encoder: Any, examples: Examples, cfg: MetaConfig) -> jax.Array:
+    """``[n, H]`` pooled features, L2-normalized with ``cfg.normalize_features``."""
+    f = inner.features(encoder, examples, cfg)
+    return _normalize(f) if cfg.normalize_features else f
+
+
 def protonet_adapt(meta_params: dict, support: Examples, cfg: MetaConfig) -> dict:
     """Task params ``{"encoder", "prototypes": [way, H]}``: the support class means."""
     encoder = meta_params["encoder"]
-    s = inner.features(encoder, support, cfg)
+    s = protonet_features(encoder, support, cfg)
     return {"encoder": encoder,
             "prototypes": inner.prototypes(s, support.labels, support.weights, cfg.way)}
 
 
 def protonet_predict(task_params: dict, examples: Examples, cfg: MetaConfig) -> jax.Array:
     """``[n, way]`` ``-|x - c_k|^2`` (or scaled cosine) to the task's prototypes."""
-    q = inner.features(task_params["encoder"], examples, cfg)
+    q = protonet_features(task_params["encoder"], examples, cfg)
     return prototype_logits(task_params["prototypes"], q, cfg)
 
 
