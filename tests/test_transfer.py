@@ -90,3 +90,19 @@ def test_markdown_has_a_row_per_run_and_dataset():
     assert text.count("## 5-way") == 2
     assert sum(line.startswith("| a | x |") for line in text.splitlines()) == 2
     assert "+6.0 (linear_probe)" in text
+
+
+def test_smlmt_tasks_mask_one_word_per_text_and_drop_rare_classes():
+    """scripts/smlmt.py: a class is a word, masked in its texts; a text goes to its rarest
+    chosen word only; stop words, short words and words in too few texts are not classes."""
+    spec = importlib.util.spec_from_file_location("smlmt", ROOT / "scripts" / "smlmt.py")
+    smlmt = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(smlmt)
+    texts = ([f"the river bank {i}" for i in range(3)] + [f"a river flood {i}" for i in range(2)]
+             + ["flood and river", "cat"])
+    rows = smlmt.smlmt_rows(texts, min_df=2, max_df=10, min_per_class=2)
+    assert sorted(rows) == sorted(
+        [(f"the river [MASK] {i}", "bank") for i in range(3)]
+        + [(f"a river [MASK] {i}", "flood") for i in range(2)] + [("[MASK] and river", "flood")])
+    # 'river' (6 texts) is never chosen over the rarer 'bank' (3) / 'flood' (3)
+    assert smlmt.smlmt_rows(texts, min_df=2, max_df=10, min_per_class=4) == []
