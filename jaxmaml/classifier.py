@@ -52,9 +52,9 @@ def _predict_fn(cfg) -> Callable:
 
 @functools.lru_cache(maxsize=32)
 def _embed_fn(cfg) -> Callable:
-    from jaxmaml.meta.inner import features
+    from jaxmaml.meta.metric import protonet_features
 
-    return jax.jit(lambda enc, ex: features(enc, ex, cfg))
+    return jax.jit(lambda enc, ex: protonet_features(enc, ex, cfg))
 
 
 def _check_texts(texts: Sequence[str], what: str) -> list[str]:
@@ -196,8 +196,9 @@ class FewShotClassifier:
         return self.classes_[np.argmax(self._log_proba(texts), -1)]
 
     def embed(self, texts: Sequence[str]) -> np.ndarray:
-        """The meta-learned encoder's pooled features ``[n, hidden]`` (float32): what the
-        learner compares or feeds its head (before any inner-loop adaptation)."""
+        """The meta-learned encoder's pooled features ``[n, hidden]`` (float32; L2-normalized
+        with ``meta.normalize_features``): what the learner compares or feeds its head
+        (before any inner-loop adaptation)."""
         fn = _embed_fn(self.cfg)
         out = [np.asarray(fn(self.meta_params["encoder"], batch))[:n]
                for batch, n in self._batches(texts, "the texts to embed")]

@@ -7,8 +7,9 @@
   (Meta-SGD's / MAML++'s learned rates, the Matching Networks FCE module, the Relation
   Network MLP), flat ``"path/to/leaf"`` keys; absent when the learner has none;
 - ``modules.json``, ``sentence_bert_config.json``, ``1_Pooling/config.json``: the
-  sentence-transformers layout for the run's pooling (no ``Normalize`` module: the learners
-  use the unnormalized pooled features), so ``SentenceTransformer(export_dir).encode``
+  sentence-transformers layout for the run's pooling, plus a ``Normalize`` module
+  (``2_Normalize``) where the learner L2-normalizes its features (``meta.normalize_features``,
+  as all-MiniLM-L6-v2's own layout does), so ``SentenceTransformer(export_dir).encode``
   gives :meth:`jaxmaml.FewShotClassifier.embed`'s features.
 """
 
@@ -23,6 +24,7 @@ import numpy as np
 from jaxmaml.loading import EXPORT_FORMAT, EXTRAS_FILE, JAXMAML_FILE
 
 POOLING_DIR = "1_Pooling"
+NORMALIZE_DIR = "2_Normalize"
 
 
 def _json(obj: Any) -> str:
@@ -40,13 +42,18 @@ def extras_of(meta_params: dict) -> dict[str, np.ndarray]:
             for k, v in flatten(extras).items()}
 
 
-def sentence_transformers_files(pooling: str, hidden_size: int, seq_len: int
-                                ) -> dict[str, str]:
-    """``modules.json`` (Transformer + Pooling) and the pooling/tokenizer configs."""
+def sentence_transformers_files(pooling: str, hidden_size: int, seq_len: int,
+                                normalize: bool = False) -> dict[str, str]:
+    """``modules.json`` (Transformer + Pooling [+ Normalize]) and the modules' configs."""
     modules = [{"idx": 0, "name": "0", "path": "",
                 "type": "sentence_transformers.models.Transformer"},
                {"idx": 1, "name": "1", "path": POOLING_DIR,
                 "type": "sentence_transformers.models.Pooling"}]
+    normalize_files = {}
+    if normalize:
+        modules.append({"idx": 2, "name": "2", "path": NORMALIZE_DIR,
+                        "type": "sentence_transformers.models.Normalize"})
+        normalize_files[f"{NORMALIZE_DIR}/config.json"] = _json({})
     pool = {"word_embedding_dimension": hidden_size,
             "pooling_mode_cls_token": pooling == "cls",
             "pooling_mode_mean_tokens": pooling == "mean",
@@ -56,7 +63,7 @@ def sentence_transformers_files(pooling: str, hidden_size: int, seq_len: int
     return {"modules.json": _json(modules),
             "sentence_bert_config.json": _json({"max_seq_length": seq_len,
                                                 "do_lower_case": False}),
-            f"{POOLING_DIR}/config.json": _json(pool)}
+            f"{POOLING_DIR}/config.json": _json(pool), **normalize_files}
 
 
 def jaxmaml_files(meta, meta_params: dict, seq_len: int, step: int | None
@@ -73,7 +80,8 @@ def jaxmaml_files(meta, meta_params: dict, seq_len: int, step: int | None
     files: dict[str, str | bytes] = {JAXMAML_FILE: _json(info)}
     if extras:
         files[EXTRAS_FILE] = save(extras)
-    files.update(sentence_transformers_files(meta.pooling, meta.model.hidden_size, seq_len))
+    files.update(sentence_transformers_files(meta.pooling, meta.model.hidden_size, seq_len,
+                                             meta.normalize_features))
     return files
 
 

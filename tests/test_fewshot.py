@@ -166,6 +166,30 @@ def test_unbalanced_protonet_predictions_match_a_numpy_reference(tmp_path):
 
 
 @pytest.mark.torch
+def test_normalized_protonet_export_is_a_normalizing_sentence_transformer(tmp_path):
+    """``meta.normalize_features``: ``embed`` gives unit rows, prototypes are their class
+    means (numpy), and the export's sentence-transformers layout ends in ``Normalize`` (as
+    all-MiniLM-L6-v2's does), so ``SentenceTransformer.encode`` equals ``embed``."""
+    st = pytest.importorskip("sentence_transformers")
+    cfg, run = _run_dir(tmp_path, "protonet", ["meta.normalize_features=true",
+                                               "meta.pooling=mean"])
+    loaded = load_run(run, "init")
+    out = export(run, tmp_path / "export", cfg, 0, loaded.meta_params["encoder"],
+                 meta_params=loaded.meta_params)
+    texts, labels = _unbalanced()
+    new = ["bird dog", "bus road", "star sun moon", "cat"]
+    clf = FewShotClassifier.from_pretrained(out).fit(texts, labels)
+    s, q = clf.embed(texts), clf.embed(new)
+    np.testing.assert_allclose(np.linalg.norm(s, axis=1), 1.0, rtol=1e-5)
+    protos = np.stack([s[np.array(labels) == c].mean(0) for c in clf.classes_])
+    cos = q @ (protos / np.linalg.norm(protos, axis=1, keepdims=True)).T
+    np.testing.assert_array_equal(clf.predict(new), clf.classes_[cos.argmax(1)])
+    model = st.SentenceTransformer(str(out), device="cpu")
+    assert type(model[-1]).__name__ == "Normalize"
+    np.testing.assert_allclose(model.encode(new), q, atol=1e-5, rtol=0)
+
+
+@pytest.mark.torch
 def test_sentence_transformers_loads_the_export_with_the_runs_pooling(trained):
     st = pytest.importorskip("sentence_transformers")
     _, out = trained

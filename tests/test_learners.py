@@ -40,7 +40,8 @@ def test_new_config_fields_are_validated():
     for bad, match in [(dict(msl_steps=-1), "msl_steps=-1"), (dict(distance="l1"), "distance"),
                        (dict(cosine_scale=0.0), "cosine_scale"), (dict(fce_steps=0), "fce_steps"),
                        (dict(relation_hidden=0), "relation_hidden"),
-                       (dict(first_order_steps=-2), "first_order_steps")]:
+                       (dict(first_order_steps=-2), "first_order_steps"),
+                       (dict(normalize_features=True), "normalize_features applies to")]:
         with pytest.raises(ValueError, match=match):
             MetaConfig(model=MODEL, **bad)
     with pytest.raises(ValueError, match="inner_lr=0.0 must be > 0"):

@@ -196,6 +196,9 @@ class MetaConfig:
         if self.cg_steps < 1 or self.cg_damping < 0:
             raise ValueError(f"meta.cg_steps={self.cg_steps} must be >= 1 and "
                              f"meta.cg_damping={self.cg_damping} >= 0.")
+        if self.normalize_features and self.algorithm != "protonet":
+            raise ValueError(f"meta.normalize_features applies to meta.algorithm='protonet', "
+                             f"not {self.algorithm!r}; remove it.")
         if self.cosine_scale <= 0:
             raise ValueError(f"meta.cosine_scale={self.cosine_scale} must be > 0.")
         if self.fce_steps < 1:
