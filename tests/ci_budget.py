@@ -6,6 +6,7 @@ mark at collection and still run with ``make test-all``. Measured with
 ``pytest -m "not slow" --durations=0`` (2026-11-30): the default suite took 1385 s in CI
 before this list; on a loaded CPU (3295 s in all) these tests took 1215 s of it (37%).
 2026-12-01: 273 tests took 925 s in CI (15:25), so two more cases went here (about 30 s).
+2026-12-01 (later): 274 tests took 940 s on a slower day of this CPU, so two more (about 33 s).
 """
 
 import pytest
@@ -60,6 +61,12 @@ DEFAULT_SUITE_REPRESENTATIVE = {
         "test_train.py::test_nan_stops_and_keeps_last_good_checkpoint",
     "tests/test_faults.py::test_best_checkpoint_is_saved_when_meta_val_improves":
         "test_train.py::test_resume_is_bit_identical (checkpoints) ",
+    "tests/test_maml.py::test_meta_step_compiles_once_over_many_steps":
+        "test_train.py::test_run_dir_contents_and_single_compile (one XLA program for a whole "
+        "run through the trainer)",
+    "tests/test_learners.py::test_metasgd_row_view_gathers_per_row_rates":
+        "test_maml.py::test_embedding_row_view_equals_full_table (the row view == the full "
+        "table, both orders) and test_learners.py::test_metasgd_and_mamlpp_with_all_rates_alpha_equal_maml",
     "tests/test_learning.py::test_maml_sinusoid_beats_pretrained_by_regression_baseline":
         "test_learners.py::test_learner_meta_trains_above_chance_on_unseen_tasks",
     "tests/test_learning.py::test_meta_training_a_tiny_bert_raises_query_accuracy_well_above_chance":
