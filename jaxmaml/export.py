@@ -145,7 +145,8 @@ def export(run_dir: str | Path, out_dir: str | Path, cfg: ExperimentConfig, step
            encoder: Any, overwrite: bool = False, meta_params: dict | None = None) -> Path:
     """Write ``encoder`` (the meta-learned BERT params of ``step``) as a HF directory, plus
     the learner's settings and extras of ``meta_params`` (see :mod:`jaxmaml.export_files`)."""
-    from jaxmaml.export_files import jaxmaml_files
+    from jaxmaml.config_load import model_dir
+    from jaxmaml.export_files import base_max_seq_length, jaxmaml_files
     from jaxmaml.models.hf import save_pretrained
 
     check_export_target(run_dir, out_dir)
@@ -159,7 +160,8 @@ def export(run_dir: str | Path, out_dir: str | Path, cfg: ExperimentConfig, step
                            overwrite=overwrite, extra_files={
                                "README.md": card, **jaxmaml_files(
                                    cfg.meta, meta_params or {"encoder": encoder},
-                                   cfg.data.seq_len, step)})
+                                   cfg.data.seq_len, step,
+                                   base_max_seq_length(model_dir(cfg.model)))})
 
 
 def export_run(run_dir: str | Path, out_dir: str | Path, checkpoint: str = "best",

@@ -10,13 +10,17 @@
   sentence-transformers layout for the run's pooling, plus a ``Normalize`` module
   (``2_Normalize``) where the learner L2-normalizes its features (``meta.normalize_features``,
   as all-MiniLM-L6-v2's own layout does), so ``SentenceTransformer(export_dir).encode``
-  gives :meth:`jaxmaml.FewShotClassifier.embed`'s features.
+  gives :meth:`jaxmaml.FewShotClassifier.embed`'s features up to the run's ``seq_len``
+  tokens. ``max_seq_length`` is the longer of the run's ``seq_len`` and the base sentence
+  encoder's own (all-MiniLM-L6-v2: 256), so a user swapping the export in for the base
+  model does not get texts cut at the run's (often short) training length.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import json
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -66,9 +70,24 @@ def sentence_transformers_files(pooling: str, hidden_size: int, seq_len: int,
             f"{POOLING_DIR}/config.json": _json(pool), **normalize_files}
 
 
-def jaxmaml_files(meta, meta_params: dict, seq_len: int, step: int | None
-                  ) -> dict[str, str | bytes]:
-    """The files above for ``meta`` (a resolved MetaConfig) and ``meta_params``."""
+def base_max_seq_length(base_dir: Path | None) -> int | None:
+    """The ``max_seq_length`` of the base model's own ``sentence_bert_config.json`` (``None``
+    for a model without one, e.g. a random preset)."""
+    file = base_dir / "sentence_bert_config.json" if base_dir is not None else None
+    if file is None or not file.is_file():
+        return None
+    value = json.loads(file.read_text()).get("max_seq_length")
+    return int(value) if value else None
+
+
+def jaxmaml_files(meta, meta_params: dict, seq_len: int, step: int | None,
+                  st_max_seq_length: int | None = None) -> dict[str, str | bytes]:
+    """The files above for ``meta`` (a resolved MetaConfig) and ``meta_params``.
+
+    ``seq_len`` (the run's) goes to ``jaxmaml.json``; sentence-transformers'
+    ``max_seq_length`` is ``max(seq_len, st_max_seq_length)``: a base sentence encoder's own
+    length (all-MiniLM-L6-v2: 256) is kept, as a user swapping the export in expects.
+    """
     from safetensors.numpy import save
 
     settings = {f.name: getattr(meta, f.name) for f in dataclasses.fields(meta)
@@ -80,7 +99,8 @@ def jaxmaml_files(meta, meta_params: dict, seq_len: int, step: int | None
     files: dict[str, str | bytes] = {JAXMAML_FILE: _json(info)}
     if extras:
         files[EXTRAS_FILE] = save(extras)
-    files.update(sentence_transformers_files(meta.pooling, meta.model.hidden_size, seq_len,
+    st_len = max(seq_len, st_max_seq_length or 0)
+    files.update(sentence_transformers_files(meta.pooling, meta.model.hidden_size, st_len,
                                              meta.normalize_features))
     return files
 
@@ -131,9 +151,11 @@ def usage_section(meta, seq_len: int) -> str:
         "```", "",
         "or from the command line: `jaxmaml predict path/to/this/directory --support "
         "labelled.csv --texts new.csv --out predictions.csv`.", "",
-        f"Texts are tokenized to {seq_len} tokens (the meta-training length). "
-        "`transformers.AutoModel` loads the encoder alone; "
+        f"`FewShotClassifier` tokenizes texts to {seq_len} tokens (the meta-training "
+        "length; `seq_len=` changes it). `transformers.AutoModel` loads the encoder alone; "
         "`sentence_transformers.SentenceTransformer` loads it with the run's "
-        f"{meta.pooling} pooling (the features the learner uses). The learner's settings "
+        f"{meta.pooling} pooling{' and L2 normalization' if meta.normalize_features else ''} "
+        "(the features the learner uses; its `max_seq_length` is in "
+        "`sentence_bert_config.json`). The learner's settings "
         "are in `jaxmaml.json`, its meta-learned parts beyond the encoder in "
         "`jaxmaml_extras.safetensors`.", ""])

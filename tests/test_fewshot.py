@@ -216,7 +216,13 @@ def test_minilm_export_is_a_sentence_transformer_with_the_runs_pooling(tmp_path,
              "interest rates again, in a sentence longer than the run's twenty-four tokens"]
     clf = FewShotClassifier.from_pretrained(out)
     model = st.SentenceTransformer(str(out), device="cpu")
-    assert model.max_seq_length == cfg.data.seq_len
+    # the base model's own length (256), not the run's 24: long texts are not cut short ...
+    assert model.max_seq_length == 256 > cfg.data.seq_len == clf.seq_len
+    assert np.abs(model.encode(texts[2:]) - clf.embed(texts[2:])).max() > 1e-3
+    np.testing.assert_allclose(model.encode(texts), FewShotClassifier.from_pretrained(
+        out, seq_len=256).embed(texts), atol=1e-5, rtol=0)
+    # ... and at the run's length the export encodes exactly as the classifier
+    model.max_seq_length = cfg.data.seq_len
     np.testing.assert_allclose(model.encode(texts), clf.embed(texts), atol=1e-5, rtol=0)
 
 
@@ -363,3 +369,13 @@ def test_one_compile_per_padded_shape(trained):
     clf.fit(texts, labels).predict(["dog cat"] * 40)  # 3 batches of 16, the last one padded
     adapt, predict = _adapt_fn(clf.cfg, 3), _predict_fn(clf.cfg.replace(way=3))
     assert adapt._cache_size() == 1 and predict._cache_size() == 1
+
+
+def test_export_keeps_a_base_sentence_encoders_max_seq_length(tmp_path):
+    """sentence-transformers' max_seq_length: the longer of the run's seq_len and the base
+    model's own; the run's where the base has no sentence-transformers config."""
+    from jaxmaml.export_files import base_max_seq_length
+
+    assert base_max_seq_length(None) is None and base_max_seq_length(tmp_path) is None
+    (tmp_path / "sentence_bert_config.json").write_text('{"max_seq_length": 256}')
+    assert base_max_seq_length(tmp_path) == 256
