@@ -29,6 +29,7 @@ from jaxmaml.loading import EXPORT_FORMAT, EXTRAS_FILE, JAXMAML_FILE
 
 POOLING_DIR = "1_Pooling"
 NORMALIZE_DIR = "2_Normalize"
+ST_CONFIG_FILE = "sentence_bert_config.json"  # holds sentence-transformers' max_seq_length
 
 
 def _json(obj: Any) -> str:
@@ -65,7 +66,7 @@ def sentence_transformers_files(pooling: str, hidden_size: int, seq_len: int,
             "pooling_mode_weightedmean_tokens": False, "pooling_mode_lasttoken": False,
             "include_prompt": True}
     return {"modules.json": _json(modules),
-            "sentence_bert_config.json": _json({"max_seq_length": seq_len,
+            ST_CONFIG_FILE: _json({"max_seq_length": seq_len,
                                                 "do_lower_case": False}),
             f"{POOLING_DIR}/config.json": _json(pool), **normalize_files}
 
@@ -73,10 +74,9 @@ def sentence_transformers_files(pooling: str, hidden_size: int, seq_len: int,
 def base_max_seq_length(base_dir: Path | None) -> int | None:
     """The ``max_seq_length`` of the base model's own ``sentence_bert_config.json`` (``None``
     for a model without one, e.g. a random preset)."""
-    file = base_dir / "sentence_bert_config.json" if base_dir is not None else None
-    if file is None or not file.is_file():
+    if base_dir is None or not (base_dir / ST_CONFIG_FILE).is_file():
         return None
-    value = json.loads(file.read_text()).get("max_seq_length")
+    value = json.loads((base_dir / ST_CONFIG_FILE).read_text()).get("max_seq_length")
     return int(value) if value else None
 
 
