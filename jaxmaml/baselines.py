@@ -35,6 +35,7 @@ import numpy as np
 import optax
 
 from jaxmaml.meta import inner
+from jaxmaml.meta.inner import l2_normalize
 from jaxmaml.meta.config import MetaConfig
 from jaxmaml.types import Episodes, Examples
 
@@ -45,11 +46,6 @@ PROBE_TOL = 1e-6     # ... stopping when the gradient norm is below this
 # Methods scored on frozen sentence features: method -> which encoder's features.
 FROZEN_METHODS = {"cosine_centroid": "pretrained", "linear_probe": "pretrained",
                   "meta_learned_centroid": "meta_learned"}
-
-
-def l2_normalize(x: jax.Array, eps: float = 1e-12) -> jax.Array:
-    """``x / max(|x|, eps)`` along the last axis."""
-    return x / jnp.maximum(jnp.linalg.norm(x, axis=-1, keepdims=True), eps)
 
 
 def sentence_config(cfg: MetaConfig) -> MetaConfig:
@@ -147,7 +143,7 @@ def frozen_accuracy(method: str, s_feats: jax.Array, s_labels: jax.Array, q_feat
 def cosine_head_logits(head: dict, feats: jax.Array, scale: float) -> jax.Array:
     """``scale * cos(feats, kernel columns)``: ``feats`` ``[n, H]``, kernel ``[H, way]``."""
     k = head["kernel"]
-    return scale * l2_normalize(feats) @ (k / jnp.maximum(jnp.linalg.norm(k, axis=0), 1e-12))
+    return scale * l2_normalize(feats) @ l2_normalize(k, axis=0)
 
 
 def cosine_adapt_task(encoder: Any, episode: Episodes, cfg: MetaConfig) -> jax.Array:

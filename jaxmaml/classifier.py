@@ -52,9 +52,9 @@ def _predict_fn(cfg) -> Callable:
 
 @functools.lru_cache(maxsize=32)
 def _embed_fn(cfg) -> Callable:
-    from jaxmaml.meta.metric import protonet_features
+    from jaxmaml.meta.inner import embedding
 
-    return jax.jit(lambda enc, ex: protonet_features(enc, ex, cfg))
+    return jax.jit(lambda enc, ex: embedding(enc, ex, cfg))
 
 
 def _check_texts(texts: Sequence[str], what: str) -> list[str]:

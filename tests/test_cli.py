@@ -68,6 +68,10 @@ def test_eval_on_a_file_and_readable_table(run_dir, capsys):
 
 
 def test_export_loads_in_transformers(run_dir, tmp_path, capsys):
+    # The card's table is the run's recorded evaluations: record one here, so the test does
+    # not depend on another test having run first (-k selects it alone).
+    assert main(["eval", str(run_dir), "--way", "2", "--shot", "1", "--query", "3",
+                 "--episodes", "4", "--methods", "meta_learned"]) == 0
     out = tmp_path / "hf"
     assert main(["export", str(run_dir), str(out)]) == 0
     card = (out / "README.md").read_text()

@@ -152,3 +152,14 @@ def test_metric_learners_ignore_padding_rows(name):
     np.testing.assert_allclose(m1["accuracy"], m0["accuracy"])
     _close(g1, g0, atol=1e-5)
     assert _norm(g0) > 1e-6
+
+
+def test_l2_normalize_rows_columns_and_zero_vectors():
+    """The one L2-normalize of the package (metric logits, prototypes, baselines, the cosine
+    head): unit vectors along ``axis`` as numpy computes them; an all-zero vector stays zero."""
+    x = np.array([[3.0, 4.0, 0.0], [0.0, 0.0, 0.0], [1.0, -2.0, 2.0]], np.float32)
+    rows = np.asarray(inner.l2_normalize(jnp.asarray(x)))
+    np.testing.assert_allclose(rows, [[0.6, 0.8, 0.0], [0.0, 0.0, 0.0],
+                                      [1 / 3, -2 / 3, 2 / 3]], rtol=1e-6)
+    cols = np.asarray(inner.l2_normalize(jnp.asarray(x), axis=0))
+    np.testing.assert_allclose(cols, x / np.linalg.norm(x, axis=0), rtol=1e-6)

@@ -25,6 +25,8 @@ from jaxmaml.types import Examples
 Params = dict[str, Any]
 Flat = dict[str, jax.Array]
 
+NORM_EPS = 1e-12  # l2_normalize: the floor of a norm (only an all-zero vector reaches it)
+
 
 def first_adapted_layer(cfg: MetaConfig) -> int:
     """Index of the lowest encoder layer the inner loop updates (``num_layers`` = none).
@@ -131,6 +133,22 @@ def features(encoder: Params, examples: Examples, cfg: MetaConfig,
     h = run_layers(encoder, cfg.model, h, examples.attention_mask, start,
                    cfg.model.num_hidden_layers)
     return _pool(h, examples.attention_mask, cfg)
+
+
+def l2_normalize(x: jax.Array, axis: int = -1) -> jax.Array:
+    """``x / max(|x|, NORM_EPS)`` along ``axis``: unit vectors (a zero vector stays zero)."""
+    return x / jnp.maximum(jnp.linalg.norm(x, axis=axis, keepdims=True), NORM_EPS)
+
+
+def embedding(encoder: Params, examples: Examples, cfg: MetaConfig) -> jax.Array:
+    """``[n, H]`` the run's sentence embedding, for every learner: :func:`features`,
+    L2-normalized with ``cfg.normalize_features`` (ProtoNet's normalized prototypes).
+
+    What ProtoNet's prototypes average, ``FewShotClassifier.embed`` returns and the
+    export's sentence-transformers modules compute.
+    """
+    f = features(encoder, examples, cfg)
+    return l2_normalize(f) if cfg.normalize_features else f
 
 
 @functools.lru_cache(maxsize=16)

@@ -29,9 +29,6 @@ from jaxmaml.meta import inner
 from jaxmaml.meta.config import MetaConfig
 from jaxmaml.types import Episodes, Examples
 
-EPS = 1e-8
-
-
 # ------------------------------------------------------------------------ shared pieces
 def _dense_init(key: jax.Array, fan_in: int, fan_out: int) -> dict[str, jax.Array]:
     """LeCun-normal kernel ``[fan_in, fan_out]``, zero bias."""
@@ -41,10 +38,6 @@ def _dense_init(key: jax.Array, fan_in: int, fan_out: int) -> dict[str, jax.Arra
 
 def _dense(p: dict, x: jax.Array) -> jax.Array:
     return x @ p["kernel"] + p["bias"]
-
-
-def _normalize(x: jax.Array) -> jax.Array:
-    return x / jnp.maximum(jnp.linalg.norm(x, axis=-1, keepdims=True), EPS)
 
 
 def episode_features(meta_params: dict, episode: Episodes, cfg: MetaConfig
@@ -73,27 +66,21 @@ def prototype_logits(prototypes: jax.Array, query_feats: jax.Array, cfg: MetaCon
     """``[n_q, way]`` ProtoNet logits of query features against class prototypes ``[way, H]``."""
     c = prototypes
     if cfg.distance == "cosine":
-        return cfg.cosine_scale * _normalize(query_feats) @ _normalize(c).T
+        return cfg.cosine_scale * inner.l2_normalize(query_feats) @ inner.l2_normalize(c).T
     return -jnp.sum((query_feats[:, None, :] - c[None, :, :]) ** 2, axis=-1)
-
-
-def protonet_features(encoder: Any, examples: Examples, cfg: MetaConfig) -> jax.Array:
-    """``[n, H]`` pooled features, L2-normalized with ``cfg.normalize_features``."""
-    f = inner.features(encoder, examples, cfg)
-    return _normalize(f) if cfg.normalize_features else f
 
 
 def protonet_adapt(meta_params: dict, support: Examples, cfg: MetaConfig) -> dict:
     """Task params ``{"encoder", "prototypes": [way, H]}``: the support class means."""
     encoder = meta_params["encoder"]
-    s = protonet_features(encoder, support, cfg)
+    s = inner.embedding(encoder, support, cfg)
     return {"encoder": encoder,
             "prototypes": inner.prototypes(s, support.labels, support.weights, cfg.way)}
 
 
 def protonet_predict(task_params: dict, examples: Examples, cfg: MetaConfig) -> jax.Array:
     """``[n, way]`` ``-|x - c_k|^2`` (or scaled cosine) to the task's prototypes."""
-    q = protonet_features(task_params["encoder"], examples, cfg)
+    q = inner.embedding(task_params["encoder"], examples, cfg)
     return prototype_logits(task_params["prototypes"], q, cfg)
 
 
@@ -154,7 +141,7 @@ def matching_log_probs_from(g: jax.Array, onehot: jax.Array, weights: jax.Array,
     f = query_feats
     if fce_params is not None:
         f = fce_query(fce_params, f, g, weights, cfg.fce_steps)
-    sims = cfg.cosine_scale * _normalize(f) @ _normalize(g).T
+    sims = cfg.cosine_scale * inner.l2_normalize(f) @ inner.l2_normalize(g).T
     log_attn = jax.nn.log_softmax(jnp.where(weights[None, :] > 0, sims, -jnp.inf), -1)
     # log sum_i a_i [y_i = k], in log space for stability; a class without support gets -inf.
     return jax.nn.logsumexp(log_attn[:, :, None], axis=1, b=onehot[None, :, :])
