@@ -15,7 +15,6 @@ setup: $(STAMP)
 
 # Main job: meta-train the bundled quickstart config, evaluate before/after, export.
 demo: $(STAMP)
-	bash scripts/apt_lists.sh
 	HF_HUB_OFFLINE=1 $(BIN)/python scripts/quickstart.py
 
 test: $(STAMP)

@@ -1,7 +1,9 @@
 """Built-in real-text sources: debian (package synopsis -> section), wordnet_domains,
 fortunes (quotation -> topic file)."""
 
+import gzip
 import json
+import shutil
 import subprocess
 from pathlib import Path
 
@@ -59,14 +61,60 @@ def test_debian_filtering_rules():
     assert small.info["dropped"]["small_section"] == 24
 
 
-def test_debian_without_apt_lists_says_run_apt_get_update(tmp_path, monkeypatch):
+def test_debian_live_lists_missing_says_run_apt_get_update(tmp_path, monkeypatch):
     monkeypatch.setattr(debian, "APT_LISTS", tmp_path)
     monkeypatch.setattr(debian.build_cache, "__defaults__", (tmp_path, None))
     with pytest.raises(FileNotFoundError, match="run `apt-get update`"):
-        debian.load_debian()
-    cfg = load_config(TINY)
-    with pytest.raises(ConfigError, match="cannot load --data debian: .*apt-get update"):
-        load_text(cfg, "debian")
+        debian.from_apt_lists()
+    ds = load_text(load_config(TINY), "debian")  # the built-in source is the bundled snapshot
+    assert len(ds) == debian.info["num_examples"] and ds.info["snapshot"]["lists"]
+
+
+def test_debian_snapshot_round_trip(tmp_path, monkeypatch):
+    """write_snapshot keeps what select keeps (first package of a kept synopsis), and
+    load_debian of the bundle == load_debian of the dumpavail file it was written from, at
+    any min_examples; the release's package counts and drops are reported, not the bundle's."""
+    rows = list(debian.parse_dumpavail(DUMP.read_text().splitlines()))
+    snap = tmp_path / "snap.json.gz"
+    counts = debian.write_snapshot(rows, {"lists": ["x"]}, snap)
+    assert counts["packages"] == len(rows) == 45
+    monkeypatch.setattr(debian, "SNAPSHOT", snap)
+    for k in (1, 7):
+        got, ref = debian.load_debian(min_examples=k), debian.load_debian(DUMP, min_examples=k)
+        assert got.texts == ref.texts and got.class_names == ref.class_names
+        assert np.array_equal(got.labels, ref.labels)
+        assert got.info["num_packages"] == 45 and got.info["snapshot"] == {"lists": ["x"]}
+    with gzip.open(snap, "rt") as f:
+        kept = json.load(f)["rows"]
+    assert len(kept) == len(ref_texts := debian.select(rows, 1)[0]) < len(rows)
+    assert [t for _, _, t in kept] == ref_texts
+    assert debian.load_debian(min_examples=7).info["dropped"] == debian.select(rows, 7)[2]
+
+
+def test_debian_bundled_snapshot_counts():
+    ds = debian.load_debian()
+    info = debian.info
+    assert (len(ds), len(ds.class_names)) == (info["num_examples"], info["num_classes"])
+    assert (ds.info["num_packages"], ds.info["num_sections"]) == (info["num_packages"],
+                                                                   info["num_sections"])
+    assert ds.info["snapshot"]["releases"][0]["version"] == "12.15"
+    counts = ds.class_counts()
+    assert min(counts.values()) >= debian.MIN_EXAMPLES and counts["utils"] == 2304
+
+
+def test_debian_bundled_snapshot_equals_these_apt_lists_when_they_are_its_release():
+    """On a machine whose APT lists are the snapshot's (a fresh Debian 12.15 image), the
+    bundle is exactly what apt-cache dumpavail gives."""
+    try:
+        live = debian.snapshot_info()
+    except OSError:
+        live = None
+    with gzip.open(debian.SNAPSHOT, "rt") as f:
+        bundled = json.load(f)["snapshot"]
+    if live != bundled or shutil.which("apt-cache") is None:
+        pytest.skip("this machine's APT lists are not the bundled snapshot's release")
+    got, ref = debian.load_debian(), debian.from_apt_lists()
+    assert got.texts == ref.texts and np.array_equal(got.labels, ref.labels)
 
 
 def test_debian_cache_is_built_once_with_snapshot_and_counts(tmp_path, monkeypatch):
@@ -93,7 +141,7 @@ def test_debian_cache_is_built_once_with_snapshot_and_counts(tmp_path, monkeypat
     assert payload["counts"]["per_section"]["games"] == 9
     monkeypatch.setattr(debian, "APT_LISTS", lists)
     monkeypatch.setattr(debian.build_cache, "__defaults__", (lists, None))
-    ds = debian.load_debian(cache_dir=tmp_path / "cache", min_examples=1)
+    ds = debian.from_apt_lists(cache_dir=tmp_path / "cache", min_examples=1)
     ref = debian.load_debian(DUMP, min_examples=1)
     assert ds.texts == ref.texts and np.array_equal(ds.labels, ref.labels)
     assert ds.info["snapshot"]["releases"][0]["date"].startswith("Sun, 29 Nov 2026")

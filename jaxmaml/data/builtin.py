@@ -31,8 +31,8 @@ BUILTIN_SOURCES = {
     "wordnet": (_wordnet, "WordNet 3.0 definitions -> 45 supersenses (117,659 examples)"),
     "wordnet_domains": (_wordnet_domains,
                         "WordNet 3.0 definitions -> 66 topic domains (4,918 examples)"),
-    "debian": (_debian, "Debian package synopses -> 35 archive sections (20,013 examples; "
-                        "needs apt-get update)"),
+    "debian": (_debian, "Debian 12.15 package synopses -> 35 archive sections (19,948 "
+                        "examples; bundled)"),
     "fortunes": (_fortunes, "fortune-cookie quotations -> 32 topic files (11,537 examples; "
                             "needs apt-get install fortunes)"),
 }

@@ -1,10 +1,10 @@
 """Built-in real dataset: Debian package synopses labelled by archive section.
 
-Every binary package in the local APT lists is one example: the text is its one-line
-synopsis (the ``Description:`` line of ``apt-cache dumpavail``; the package name is *not*
-part of the text) and the label is its ``Section:`` (``science``, ``games``, ``sound``,
-``mail``, ``hamradio``, ...). Long descriptions are not used: the Packages lists carry only
-the synopsis (the long text lives in the ``Translation-en`` files, which are not fetched).
+Every binary package of a Debian release is one example: the text is its one-line synopsis
+(the ``Description:`` line of ``apt-cache dumpavail``; the package name is *not* part of
+the text) and the label is its ``Section:`` (``science``, ``games``, ``sound``, ``mail``,
+``hamradio``, ...). Long descriptions are not used: the Packages lists carry only the
+synopsis (the long text lives in the ``Translation-en`` files, which are not fetched).
 
 What is dropped, and why (decided on the 2026-11-29 bookworm snapshot, documented in the
 README's Data section):
@@ -20,11 +20,16 @@ README's Data section):
   section (``foo`` / ``foo-data`` / ``foo-common`` share one), and sections left with fewer
   than ``min_examples`` examples.
 
-Building: ``apt-cache dumpavail`` (needs ``apt-get update`` to have run; a one-line error
-says so otherwise) is parsed once and cached as JSON under
-``$JAXMAML_CACHE_DIR/datasets`` (default ``~/.cache/jaxmaml/datasets``) with the lists'
-snapshot date (the ``Date:`` of their ``InRelease`` file), release and counts; the cache file
-name hashes the lists' names, sizes and mtimes, so ``apt-get update`` makes a new one.
+The built-in ``debian`` source is a **bundled snapshot** (:data:`SNAPSHOT`: Debian 12.15
+bookworm ``main``, amd64, the rows this filter keeps, gzipped JSON), so every machine
+reads the same examples, with or without APT, and every number measured on it reproduces.
+It was written by :func:`write_snapshot` (``python scripts/debian_snapshot.py``) from the
+release's own Packages list. Reading a machine's live APT lists instead (which change with
+every ``apt-get update`` and differ between machines): :func:`from_apt_lists`, which parses
+``apt-cache dumpavail`` once and caches it as JSON under ``$JAXMAML_CACHE_DIR/datasets``
+(default ``~/.cache/jaxmaml/datasets``) with the lists' snapshot date (the ``Date:`` of
+their ``InRelease`` file), release and counts; the cache file name hashes the lists' names,
+sizes and mtimes, so ``apt-get update`` makes a new one.
 
 Licence: each package's own; the synopses are short factual texts from the Debian archive
 (https://www.debian.org/legal/), used here for research. Counts of the snapshot used here are
@@ -33,6 +38,7 @@ in :data:`info`.
 
 from __future__ import annotations
 
+import gzip
 import hashlib
 import json
 import os
@@ -46,24 +52,25 @@ from typing import Iterable, Iterator
 from jaxmaml.data.sources import TextDataset, from_lists
 
 APT_LISTS = Path("/var/lib/apt/lists")
+SNAPSHOT = Path(__file__).resolve().parent / "debian_bookworm_12.15_main.json.gz"
 FORM_SECTIONS = ("libs", "libdevel", "oldlibs", "doc", "debug", "metapackages", "tasks",
                  "introspection", "localization")
 LANGUAGE_SECTIONS = ("python", "perl", "haskell", "rust", "golang", "javascript", "java",
                      "ruby", "gnu-r", "php", "ocaml", "lisp", "cli-mono", "zope")
 MIN_EXAMPLES = 20
 _FORMAT = "jaxmaml-debian-v1"
+_SNAPSHOT_FORMAT = "jaxmaml-debian-snapshot-v1"
 
 info = {
     "name": "debian-sections",
     "description": "Debian package synopses labelled by archive section (topic sections only)",
-    "snapshot": "Debian 12 bookworm main + bookworm-updates + bookworm-security, lists of "
-                "2026-11-29 (bookworm InRelease dated 2026-07-11, Debian 12.15)",
-    "num_packages": 63_681,
+    "snapshot": "Debian 12.15 bookworm main, amd64 (InRelease dated 2026-07-11), bundled",
+    "num_packages": 63_436,
     "num_sections": 58,
-    "num_examples": 20_013,
+    "num_examples": 19_948,
     "num_classes": 35,
     "license": "each package's own; short factual synopses from the Debian archive",
-    "source": "apt-cache dumpavail (after apt-get update)",
+    "source": "the bundled snapshot (from_apt_lists: apt-cache dumpavail)",
 }
 
 
@@ -183,28 +190,10 @@ def build_cache(lists_dir: Path = APT_LISTS, cache_dir: str | os.PathLike | None
     return file
 
 
-def load_debian(path: str | os.PathLike | None = None, min_examples: int = MIN_EXAMPLES,
-                cache_dir: str | os.PathLike | None = None) -> TextDataset:
-    """Debian package synopses -> section labels as a :class:`TextDataset`.
-
-    Args:
-      path: a file in ``apt-cache dumpavail`` format (e.g. the test fixture); default:
-        the local APT lists, through the JSON cache of :func:`build_cache`.
-      min_examples: sections with fewer examples after filtering are dropped.
-      cache_dir: where the JSON cache lives (default ``$JAXMAML_CACHE_DIR/datasets``).
-
-    Returns:
-      ``TextDataset`` with sorted section names as classes; ``info`` holds the snapshot,
-      the package and section counts and what was dropped.
-    """
-    if path is not None:
-        with open(path, encoding="utf-8") as f:
-            rows = list(parse_dumpavail(f))
-        snapshot = {"file": os.path.abspath(path)}
-    else:
-        with open(build_cache(cache_dir=cache_dir), encoding="utf-8") as f:
-            payload = json.load(f)
-        rows, snapshot = [tuple(r) for r in payload["rows"]], payload["snapshot"]
+def _dataset(rows: list[tuple[str, str, str]], snapshot: dict, min_examples: int,
+             release: dict | None = None) -> TextDataset:
+    """``select`` + ``from_lists``. ``release``: the counts and drops of the release the
+    (already filtered) ``rows`` came from, reported instead of those of ``rows``."""
     texts, labels, drops = select(rows, min_examples)
     if not texts:
         raise ValueError(f"no Debian packages left after filtering {len(rows)} stanzas; "
@@ -213,4 +202,75 @@ def load_debian(path: str | os.PathLike | None = None, min_examples: int = MIN_E
     meta.update(snapshot=snapshot, num_packages=len(rows),
                 num_sections=len({s for _, s, _ in rows}), dropped=drops,
                 min_examples=min_examples)
+    if release is not None:
+        meta.update(num_packages=release["counts"]["packages"],
+                    num_sections=release["counts"]["sections"],
+                    dropped={**release["dropped"], "small_section": drops["small_section"]})
     return from_lists(texts, labels, info=meta)
+
+
+def load_debian(path: str | os.PathLike | None = None, min_examples: int = MIN_EXAMPLES
+                ) -> TextDataset:
+    """Debian package synopses -> section labels as a :class:`TextDataset`.
+
+    Args:
+      path: a file in ``apt-cache dumpavail`` format (e.g. the test fixture); default: the
+        bundled snapshot :data:`SNAPSHOT` (the built-in ``debian`` source).
+      min_examples: sections with fewer examples after filtering are dropped.
+
+    Returns:
+      ``TextDataset`` with sorted section names as classes; ``info`` holds the snapshot,
+      the package and section counts and what was dropped.
+    """
+    if path is not None:
+        with open(path, encoding="utf-8") as f:
+            rows = list(parse_dumpavail(f))
+        return _dataset(rows, {"file": os.path.abspath(path)}, min_examples)
+    with gzip.open(SNAPSHOT, "rt", encoding="utf-8") as f:
+        payload = json.load(f)
+    if payload.get("format") != _SNAPSHOT_FORMAT:
+        raise ValueError(f"{SNAPSHOT} is not a {_SNAPSHOT_FORMAT} file; reinstall jaxmaml.")
+    # The bundle holds the rows select() kept (at min_examples 1): filtering them again is
+    # the identity but for the section-size rule, so min_examples still applies. The
+    # package and drop counts are those of the full release.
+    return _dataset([tuple(r) for r in payload["rows"]], payload["snapshot"], min_examples,
+                    payload)
+
+
+def from_apt_lists(min_examples: int = MIN_EXAMPLES,
+                   cache_dir: str | os.PathLike | None = None) -> TextDataset:
+    """The same dataset built from this machine's live APT lists (``apt-get update`` first),
+    through the JSON cache of :func:`build_cache`. Differs from the bundled snapshot when
+    the lists hold another release or ``-updates`` / ``-security``."""
+    with open(build_cache(cache_dir=cache_dir), encoding="utf-8") as f:
+        payload = json.load(f)
+    return _dataset([tuple(r) for r in payload["rows"]], payload["snapshot"], min_examples)
+
+
+def write_snapshot(rows: list[tuple[str, str, str]], snapshot: dict, out: str | os.PathLike
+                   ) -> dict:
+    """Write the bundled-snapshot file ``out`` (gzipped JSON, atomically) from a release's
+    ``(package, section, synopsis)`` rows: the rows :func:`select` keeps at
+    ``min_examples=1`` (first package of each kept synopsis), the release's counts and its
+    drop counts by every rule but the section-size one (applied at load). Returns the
+    counts written."""
+    rows = [tuple(r) for r in rows]
+    texts, labels, _ = select(rows, 1)
+    keep = set(zip(texts, labels))
+    kept = []
+    for package, section, text in rows:
+        if (text, section) in keep:
+            keep.discard((text, section))  # the first package of a kept synopsis
+            kept.append([package, section, text])
+    sections = Counter(s for _, s, _ in rows)
+    payload = {"format": _SNAPSHOT_FORMAT, "snapshot": snapshot,
+               "counts": {"packages": len(rows), "sections": len(sections),
+                          "per_section": dict(sections.most_common())},
+               "dropped": select(rows, 1)[2], "rows": kept}
+    out = Path(out)
+    fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", dir=out.parent)
+    with os.fdopen(fd, "wb") as raw, gzip.GzipFile(fileobj=raw, mode="wb", mtime=0) as f:
+        f.write(json.dumps(payload, ensure_ascii=False, separators=(",", ":")).encode())
+    os.chmod(tmp, 0o644)
+    os.replace(tmp, out)
+    return payload["counts"]
