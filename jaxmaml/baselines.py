@@ -20,6 +20,9 @@ whatever ``meta.pooling`` the run meta-trained with.
   does not.
 - ``meta_learned_centroid``: the META-LEARNED encoder under ``cosine_centroid``: what a
   user who exports the encoder and uses it as a sentence-transformer gets.
+- ``meta_learned_probe``: the META-LEARNED encoder under ``linear_probe``: the exported
+  encoder with a logistic-regression head (the usual frozen-encoder recipe), against the
+  original encoder under the same probe.
 
 Per-task functions are written for one episode and ``vmap``-ped over the task axis.
 """
@@ -45,7 +48,8 @@ PROBE_TOL = 1e-6     # ... stopping when the gradient norm is below this
 
 # Methods scored on frozen sentence features: method -> which encoder's features.
 FROZEN_METHODS = {"cosine_centroid": "pretrained", "linear_probe": "pretrained",
-                  "meta_learned_centroid": "meta_learned"}
+                  "meta_learned_centroid": "meta_learned", "meta_learned_probe": "meta_learned"}
+PROBE_METHODS = ("linear_probe", "meta_learned_probe")  # the others: a cosine centroid
 
 
 def sentence_config(cfg: MetaConfig) -> MetaConfig:
@@ -131,7 +135,7 @@ def frozen_accuracy(method: str, s_feats: jax.Array, s_labels: jax.Array, q_feat
 
     ``s_feats`` ``[T, way*shot, H]``, ``q_feats`` ``[T, way*query, H]`` (normalized).
     """
-    logits_fn = linear_probe_logits if method == "linear_probe" else cosine_centroid_logits
+    logits_fn = linear_probe_logits if method in PROBE_METHODS else cosine_centroid_logits
 
     def one(sf, sl, qf, ql):
         return (jnp.argmax(logits_fn(sf, sl, qf, way), -1) == ql).mean()

@@ -8,7 +8,10 @@
 
 ``fit`` runs the learner's ``adapt`` (:mod:`jaxmaml.learners`) on the tokenized support set,
 ``predict``/``predict_proba`` its ``predict`` (probabilities ``softmax(logits)``), exactly
-what meta-training and ``jaxmaml eval`` ran. Any number of classes and shots per class
+what meta-training and ``jaxmaml eval`` ran (``meta_learned``). ``head="probe"`` instead
+fits a logistic-regression probe on the encoder's sentence features (mean pooled,
+L2-normalized), exactly ``jaxmaml eval``'s ``meta_learned_probe``
+(:func:`jaxmaml.baselines.fit_probe`: scikit-learn's ``LogisticRegression(C=1)``). Any number of classes and shots per class
 (unbalanced too); labels are any hashable values (``classes_`` sorted like scikit-learn's).
 Both steps are jitted: the support set is padded with zero-weight rows to the next power of
 two and texts are scored in fixed batches, so a shape compiles once.
@@ -27,6 +30,7 @@ from jaxmaml.loading import Loaded, load_export, load_run
 from jaxmaml.types import Examples
 
 MIN_SUPPORT_ROWS = 8
+HEADS = ("learner", "probe")
 
 
 def _bucket(n: int) -> int:
@@ -48,6 +52,18 @@ def _predict_fn(cfg) -> Callable:
 
     learner = from_config(cfg)
     return jax.jit(lambda tp, ex: jax.nn.log_softmax(learner.predict(tp, ex), -1))
+
+
+@functools.lru_cache(maxsize=32)
+def _probe_fit_fn(way: int) -> Callable:
+    from jaxmaml.baselines import fit_probe
+
+    return jax.jit(lambda x, y: fit_probe(x, y, way))
+
+
+@jax.jit
+def _probe_log_proba(probe: dict, feats: jax.Array) -> jax.Array:
+    return jax.nn.log_softmax(feats @ probe["kernel"] + probe["bias"], -1)
 
 
 @functools.lru_cache(maxsize=32)
@@ -78,11 +94,17 @@ class FewShotClassifier:
         :meth:`from_pretrained`).
       seq_len: tokens per text (default: the model's meta-training ``seq_len``).
       batch_size: texts per jitted forward pass in :meth:`predict` / :meth:`embed`.
+      head: ``"learner"`` (default): the learner's own adaptation; ``"probe"``: a
+        logistic-regression probe on the frozen encoder's sentence features.
     """
 
-    def __init__(self, loaded: Loaded, *, seq_len: int | None = None, batch_size: int = 64):
+    def __init__(self, loaded: Loaded, *, seq_len: int | None = None, batch_size: int = 64,
+                 head: str = "learner"):
         from jaxmaml.data.tokenize import _load_tokenizer
 
+        if head not in HEADS:
+            raise ValueError(f"head={head!r}: use one of {', '.join(HEADS)}.")
+        self.head = head
         self.meta_params = loaded.meta_params
         self.cfg = loaded.meta
         self.step = loaded.step
@@ -161,6 +183,14 @@ class FewShotClassifier:
             raise ValueError(f"the support set has a single class ({classes[0]!r}); few-shot "
                              "classification needs at least 2 classes.")
         index = {c: i for i, c in enumerate(classes)}
+        classes_ = np.array(classes, dtype=object if not all(
+            isinstance(c, (int, np.integer)) for c in classes) else np.int64)
+        if self.head == "probe":
+            y = np.array([index[y] for y in labels], np.int32)
+            self.task_params_ = _probe_fit_fn(len(classes))(
+                self._sentence_features(texts, "the support texts"), y)
+            self.classes_ = classes_
+            return self
         ids, mask = self._tokenize(texts)
         n, rows = len(texts), _bucket(len(texts))
         support = Examples(np.pad(ids, ((0, rows - n), (0, 0))),
@@ -168,8 +198,7 @@ class FewShotClassifier:
                            np.array([index[y] for y in labels] + [0] * (rows - n), np.int32),
                            np.array([1.0] * n + [0.0] * (rows - n), np.float32))
         self.task_params_ = _adapt_fn(self.cfg, len(classes))(self.meta_params, support)
-        self.classes_ = np.array(classes, dtype=object if not all(
-            isinstance(c, (int, np.integer)) for c in classes) else np.int64)
+        self.classes_ = classes_
         self._predict_cfg = self.cfg.replace(way=len(classes))
         return self
 
@@ -177,10 +206,13 @@ class FewShotClassifier:
                    ) -> np.ndarray:
         if self.task_params_ is None:
             raise ValueError("call fit(texts, labels) with a labelled support set first.")
-        fn = _predict_fn(self._predict_cfg)
         out = []
         for batch, n in self._batches(texts, "the texts to classify"):
-            out.append(np.asarray(fn(self.task_params_, batch))[:n])
+            if self.head == "probe":
+                logp = _probe_log_proba(self.task_params_, self._features(batch))
+            else:
+                logp = _predict_fn(self._predict_cfg)(self.task_params_, batch)
+            out.append(np.asarray(logp)[:n])
             if progress is not None:
                 progress(n)
         return np.concatenate(out)
@@ -204,6 +236,17 @@ class FewShotClassifier:
                for batch, n in self._batches(texts, "the texts to embed")]
         return np.concatenate(out)
 
+    def _features(self, batch: Examples) -> np.ndarray:
+        """Sentence features of one padded batch (what the baselines and the probe read)."""
+        from jaxmaml.baselines import sentence_features
+
+        return sentence_features(self.meta_params["encoder"], self.cfg, batch.input_ids,
+                                 batch.attention_mask, self.batch_size)
+
+    def _sentence_features(self, texts: Sequence[str], what: str) -> np.ndarray:
+        return np.concatenate([self._features(b)[:n] for b, n in self._batches(texts, what)])
+
     def __repr__(self) -> str:
         fitted = "unfitted" if self.classes_ is None else f"{len(self.classes_)} classes"
-        return f"FewShotClassifier({self.algorithm}, seq_len={self.seq_len}, {fitted})"
+        head = "" if self.head == "learner" else ", head=probe"
+        return f"FewShotClassifier({self.algorithm}, seq_len={self.seq_len}{head}, {fitted})"

@@ -53,9 +53,9 @@ def _parser() -> argparse.ArgumentParser:
     e.add_argument("--query", type=int, help="query examples per class")
     e.add_argument("--episodes", type=int, help="episodes per setting (default: eval.episodes)")
     e.add_argument("--methods", nargs="+", type=_method_arg,
-                   help="subset of meta_learned meta_learned_centroid pretrained_finetune "
-                   "pretrained_adapt_cosine cosine_centroid linear_probe nearest_centroid "
-                   "(default: all)")
+                   help="subset of meta_learned meta_learned_centroid meta_learned_probe "
+                   "pretrained_finetune pretrained_adapt_cosine cosine_centroid linear_probe "
+                   "nearest_centroid (default: all)")
     e.add_argument("--json", action="store_true", help="print JSON (one object per setting; "
                    "a list for several; a multi-source run without --data: a list of one "
                    "object per source and setting, its `data` the source's name)")
@@ -85,6 +85,9 @@ def _parser() -> argparse.ArgumentParser:
     pr.add_argument("--checkpoint", default="best", help="of a run directory: best (default), "
                     "latest or a step")
     pr.add_argument("--seq-len", type=int, help="tokens per text (default: the model's)")
+    pr.add_argument("--head", choices=("learner", "probe"), default="learner",
+                    help="learner (default): the learner's own adaptation; probe: a "
+                    "logistic-regression probe on the encoder's sentence features")
     pr.add_argument("--no-progress", action="store_true", help="no progress bar")
 
     d = sub.add_parser("data", help="print a config's dataset statistics and class split")
@@ -189,7 +192,7 @@ def cmd_predict(args) -> int:
     info = predict_files(args.model, args.support, args.texts, args.out,
                          text_column=args.text_column, label_column=args.label_column,
                          proba=args.proba, checkpoint=args.checkpoint, seq_len=args.seq_len,
-                         progress=not args.no_progress)
+                         progress=not args.no_progress, head=args.head)
     print(f"labelled {info['rows']} texts with {len(info['classes'])} classes "
           f"({', '.join(info['classes'])}) into {info['out']}")
     return 0

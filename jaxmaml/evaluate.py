@@ -8,8 +8,9 @@ accuracy mean and 95% confidence interval (1.96 * std / sqrt(E)) for
 - ``nearest_centroid``: a frozen pretrained encoder, nearest class mean of pooled features
   (squared euclidean, unnormalized; a weak baseline kept as an extra row),
 - the strong baselines of :mod:`jaxmaml.baselines` (``cosine_centroid``, ``linear_probe``,
-  ``pretrained_adapt_cosine``) and ``meta_learned_centroid`` (the meta-learned encoder as a
-  plain sentence encoder).
+  ``pretrained_adapt_cosine``), ``meta_learned_centroid`` and ``meta_learned_probe`` (the
+  meta-learned encoder as a plain sentence encoder under a cosine centroid and a linear
+  probe).
 
 All methods see the same episodes (a paired comparison). The encoder is fixed during
 evaluation, so everything below the first layer the inner loop adapts is computed once per
@@ -33,15 +34,20 @@ from jaxmaml.meta.config import MetaConfig
 from jaxmaml.meta.outer import init_meta_params, make_eval_step
 from jaxmaml.types import Episodes, Examples
 
-METHODS = ("meta_learned", "meta_learned_centroid", "pretrained_finetune",
-           "pretrained_adapt_cosine", "cosine_centroid", "linear_probe", "nearest_centroid")
+METHODS = ("meta_learned", "meta_learned_centroid", "meta_learned_probe",
+           "pretrained_finetune", "pretrained_adapt_cosine", "cosine_centroid", "linear_probe",
+           "nearest_centroid")
 # The methods that use only the original (pretrained) encoder: claims of "+N points" for the
 # meta-learned init are made against the best of these.
 BASELINES = ("pretrained_finetune", "pretrained_adapt_cosine", "cosine_centroid",
              "linear_probe", "nearest_centroid")
+# The meta-learned encoder under a frozen-feature classifier, paired with the original
+# encoder under the same classifier.
+PAIRED_WITH = {"meta_learned_centroid": "cosine_centroid", "meta_learned_probe": "linear_probe"}
 METHOD_LABELS = {
     "meta_learned": "meta-learned init + inner loop",
     "meta_learned_centroid": "meta-learned encoder, cosine centroid",
+    "meta_learned_probe": "meta-learned encoder, linear probe",
     "pretrained_finetune": "pretrained init + inner loop",
     "pretrained_adapt_cosine": "pretrained + inner loop, cosine head",
     "cosine_centroid": "original encoder, cosine centroid",
@@ -72,7 +78,8 @@ def gain_over_baselines(results: dict[str, dict[str, float]],
 def gain_text(row: dict, method: str = "meta_learned") -> str | None:
     """Points of ``method`` over its reference in one result row, e.g. ``"+6.0 ± 0.4"``:
     ``meta_learned`` over the best baseline (:func:`gain_over_baselines`),
-    ``meta_learned_centroid`` over the original encoder's cosine centroid (paired only).
+    ``meta_learned_centroid`` / ``meta_learned_probe`` over the original encoder under the
+    same classifier (:data:`PAIRED_WITH`; paired only).
     The ``±`` is the paired 95% CI of the row's ``gains`` (absent in rows without them);
     ``None`` when the methods are missing."""
     paired = row.get("gains", {}).get(method)
@@ -89,14 +96,15 @@ def paired_gains(accs: dict[str, np.ndarray]) -> dict[str, dict]:
     """Per-episode (paired) accuracy differences of the meta-learned methods, mean and 95% CI.
 
     ``{"meta_learned": {"vs": best baseline, "mean", "ci95"}, "meta_learned_centroid":
-    {"vs": "cosine_centroid", ...}}`` from ``{method: [E] accuracies}`` on the same
-    episodes; the best baseline is the one with the highest mean (:func:`best_baseline`).
+    {"vs": "cosine_centroid", ...}, "meta_learned_probe": {"vs": "linear_probe", ...}}``
+    from ``{method: [E] accuracies}`` on the same episodes; the best baseline is the one
+    with the highest mean (:func:`best_baseline`).
     A difference on the same episodes has a much smaller CI than the two accuracies' CIs
     suggest, since episode difficulty cancels. Entries whose methods are missing are left out.
     """
     out = {}
     best = best_baseline({m: {"mean": float(np.mean(a))} for m, a in accs.items()})
-    pairs = {"meta_learned": best and best[0], "meta_learned_centroid": "cosine_centroid"}
+    pairs = {"meta_learned": best and best[0], **PAIRED_WITH}
     for method, vs in pairs.items():
         if vs and method in accs and vs in accs:
             diff = np.asarray(accs[method], np.float64) - np.asarray(accs[vs], np.float64)

@@ -102,8 +102,11 @@ def write_table_atomically(df, out: str | Path) -> Path:
 def predict_files(model: str | Path, support: str | Path, texts: str | Path, out: str | Path,
                   text_column: str = "text", label_column: str = "label", proba: bool = False,
                   checkpoint: str = "best", seq_len: int | None = None,
-                  progress: bool = True) -> dict[str, Any]:
+                  progress: bool = True, head: str = "learner") -> dict[str, Any]:
     """Fit a :class:`~jaxmaml.FewShotClassifier` on ``support``, label ``texts``, write ``out``.
+
+    ``head``: ``learner`` (the learner's own adaptation) or ``probe`` (a logistic-regression
+    probe on the encoder's sentence features).
 
     Returns ``{"rows", "classes", "out"}``. Bad input raises :class:`ConfigError` (one line)
     before anything is written.
@@ -125,7 +128,7 @@ def predict_files(model: str | Path, support: str | Path, texts: str | Path, out
     new_texts = _texts(_column(df, text_column, "texts file", texts, "--text-column"),
                        "texts file", texts)
     try:
-        clf = FewShotClassifier(load(model, checkpoint), seq_len=seq_len)
+        clf = FewShotClassifier(load(model, checkpoint), seq_len=seq_len, head=head)
         clf.fit(sup_texts, sup_labels)
     except ValueError as e:
         raise ConfigError(str(e)) from e

@@ -6,12 +6,13 @@
 1. ``jaxmaml train`` on the config (resumes if the run directory has checkpoints);
 2. evaluation 5-way 1-shot and 5-shot on the meta-test classes (a multi-source config: on
    each training source's meta-test classes and on each held-out source, one table per
-   source; 600 episodes each, the
-   same episodes for every method, 95% confidence intervals): the meta-learned init + its
-   inner loop, the meta-learned encoder as a plain sentence encoder (cosine centroid), and
-   the baselines on the original encoder: cosine centroid, linear probe, the pretrained
-   init + the same inner loop (linear Proto-MAML head, and a cosine head), and the weak
-   squared-euclidean centroid. "+N points" is against the best baseline;
+   source; 600 episodes each, the same episodes for every method, 95% confidence
+   intervals): the meta-learned init + its inner loop, the meta-learned encoder as a plain
+   sentence encoder (cosine centroid and linear probe), and the baselines on the original
+   encoder: cosine centroid, linear probe, the pretrained init + the same inner loop
+   (linear Proto-MAML head, and a cosine head), and the weak squared-euclidean centroid.
+   "+N points" is against the best baseline; the encoder lines compare the meta-learned
+   and the original encoder under the same classifier;
 3. ``jaxmaml export`` to ``RUN_DIR-hf`` beside the run (a Hugging Face directory with a model
    card; an export may not live inside its run directory).
 """
@@ -42,9 +43,10 @@ def table(results: list[dict]) -> str:
         lines.append(f"{METHOD_LABELS[key]:<40}{cells}")
     lines.append("-" * len(head))
     for method, label in (("meta_learned", "meta-learned vs best baseline"),
-                          ("meta_learned_centroid", "meta-learned encoder vs original")):
+                          ("meta_learned_centroid", "meta-learned encoder vs original"),
+                          ("meta_learned_probe", "  the same, both under a linear probe")):
         gains = [gain_text(r, method) for r in results]  # ± the paired 95% CI
-        if method == "meta_learned" or any(gains):  # the centroid line needs gains
+        if method == "meta_learned" or any(gains):  # the encoder lines need gains
             lines.append(f"{label:<40}" + "".join(("-" if g is None else f"{g} pts").rjust(20)
                                                   for g in gains))
     best = {best_baseline(r["results"])[0] for r in results if best_baseline(r["results"])}

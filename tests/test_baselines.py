@@ -49,24 +49,37 @@ def test_every_frozen_baseline_matches_its_reference_on_the_same_episodes(data, 
     pretrained, meta_learned = encoders
     cfg = MetaConfig(model=MODEL, way=3, pooling="cls")  # baselines pool by mean anyway
     way, shot, query, episodes, seed = 3, 2, 4, 12, 4
-    methods = ("meta_learned_centroid", "cosine_centroid", "linear_probe", "nearest_centroid")
-    res = evaluate({"encoder": meta_learned}, cfg, data, CLASSES, [(way, shot, query)],
+    methods = ("meta_learned_centroid", "meta_learned_probe", "cosine_centroid", "linear_probe",
+               "nearest_centroid")
+    row = evaluate({"encoder": meta_learned}, cfg, data, CLASSES, [(way, shot, query)],
                    episodes=episodes, seed=seed, methods=methods, pretrained_params=pretrained,
-                   batch_tasks=episodes)[0]["results"]
+                   batch_tasks=episodes)[0]
+    res = row["results"]
     ix = EpisodeSampler(data, CLASSES, way, shot, query, episodes, seed).indices(0)
     feats = {"pretrained": _np_sentence_features(pretrained, data),
              "meta": _np_sentence_features(meta_learned, data)}
     refs = {"cosine_centroid": ("pretrained", _np_cosine_centroid_preds),
             "meta_learned_centroid": ("meta", _np_cosine_centroid_preds),
-            "linear_probe": ("pretrained", lambda s, sl, q, w: _sklearn_probe_preds(s, sl, q))}
+            "linear_probe": ("pretrained", lambda s, sl, q, w: _sklearn_probe_preds(s, sl, q)),
+            "meta_learned_probe": ("meta", lambda s, sl, q, w: _sklearn_probe_preds(s, sl, q))}
+    accs = {}
     for method, (which, predict) in refs.items():
         f = feats[which]
-        accs = [(predict(f[ix.support_idx[t]], ix.support_labels[t], f[ix.query_idx[t]], way)
-                 == ix.query_labels[t]).mean() for t in range(episodes)]
-        assert res[method] == pytest.approx(mean_ci95(np.array(accs)), abs=1e-6), method
+        accs[method] = np.array([(predict(f[ix.support_idx[t]], ix.support_labels[t],
+                                          f[ix.query_idx[t]], way) == ix.query_labels[t]).mean()
+                                 for t in range(episodes)])
+        assert res[method] == pytest.approx(mean_ci95(accs[method]), abs=1e-6), method
+    # each meta-learned encoder method is paired with the original under the same classifier
+    for method, vs in (("meta_learned_centroid", "cosine_centroid"),
+                       ("meta_learned_probe", "linear_probe")):
+        gain = row["gains"][method]
+        assert gain["vs"] == vs
+        assert {k: gain[k] for k in ("mean", "ci95")} == pytest.approx(
+            mean_ci95(accs[method] - accs[vs]), abs=1e-6), method
     # the baselines are not all the same numbers (a reference that cannot tell them apart
     # would not test anything)
     assert res["meta_learned_centroid"] != res["cosine_centroid"]
+    assert res["meta_learned_probe"] != res["linear_probe"]
 
 
 def test_normalized_cosine_protonet_scores_as_its_encoder_under_a_cosine_centroid(data,
@@ -176,4 +189,5 @@ def test_pretrained_adapt_cosine_adapts_encoder_layers_with_the_learner_filter(d
 
 def test_methods_lists():
     assert set(BASELINES) < set(METHODS)
-    assert "meta_learned" in METHODS and "meta_learned_centroid" not in BASELINES
+    assert "meta_learned" in METHODS
+    assert not {"meta_learned_centroid", "meta_learned_probe"} & set(BASELINES)

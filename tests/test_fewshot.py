@@ -291,6 +291,40 @@ def test_predict_bad_input_one_line_error_and_no_output(trained, tmp_path, capsy
     assert not out.exists() and not list(tmp_path.glob(".pred.csv*"))
 
 
+def test_probe_head_is_logistic_regression_on_the_sentence_features(trained, tmp_path):
+    """``head="probe"``: scikit-learn's ``LogisticRegression(C=1)`` on the encoder's
+    normalized mean-pooled features (``jaxmaml eval``'s ``meta_learned_probe``), unbalanced
+    shots, several batches; ``jaxmaml predict --head probe`` writes the same labels."""
+    from sklearn.linear_model import LogisticRegression
+
+    from jaxmaml.baselines import sentence_features
+
+    _, out_dir = trained
+    clf = FewShotClassifier.from_pretrained(out_dir, head="probe", batch_size=4)
+    texts, labels = _unbalanced()
+    new = ["bird dog", "bus road", "star sun moon", "cat", "car", "moon"]
+    p = clf.fit(texts, labels).predict_proba(new)
+
+    def feats(t):
+        return sentence_features(clf.meta_params["encoder"], clf.cfg, *clf._tokenize(t))
+
+    ref = LogisticRegression(C=1.0, tol=1e-12, max_iter=100_000).fit(feats(texts), labels)
+    assert list(ref.classes_) == list(clf.classes_)
+    np.testing.assert_allclose(p, ref.predict_proba(feats(new)), atol=1e-4)
+    np.testing.assert_array_equal(clf.predict(new), clf.classes_[p.argmax(1)])
+    learner = FewShotClassifier.from_pretrained(out_dir).fit(texts, labels).predict_proba(new)
+    assert np.abs(learner - p).max() > 1e-2  # the heads differ, so the check can fail
+    assert "head=probe" in repr(clf)
+
+    rc, out = _predict(tmp_path, out_dir, GOOD_SUPPORT, GOOD_TEXTS, "--head", "probe")
+    assert rc == 0
+    import pandas as pd
+    clf.fit(GOOD_SUPPORT["text"], GOOD_SUPPORT["label"])
+    assert list(pd.read_csv(out)["prediction"]) == list(clf.predict(GOOD_TEXTS["text"]))
+    with pytest.raises(ValueError, match="head='knn': use one of learner, probe"):
+        FewShotClassifier.from_pretrained(out_dir, head="knn")
+
+
 def test_class_with_no_support_example(trained):
     _, out_dir = trained
     clf = FewShotClassifier.from_pretrained(out_dir)

@@ -36,7 +36,7 @@ def test_gain_is_against_the_best_baseline_not_the_meta_learned_centroid():
         "meta_learned_centroid": {"vs": "cosine_centroid", "mean": 0.3, "ci95": 0.012}}}
     assert gain_text(paired) == "+6.0 ± 0.4"
     assert gain_text(paired, "meta_learned_centroid") == "+30.0 ± 1.2"
-    assert "meta_learned_centroid" not in BASELINES
+    assert "meta_learned_centroid" not in BASELINES and "meta_learned_probe" not in BASELINES
 
 
 def test_model_card_table_shows_every_baseline_and_the_gain():
