@@ -150,7 +150,10 @@ def usage_section(meta, seq_len: int) -> str:
         'clf.predict(["a new text"]); clf.predict_proba(["a new text"]); clf.classes_',
         "```", "",
         "or from the command line: `jaxmaml predict path/to/this/directory --support "
-        "labelled.csv --texts new.csv --out predictions.csv`.", "",
+        "labelled.csv --texts new.csv --out predictions.csv`. `head=\"probe\"` "
+        "(`--head probe`) fits a logistic-regression probe on the encoder's sentence "
+        "features instead of the learner's adaptation (`meta_learned_probe` in the "
+        "results below, where evaluated).", "",
         f"`FewShotClassifier` tokenizes texts to {seq_len} tokens (the meta-training "
         "length; `seq_len=` changes it). `transformers.AutoModel` loads the encoder alone; "
         "`sentence_transformers.SentenceTransformer` loads it with the run's "
