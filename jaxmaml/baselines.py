@@ -46,10 +46,11 @@ PROBE_C = 1.0        # inverse L2 strength, scikit-learn's default
 PROBE_ITERS = 100    # at most this many L-BFGS iterations ...
 PROBE_TOL = 1e-6     # ... stopping when the gradient norm is below this
 
-# Methods scored on frozen sentence features: method -> which encoder's features.
-FROZEN_METHODS = {"cosine_centroid": "pretrained", "linear_probe": "pretrained",
-                  "meta_learned_centroid": "meta_learned", "meta_learned_probe": "meta_learned"}
-PROBE_METHODS = ("linear_probe", "meta_learned_probe")  # the others: a cosine centroid
+# Methods scored on frozen sentence features: method -> (whose features, which classifier).
+FROZEN_METHODS = {"cosine_centroid": ("pretrained", "centroid"),
+                  "linear_probe": ("pretrained", "probe"),
+                  "meta_learned_centroid": ("meta_learned", "centroid"),
+                  "meta_learned_probe": ("meta_learned", "probe")}
 
 
 def sentence_config(cfg: MetaConfig) -> MetaConfig:
@@ -124,8 +125,12 @@ def fit_probe(x: jax.Array, y: jax.Array, way: int, c: float = PROBE_C,
 def linear_probe_logits(s_feats: jax.Array, s_labels: jax.Array, q_feats: jax.Array,
                         way: int, c: float = PROBE_C, iters: int = PROBE_ITERS) -> jax.Array:
     """Query logits ``[way*query, way]`` of a probe fit on one task's support features."""
-    p = fit_probe(s_feats, s_labels, way, c, iters)
-    return q_feats @ p["kernel"] + p["bias"]
+    return probe_logits(fit_probe(s_feats, s_labels, way, c, iters), q_feats)
+
+
+def probe_logits(probe: dict, feats: jax.Array) -> jax.Array:
+    """Logits ``[n, way]`` of a fitted probe (:func:`fit_probe`) on features ``[n, H]``."""
+    return feats @ probe["kernel"] + probe["bias"]
 
 
 @functools.partial(jax.jit, static_argnames=("method", "way"))
@@ -135,7 +140,8 @@ def frozen_accuracy(method: str, s_feats: jax.Array, s_labels: jax.Array, q_feat
 
     ``s_feats`` ``[T, way*shot, H]``, ``q_feats`` ``[T, way*query, H]`` (normalized).
     """
-    logits_fn = linear_probe_logits if method in PROBE_METHODS else cosine_centroid_logits
+    logits_fn = {"probe": linear_probe_logits,
+                 "centroid": cosine_centroid_logits}[FROZEN_METHODS[method][1]]
 
     def one(sf, sl, qf, ql):
         return (jnp.argmax(logits_fn(sf, sl, qf, way), -1) == ql).mean()

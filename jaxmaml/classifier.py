@@ -11,10 +11,11 @@
 what meta-training and ``jaxmaml eval`` ran (``meta_learned``). ``head="probe"`` instead
 fits a logistic-regression probe on the encoder's sentence features (mean pooled,
 L2-normalized), exactly ``jaxmaml eval``'s ``meta_learned_probe``
-(:func:`jaxmaml.baselines.fit_probe`: scikit-learn's ``LogisticRegression(C=1)``). Any number of classes and shots per class
-(unbalanced too); labels are any hashable values (``classes_`` sorted like scikit-learn's).
-Both steps are jitted: the support set is padded with zero-weight rows to the next power of
-two and texts are scored in fixed batches, so a shape compiles once.
+(:func:`jaxmaml.baselines.fit_probe`: scikit-learn's ``LogisticRegression(C=1)``). Any
+number of classes and shots per class (unbalanced too); labels are any hashable values
+(``classes_`` sorted like scikit-learn's). Both steps are jitted: the support set is padded
+with zero-weight rows to the next power of two (the probe: compiled per support size) and
+texts are scored in fixed batches, so a shape compiles once.
 """
 
 from __future__ import annotations
@@ -63,7 +64,9 @@ def _probe_fit_fn(way: int) -> Callable:
 
 @jax.jit
 def _probe_log_proba(probe: dict, feats: jax.Array) -> jax.Array:
-    return jax.nn.log_softmax(feats @ probe["kernel"] + probe["bias"], -1)
+    from jaxmaml.baselines import probe_logits
+
+    return jax.nn.log_softmax(probe_logits(probe, feats), -1)
 
 
 @functools.lru_cache(maxsize=32)

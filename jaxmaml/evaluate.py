@@ -278,9 +278,9 @@ def _sentence_features(methods: Sequence[str], meta_params: dict, pretrained_par
     cache: dict[str, np.ndarray] = {}
     out = {}
     for m in methods:
-        which = baselines.FROZEN_METHODS.get(m)
-        if which is None:
+        if m not in baselines.FROZEN_METHODS:
             continue
+        which = baselines.FROZEN_METHODS[m][0]
         if which not in cache:
             cache[which] = baselines.sentence_features(encoders[which], cfg, pool.input_ids,
                                                        pool.attention_mask)
