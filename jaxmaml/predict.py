@@ -9,11 +9,10 @@ file.
 
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
+from jaxmaml.atomic_file import write_file_atomically
 from jaxmaml.config import ConfigError
 
 READERS = (".csv", ".tsv", ".json", ".jsonl", ".parquet")
@@ -79,24 +78,13 @@ def _labels(values: list[Any], path) -> list[Any]:
 
 def write_table_atomically(df, out: str | Path) -> Path:
     """Write ``df`` as csv or jsonl (by suffix) via a temp file + rename."""
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent)
-    try:
-        with os.fdopen(fd, "w", newline="") as f:
-            if out.suffix.lower() == ".csv":
-                df.to_csv(f, index=False)
-            else:
-                f.write(df.to_json(orient="records", lines=True, force_ascii=False))
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp's 0600 is for the temp file, not the result
-        os.replace(tmp, out)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
-    return out
+    def write(f):
+        if Path(out).suffix.lower() == ".csv":
+            df.to_csv(f, index=False)
+        else:
+            f.write(df.to_json(orient="records", lines=True, force_ascii=False))
+
+    return write_file_atomically(out, write, text=True)
 
 
 def predict_files(model: str | Path, support: str | Path, texts: str | Path, out: str | Path,

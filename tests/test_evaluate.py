@@ -7,7 +7,6 @@ from eval_cases import CLASSES, MODEL, eval_pool
 
 from jaxmaml.data.episodes import EpisodeSampler
 from jaxmaml.evaluate import METHODS, evaluate, mean_ci95
-from jaxmaml.meta import inner
 from jaxmaml.meta.config import MetaConfig
 from jaxmaml.meta.outer import init_meta_params, make_eval_step
 from jaxmaml.models.bert import encode, init_params

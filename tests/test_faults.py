@@ -294,3 +294,22 @@ def test_best_checkpoint_is_saved_when_meta_val_improves(tmp_path, capsys):
     with RunCheckpoints(run / "checkpoints", read_only=True) as ckpts:
         assert ckpts.best_value() == best["val_accuracy"]  # was the last save step's only
         assert best["step"] in ckpts.all_steps() or vals[-1] == best
+
+
+def test_write_file_atomically_keeps_the_old_file_on_failure_and_leaves_no_temp(tmp_path):
+    from jaxmaml.atomic_file import write_file_atomically
+    out = tmp_path / "new_dir" / "table.csv"
+    write_file_atomically(out, lambda f: f.write("a,b\r\n1,2\n"), text=True)
+    assert out.read_bytes() == b"a,b\r\n1,2\n"  # newlines as written
+    umask = os.umask(0)
+    os.umask(umask)
+    assert out.stat().st_mode & 0o777 == 0o666 & ~umask  # what open() gives, not 0o600
+
+    def fails_half_way(f):
+        f.write(b"half a file")
+        raise OSError("disk full")
+
+    with pytest.raises(OSError, match="disk full"):
+        write_file_atomically(out, fails_half_way)
+    assert out.read_bytes() == b"a,b\r\n1,2\n"
+    assert [p.name for p in out.parent.iterdir()] == ["table.csv"]

@@ -1,7 +1,6 @@
 """Hugging Face directories in and out: real MiniLM weights, round trips, bad input."""
 
 import json
-import shutil
 
 import jax
 import numpy as np

@@ -10,8 +10,7 @@ from jaxmaml.data.synthetic import synthetic_episodes
 from jaxmaml.meta import inner
 from jaxmaml.meta.config import MetaConfig, OptimConfig
 from jaxmaml.meta.learners import maml_task_loss
-from jaxmaml.meta.outer import (init_meta_params, init_state, jit_meta_step, make_optimizer,
-                                meta_grads, meta_loss)
+from jaxmaml.meta.outer import init_state, make_optimizer, meta_grads, meta_loss
 from jaxmaml.models.bert import BertConfig, encode, init_params
 from jaxmaml.types import Episodes, Examples
 

@@ -16,7 +16,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 from optax import global_norm as optax_global_norm
-from jax.sharding import NamedSharding, PartitionSpec as P
+from jax.sharding import PartitionSpec as P
 
 from jaxmaml import parallel
 from jaxmaml.data.synthetic import synthetic_episodes

@@ -44,11 +44,11 @@ import json
 import os
 import shutil
 import subprocess
-import tempfile
 from collections import Counter, defaultdict
 from pathlib import Path
 from typing import Iterable, Iterator
 
+from jaxmaml.atomic_file import write_file_atomically
 from jaxmaml.data.sources import TextDataset, from_lists
 
 APT_LISTS = Path("/var/lib/apt/lists")
@@ -181,12 +181,8 @@ def build_cache(lists_dir: Path = APT_LISTS, cache_dir: str | os.PathLike | None
                "counts": {"packages": len(rows), "sections": len(counts),
                           "per_section": dict(counts.most_common())},
                "rows": [list(r) for r in rows]}
-    file.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{file.name}.", dir=file.parent)
-    with os.fdopen(fd, "w") as f:
-        json.dump(payload, f)
-    os.chmod(tmp, 0o644)
-    os.replace(tmp, file)  # atomic: concurrent builds never read half a file
+    # atomic: concurrent builds never read half a file
+    write_file_atomically(file, lambda f: json.dump(payload, f), text=True)
     return file
 
 
@@ -267,10 +263,11 @@ def write_snapshot(rows: list[tuple[str, str, str]], snapshot: dict, out: str | 
                "counts": {"packages": len(rows), "sections": len(sections),
                           "per_section": dict(sections.most_common())},
                "dropped": select(rows, 1)[2], "rows": kept}
-    out = Path(out)
-    fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", dir=out.parent)
-    with os.fdopen(fd, "wb") as raw, gzip.GzipFile(fileobj=raw, mode="wb", mtime=0) as f:
-        f.write(json.dumps(payload, ensure_ascii=False, separators=(",", ":")).encode())
-    os.chmod(tmp, 0o644)
-    os.replace(tmp, out)
+    data = json.dumps(payload, ensure_ascii=False, separators=(",", ":")).encode()
+
+    def write(raw):
+        with gzip.GzipFile(fileobj=raw, mode="wb", mtime=0) as f:
+            f.write(data)
+
+    write_file_atomically(out, write)
     return payload["counts"]

@@ -13,12 +13,12 @@ import functools
 import hashlib
 import logging
 import os
-import tempfile
 from pathlib import Path
 from typing import NamedTuple
 
 import numpy as np
 
+from jaxmaml.atomic_file import write_file_atomically
 from jaxmaml.data.sources import TextDataset
 
 log = logging.getLogger(__name__)
@@ -144,17 +144,9 @@ def tokenize_dataset(dataset: TextDataset, tokenizer_dir: str | os.PathLike, seq
                     seq_len)
     data = TokenizedData(ids, mask, np.asarray(dataset.labels, np.int32),
                          tuple(dataset.class_names))
-    cache.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{file.name}.", dir=cache)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            np.savez(f, input_ids=ids, attention_mask=mask, labels=data.labels,
-                     class_names=np.array(data.class_names, dtype=str),
-                     num_truncated=np.int64(truncated))
-        os.replace(tmp, file)  # atomic: concurrent runs never read a half-written cache
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
+    # atomic: concurrent runs never read a half-written cache
+    write_file_atomically(file, lambda f: np.savez(
+        f, input_ids=ids, attention_mask=mask, labels=data.labels,
+        class_names=np.array(data.class_names, dtype=str), num_truncated=np.int64(truncated)))
     log.info("tokenized %d examples to %d tokens; cached at %s", len(ids), seq_len, file)
     return data
