@@ -10,7 +10,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from jaxmaml.config import ConfigError
 from jaxmaml.config_load import load_config
 from jaxmaml.data import debian, fortunes, wordnet_domains
 from jaxmaml.data.builtin import BUILTIN_SOURCES
@@ -213,9 +212,49 @@ def test_fortunes_parse_and_filtering_rules(tmp_path):
     assert fortunes.load_fortunes(d, min_examples=3).class_names == ("food",)
 
 
-def test_fortunes_missing_says_apt_get_install(tmp_path, monkeypatch):
-    monkeypatch.setattr(fortunes, "FORTUNES_DIR", tmp_path / "none")
+def test_fortunes_builtin_is_the_bundle_and_a_missing_directory_says_apt_get_install(
+        tmp_path, monkeypatch):
+    monkeypatch.setattr(fortunes, "FORTUNES_DIR", tmp_path / "none")  # no package installed
+    ds = load_text(load_config(TINY), "fortunes")
+    assert (len(ds), len(ds.class_names)) == (11537, 32)
+    counts = ds.class_counts()
+    assert (counts["people"], counts["definitions"], counts["pets"]) == (1243, 1200, 51)
+    assert ds.info["dropped"] == {"in_several_files": 70, "small_file": 30}
     with pytest.raises(FileNotFoundError, match="apt-get install fortunes"):
-        fortunes.load_fortunes()
-    with pytest.raises(ConfigError, match="cannot load --data fortunes: .*apt-get install"):
-        load_text(load_config(TINY), "fortunes")
+        fortunes.load_fortunes(tmp_path / "none")
+    with pytest.raises(FileNotFoundError, match="apt-get install fortunes"):
+        fortunes.write_snapshot(tmp_path / "none", tmp_path / "out.json.gz")
+    assert list(tmp_path.iterdir()) == []  # nothing half-written
+
+
+def test_fortunes_snapshot_round_trip_with_reproducible_bytes(tmp_path, monkeypatch):
+    d = _fortune_dir(tmp_path)
+    out = tmp_path / "snapshot.json.gz"
+    # distinct entries per topic file; the blank entry is none, cookie is not a topic
+    assert fortunes.write_snapshot(d, out) == {"food": 4, "law": 3}
+    first = out.read_bytes()
+    fortunes.write_snapshot(d, out)
+    assert out.read_bytes() == first  # no time stamp in the gzip header
+    monkeypatch.setattr(fortunes, "SNAPSHOT", out)
+    for min_examples in (1, 3):
+        bundled = fortunes.load_fortunes(min_examples=min_examples)
+        direct = fortunes.load_fortunes(d, min_examples=min_examples)
+        assert (bundled.texts, list(bundled.labels), bundled.class_names) == (
+            direct.texts, list(direct.labels), direct.class_names)
+        assert bundled.info["dropped"] == direct.info["dropped"]
+
+
+def _installed_fortunes_version() -> str | None:
+    if shutil.which("dpkg-query") is None:
+        return None
+    r = subprocess.run(["dpkg-query", "-W", "-f=${Version}", "fortunes"],
+                       capture_output=True, text=True)
+    return r.stdout.strip() if r.returncode == 0 else None
+
+
+@pytest.mark.skipif(_installed_fortunes_version() != "1:1.99.1-7.3",
+                    reason="needs Debian's fortunes 1:1.99.1-7.3 installed (the bundle's)")
+def test_fortunes_bundle_equals_the_installed_package():
+    bundled, direct = fortunes.load_fortunes(), fortunes.load_fortunes(fortunes.FORTUNES_DIR)
+    assert (bundled.texts, list(bundled.labels), bundled.class_names) == (
+        direct.texts, list(direct.labels), direct.class_names)

@@ -34,7 +34,7 @@ BUILTIN_SOURCES = {
     "debian": (_debian, "Debian 12.15 package synopses -> 35 archive sections (19,948 "
                         "examples; bundled)"),
     "fortunes": (_fortunes, "fortune-cookie quotations -> 32 topic files (11,537 examples; "
-                            "needs apt-get install fortunes)"),
+                            "bundled)"),
 }
 
 
