@@ -17,8 +17,11 @@ setup: $(STAMP)
 demo: $(STAMP)
 	HF_HUB_OFFLINE=1 $(BIN)/python scripts/quickstart.py
 
+# Two pytest workers (pytest-xdist), each test file on one worker so module fixtures run
+# once: the suite is mostly XLA compiles, which use one core each.
+TEST_WORKERS ?= 2
 test: $(STAMP)
-	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest -m "not slow" -q --durations=25
+	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest -m "not slow" -q -n $(TEST_WORKERS) --dist loadfile --durations=25
 
 test-all: $(STAMP)
 	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest -q
