@@ -78,18 +78,21 @@ def restore_meta_params(cfg: ExperimentConfig, run_dir: str | Path, which: str =
     ``which``: ``best`` (latest if no meta-val ran), ``latest``, a step number, or ``init``
     (step 0, the untrained initialization). ``encoder``: the initial encoder (or its
     shapes); default :func:`jaxmaml.experiment.initial_encoder`. The restored encoder is
-    the run's model: ``train.wise_alpha`` applied (:func:`wise_interpolate`).
+    the run's model: LoRA factors merged (``meta.lora_rank``, :mod:`jaxmaml.meta.lora`),
+    then ``train.wise_alpha`` applied (:func:`wise_interpolate`).
     """
     import jax
 
     from jaxmaml.checkpoint import CheckpointError, RunCheckpoints
     from jaxmaml.experiment import abstract_state, initial_encoder, state_init_fn
+    from jaxmaml.meta.lora import merged_meta_params
     from jaxmaml.meta.outer import make_optimizer
 
     run_dir = Path(run_dir)
     if which == "init":
         encoder = initial_encoder(cfg) if encoder is None else encoder
-        return 0, state_init_fn(cfg, make_optimizer(cfg.optim))(encoder).meta_params
+        return 0, merged_meta_params(
+            state_init_fn(cfg, make_optimizer(cfg.optim))(encoder).meta_params)
     if encoder is None:
         encoder = jax.eval_shape(lambda: initial_encoder(cfg))  # only shapes are needed
     if not (run_dir / "checkpoints").is_dir():
@@ -100,7 +103,7 @@ def restore_meta_params(cfg: ExperimentConfig, run_dir: str | Path, which: str =
         if which == "best" and ckpts.best_step() is None:
             which = "latest"
         restored = ckpts.restore(abstract_state(cfg, encoder), which)
-    meta_params = restored.state.meta_params
+    meta_params = merged_meta_params(restored.state.meta_params)
     if cfg.train.wise_alpha != 1.0:
         if any(isinstance(x, jax.ShapeDtypeStruct) for x in jax.tree.leaves(encoder)):
             encoder = initial_encoder(cfg)  # the interpolation needs the real weights

@@ -24,6 +24,9 @@ DISTANCE_CHOICES = ("sqeuclidean", "cosine")
 # site sees the resolved values). Metric learners have no inner loop; ``adapt="head"`` marks
 # the whole encoder as inner-frozen so evaluation computes every example's features once.
 _METRIC = dict(adapt="head", num_inner_steps=0)
+# Learners that supply their own meta-gradient (Learner.meta_grad) instead of the gradient
+# of the mean task loss: what wraps that loss (meta.lora_rank) does not apply to them.
+OWN_META_GRAD = ("reptile", "mamlpp", "imaml")
 IMPLIED: dict[str, dict[str, Any]] = {
     "fomaml": dict(first_order=True),
     "anil": dict(adapt="head"),
@@ -85,6 +88,11 @@ class MetaConfig:
         ``encoder/encoder/layer/[345]/.*(LayerNorm/.*|bias)``); every other encoder leaf
         stays bit-identical to its initial (pretrained) value. Learner extras and the inner
         loop are unaffected. Empty = no filter.
+      lora_rank: ``r > 0`` meta-learns low-rank updates ``W + A @ B`` (rank ``r``) of the
+        weight matrices of the trained layers instead of the encoder's leaves, which stay
+        pretrained; merged into plain BERT weights wherever the run is loaded
+        (:mod:`jaxmaml.meta.lora`). 0 = off. Not with ``outer_regex`` nor a learner with
+        its own meta-gradient (``reptile``, ``mamlpp``, ``imaml``).
       embedding_rows: when the inner loop adapts the word embeddings, adapt only the rows
         of the task's tokens (gathered once per task; same result as adapting the whole
         table, see :func:`jaxmaml.meta.task.embedding_row_view`). False: carry the full
@@ -148,6 +156,7 @@ class MetaConfig:
     meta_learn_frozen: bool = True
     outer_frozen_layers: int = 0
     outer_regex: str = ""
+    lora_rank: int = 0
     embedding_rows: bool = True
     task_chunk: int = 0
     second_order: str = "hvp"
@@ -224,6 +233,15 @@ class MetaConfig:
             except re.error as e:
                 raise ValueError(f"meta.outer_regex={self.outer_regex!r} is not a valid "
                                  f"regular expression: {e}") from e
+        if self.lora_rank < 0:
+            raise ValueError(f"meta.lora_rank={self.lora_rank} must be >= 0 (0 = off).")
+        if self.lora_rank and self.outer_regex:
+            raise ValueError("meta.lora_rank keeps every encoder leaf pretrained and learns "
+                             "low-rank updates instead; remove meta.outer_regex.")
+        if self.lora_rank and self.algorithm in OWN_META_GRAD:
+            raise ValueError(f"meta.lora_rank needs a learner whose meta-gradient is the "
+                             f"gradient of its loss, not {self.algorithm!r} (use one of the "
+                             f"others, e.g. protonet or maml).")
         if self.adapt == "regex":
             if not self.adapt_regex:
                 raise ValueError("meta.adapt='regex' needs meta.adapt_regex, e.g. "

@@ -17,21 +17,28 @@ import optax
 from jaxmaml.meta.config import MetaConfig, OptimConfig
 from jaxmaml.meta.inner import is_outer_frozen
 from jaxmaml.meta.learners import get_learner
+from jaxmaml.meta.lora import init_lora, merged_meta_params
 from jaxmaml.tree import path_str
 from jaxmaml.types import Episodes, MetaState
 
 
 def init_meta_params(encoder: Any, cfg: MetaConfig, key: jax.Array) -> dict[str, Any]:
-    """``{"encoder": encoder, **learner extras}`` for ``cfg.algorithm``."""
-    return {"encoder": encoder, **get_learner(cfg.algorithm).init_extras(encoder, cfg, key)}
+    """``{"encoder": encoder, **learner extras}`` for ``cfg.algorithm``, and the LoRA
+    factors (``"lora"``, :mod:`jaxmaml.meta.lora`) with ``cfg.lora_rank``."""
+    extras = get_learner(cfg.algorithm).init_extras(encoder, cfg, key)
+    if cfg.lora_rank:
+        extras = {**extras, "lora": init_lora(encoder, cfg, key)}
+    return {"encoder": encoder, **extras}
 
 
 def meta_loss(meta_params: dict, episodes: Episodes, cfg: MetaConfig
               ) -> tuple[jax.Array, dict[str, jax.Array]]:
     """Mean task loss over the task axis of ``episodes`` (``[tasks, ...]``).
 
-    Returns ``(loss, metrics)`` with per-task metrics averaged.
+    Returns ``(loss, metrics)`` with per-task metrics averaged. LoRA factors are merged
+    into the encoder first (their gradient reaches only the factors).
     """
+    meta_params = merged_meta_params(meta_params, training=True)
     task_loss = get_learner(cfg.algorithm).task_loss
     losses, metrics = jax.vmap(task_loss, in_axes=(None, 0, None))(meta_params, episodes, cfg)
     return losses.mean(), jax.tree.map(jnp.mean, metrics)
@@ -84,9 +91,10 @@ def _meta_grads(meta_params, episodes, cfg, step):
 
 def not_meta_learned(path: str, cfg: MetaConfig) -> bool:
     """Whether the outer loop leaves the ``meta_params`` leaf at ``path`` at its initial
-    value: the never-trained bottom (``outer_frozen_layers``), or an encoder leaf that
-    ``cfg.outer_regex`` does not match."""
-    if is_outer_frozen(path, cfg):
+    value: the never-trained bottom (``outer_frozen_layers``), an encoder leaf that
+    ``cfg.outer_regex`` does not match, or any encoder leaf with ``cfg.lora_rank`` (the
+    factors learn instead)."""
+    if is_outer_frozen(path, cfg) or (cfg.lora_rank and path.startswith("encoder/")):
         return True
     return (bool(cfg.outer_regex) and path.startswith("encoder/")
             and re.fullmatch(cfg.outer_regex, path) is None)
@@ -147,10 +155,10 @@ def make_meta_step(cfg: MetaConfig, optimizer: optax.GradientTransformation
     def meta_step(state: MetaState, episodes: Episodes) -> tuple[MetaState, dict]:
         (loss, metrics), grads = meta_grads(state.meta_params, episodes, cfg, state.step)
         updates, opt_state = optimizer.update(grads, state.opt_state, state.meta_params)
-        if cfg.outer_frozen_layers or cfg.outer_regex:  # never trained: not even weight
-            updates = jax.tree_util.tree_map_with_path(  # decay may move them
+        if cfg.outer_frozen_layers or cfg.outer_regex or cfg.lora_rank:  # never trained:
+            updates = jax.tree_util.tree_map_with_path(
                 lambda path, u: jnp.zeros_like(u) if not_meta_learned(path_str(path), cfg) else u,
-                updates)
+                updates)  # not even weight decay may move them
         meta_params = optax.apply_updates(state.meta_params, updates)
         metrics = {**metrics, "loss": loss, "grad_norm": optax.global_norm(grads)}
         return MetaState(meta_params, opt_state, state.step + 1, state.key), metrics
@@ -176,6 +184,7 @@ def make_eval_step(cfg: MetaConfig) -> Callable[[dict, Episodes], dict]:
     task_loss = get_learner(cfg.algorithm).task_loss
 
     def eval_step(meta_params, episodes):
+        meta_params = merged_meta_params(meta_params)
         _, metrics = jax.vmap(task_loss, in_axes=(None, 0, None))(meta_params, episodes, cfg)
         return metrics
 
