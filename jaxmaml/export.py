@@ -75,6 +75,10 @@ def model_card(cfg: ExperimentConfig, step: int, split: dict | None, results: li
         f"- data: `{cfg.data.source}` (text column `{cfg.data.text_column}`, label column "
         f"`{cfg.data.label_column}`), sequence length {cfg.data.seq_len}",
     ]
+    if m.lora_rank:
+        lines.append(f"- meta-learned: rank-{m.lora_rank} updates `A @ B` of the trained "
+                     "layers' weight matrices (LoRA, `meta.lora_rank`), merged into these "
+                     "plain BERT weights")
     if t.wise_alpha != 1.0:
         lines.append(f"- weights: the pretrained encoder + {t.wise_alpha} x what meta-training "
                      "changed (a WiSE-FT weight-space ensemble, `train.wise_alpha`)")

@@ -123,6 +123,8 @@ def test_a_run_loads_merged_with_wise_alpha_scaling_the_update(lora_run, tmp_pat
     out = tmp_path / "hf"
     assert main(["export", str(lora_run), str(out), "--checkpoint", "latest",
                  "--set", "train.wise_alpha=0.5"]) == 0
+    card = (out / "README.md").read_text()
+    assert "rank-2 updates `A @ B`" in card and "WiSE-FT" in card
     exported = _flat(load_export(out).meta_params["encoder"])
     for p, x in _flat(half["encoder"]).items():
         np.testing.assert_allclose(exported[p], x, rtol=1e-6, atol=1e-7)
