@@ -53,6 +53,7 @@ def test_an_empty_set_value_clears_a_string_key(tmp_path):
     quick = Path(__file__).parents[1] / "configs" / "quickstart.yaml"
     raw = yaml.safe_load(quick.read_text())
     raw["meta"]["outer_regex"] = "encoder/encoder/layer/5/.*"
+    raw["meta"]["lora_rank"] = 0  # the quickstart's LoRA excludes an outer_regex
     path = tmp_path / "regex.yaml"
     path.write_text(yaml.safe_dump(raw))
     assert load_config(path).meta.outer_regex == "encoder/encoder/layer/5/.*"
