@@ -31,6 +31,7 @@ import numpy as np
 from jaxmaml import baselines
 from jaxmaml.meta import inner
 from jaxmaml.meta.config import MetaConfig
+from jaxmaml.meta.lora import merged_meta_params
 from jaxmaml.meta.outer import init_meta_params, make_eval_step
 from jaxmaml.types import Episodes, Examples
 
@@ -176,7 +177,8 @@ def evaluate(meta_params: dict, cfg: MetaConfig, data, classes: Sequence[str],
     """Run the evaluation protocol; one result dict per setting.
 
     Args:
-      meta_params: the meta-learned ``{"encoder": ..., **extras}``.
+      meta_params: the meta-learned ``{"encoder": ..., **extras}`` (LoRA factors, as
+        meta-val passes a training state's, are merged into the encoder first).
       cfg: the run's :class:`MetaConfig` (``way`` is replaced per setting).
       data: a ``TokenizedData`` (input_ids/attention_mask ``[N, L]``, labels ``[N]``,
         class_names).
@@ -196,6 +198,9 @@ def evaluate(meta_params: dict, cfg: MetaConfig, data, classes: Sequence[str],
     unknown = set(methods) - set(METHODS)
     if unknown:
         raise ValueError(f"unknown evaluation method(s) {sorted(unknown)}; use {METHODS}.")
+    # before anything reads the encoder: evaluation precomputes every layer below the first
+    # adapted one (all of them for a metric learner) from meta_params["encoder"]
+    meta_params = merged_meta_params(meta_params)
     if pretrained_params is None and set(methods) & set(BASELINES):
         raise ValueError("the baselines need pretrained_params (the pretrained BERT params).")
     pool = _pool(data, classes, max_per_class, seed)

@@ -138,3 +138,27 @@ def test_lora_rank_errors_and_the_learners_it_excludes():
         CFG.replace(outer_regex="encoder/.*bias")
     with pytest.raises(ValueError, match="not 'reptile'"):
         MetaConfig(model=MODEL, algorithm="reptile", lora_rank=2)
+
+
+def test_meta_val_scores_the_merged_encoder():
+    """evaluate() on a training state's meta_params (factors unmerged, as meta-val passes
+    them) == on the merged encoder, != on the encoder alone: evaluation precomputes every
+    layer of a metric learner from meta_params["encoder"], which must be the merged one."""
+    from eval_cases import CLASSES, VOCAB, eval_pool
+
+    from jaxmaml.evaluate import evaluate
+
+    model = BertConfig.tiny(vocab_size=VOCAB)
+    cfg = CFG.replace(model=model)
+    encoder = init_params(model, jax.random.key(0))
+    factors = lora.init_lora(encoder, cfg, jax.random.key(1))
+    factors = {k: {**ab, "b": jax.random.normal(jax.random.fold_in(jax.random.key(3), i),
+                                                 ab["b"].shape)}
+               for i, (k, ab) in enumerate(sorted(factors.items()))}
+    raw = {"encoder": encoder, "lora": factors}
+
+    def acc(mp):
+        return evaluate(mp, cfg, eval_pool(), CLASSES, [(3, 1, 3)], episodes=20,
+                        methods=("meta_learned",))[0]["results"]["meta_learned"]["mean"]
+
+    assert acc(raw) == acc(lora.merged_meta_params(raw)) != acc({"encoder": encoder})
