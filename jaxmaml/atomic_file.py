@@ -6,6 +6,8 @@ part of one, and a failed write leaves nothing behind.
 
 from __future__ import annotations
 
+import gzip
+import json
 import os
 import tempfile
 from pathlib import Path
@@ -33,3 +35,15 @@ def write_file_atomically(out: str | os.PathLike, write: Callable[[Any], None],
         Path(tmp).unlink(missing_ok=True)
         raise
     return out
+
+
+def write_json_gz_atomically(out: str | os.PathLike, payload: Any) -> Path:
+    """``payload`` as compact UTF-8 JSON, gzipped without a time stamp (the same payload
+    gives the same bytes: bundled snapshots diff cleanly), written atomically."""
+    data = json.dumps(payload, ensure_ascii=False, separators=(",", ":")).encode()
+
+    def write(raw):
+        with gzip.GzipFile(fileobj=raw, mode="wb", mtime=0) as f:
+            f.write(data)
+
+    return write_file_atomically(out, write)

@@ -48,7 +48,7 @@ from collections import Counter, defaultdict
 from pathlib import Path
 from typing import Iterable, Iterator
 
-from jaxmaml.atomic_file import write_file_atomically
+from jaxmaml.atomic_file import write_file_atomically, write_json_gz_atomically
 from jaxmaml.data.sources import TextDataset, from_lists
 
 APT_LISTS = Path("/var/lib/apt/lists")
@@ -263,11 +263,5 @@ def write_snapshot(rows: list[tuple[str, str, str]], snapshot: dict, out: str | 
                "counts": {"packages": len(rows), "sections": len(sections),
                           "per_section": dict(sections.most_common())},
                "dropped": select(rows, 1)[2], "rows": kept}
-    data = json.dumps(payload, ensure_ascii=False, separators=(",", ":")).encode()
-
-    def write(raw):
-        with gzip.GzipFile(fileobj=raw, mode="wb", mtime=0) as f:
-            f.write(data)
-
-    write_file_atomically(out, write)
+    write_json_gz_atomically(out, payload)
     return payload["counts"]

@@ -1,8 +1,8 @@
 """Built-in real dataset: fortune-cookie quotations labelled by the topic file they come from.
 
 Debian's ``fortunes`` package (the BSD ``fortune`` data, ``/usr/share/games/fortunes``)
-keeps quotations, jokes, aphorisms and short verse in one file per topic (``computers``, ``law``, ``love``, ``politics``, ``science``, ``sports``,
-``food``, ...), entries separated by lines holding a single ``%``. Each entry is one example,
+keeps quotations, jokes, aphorisms and short verse in one file per topic (``computers``,
+``law``, ``love``, ``politics``, ``science``, ``sports``, ``food``, ...), entries separated by lines holding a single ``%``. Each entry is one example,
 its file name the label, its lines joined with single spaces (attributions such as
 ``-- Mark Twain`` stay in the text, as a reader sees them).
 
@@ -42,7 +42,7 @@ import re
 from collections import Counter, defaultdict
 from pathlib import Path
 
-from jaxmaml.atomic_file import write_file_atomically
+from jaxmaml.atomic_file import write_json_gz_atomically
 from jaxmaml.data.sources import TextDataset, from_lists
 
 FORTUNES_DIR = Path("/usr/share/games/fortunes")
@@ -140,11 +140,5 @@ def write_snapshot(root: str | os.PathLike, out: str | os.PathLike,
     entries written per file."""
     per_file = read_topic_files(root)
     payload = {"format": _SNAPSHOT_FORMAT, "package": package, "files": per_file}
-    data = json.dumps(payload, ensure_ascii=False, separators=(",", ":")).encode()
-
-    def write(raw):
-        with gzip.GzipFile(fileobj=raw, mode="wb", mtime=0) as f:
-            f.write(data)
-
-    write_file_atomically(out, write)
+    write_json_gz_atomically(out, payload)
     return {name: len(entries) for name, entries in per_file.items()}
