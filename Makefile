@@ -15,7 +15,7 @@ setup: $(STAMP)
 
 # Main job: meta-train the bundled quickstart config, evaluate before/after, export.
 demo: $(STAMP)
-	HF_HUB_OFFLINE=1 $(BIN)/python scripts/quickstart.py
+	HF_HUB_OFFLINE=1 $(BIN)/python benchmarks/quickstart.py
 
 # Two pytest workers (pytest-xdist), each test file on one worker so module fixtures run
 # once: the suite is mostly XLA compiles, which use one core each.

@@ -30,9 +30,9 @@ import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 
-from jaxmaml.config_load import load_config  # noqa: E402
+from jaxmaml.run.config_load import load_config  # noqa: E402
 from jaxmaml.data.episodes import EpisodeSampler  # noqa: E402
-from jaxmaml.experiment import initial_encoder, load_data  # noqa: E402
+from jaxmaml.run.experiment import initial_encoder, load_data  # noqa: E402
 from jaxmaml.tree import flatten  # noqa: E402
 from jaxmaml.meta.outer import init_meta_params, meta_grads  # noqa: E402
 

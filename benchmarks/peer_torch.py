@@ -3,7 +3,7 @@
     python benchmarks/peer_torch.py --model mini --seq-len 64 --tasks 4 --inner-steps 5 \
         --order both [--modes func_vmap,loop] [--threads N] [--json]
 
-The implementation is ``benchmarks/torch_maml.py`` (a reference implementation kept out of
+The implementation is ``jaxmaml/bench/torch_peer.py`` (a reference implementation kept out of
 the package; ``jaxmaml bench --peer torch`` loads it from this checkout); this script times
 only the peer, without the JAX points. Needs ``torch==2.13.0`` and ``transformers``.
 """

@@ -2,10 +2,10 @@
 
 from jaxmaml import learners
 from jaxmaml.classifier import FewShotClassifier
-from jaxmaml.loading import load_export, load_run
+from jaxmaml.run.load import load_export, load_run
 from jaxmaml.meta.config import MetaConfig, OptimConfig
 from jaxmaml.meta.inner import inner_adapt
-from jaxmaml.meta.learners import LEARNERS, get_learner
+from jaxmaml.meta.registry import LEARNERS, get_learner
 from jaxmaml.meta.outer import (init_meta_params, init_state, jit_meta_step, make_eval_step,
                                 make_meta_step, make_optimizer, meta_grads, meta_loss, new_state)
 from jaxmaml.models.bert import BertConfig, encode, init_params, pool

@@ -11,7 +11,7 @@
 what meta-training and ``jaxmaml eval`` ran (``meta_learned``). ``head="probe"`` instead
 fits a logistic-regression probe on the encoder's sentence features (mean pooled,
 L2-normalized), exactly ``jaxmaml eval``'s ``meta_learned_probe``
-(:func:`jaxmaml.baselines.fit_probe`: scikit-learn's ``LogisticRegression(C=1)``). Any
+(:func:`jaxmaml.meta.baselines.fit_probe`: scikit-learn's ``LogisticRegression(C=1)``). Any
 number of classes and shots per class (unbalanced too); labels are any hashable values
 (``classes_`` sorted like scikit-learn's). Both steps are jitted: the support set is padded
 with zero-weight rows to the next power of two (the probe: compiled per support size) and
@@ -27,7 +27,7 @@ from typing import Any, Callable, Sequence
 import jax
 import numpy as np
 
-from jaxmaml.loading import Loaded, load_export, load_run
+from jaxmaml.run.load import Loaded, load_export, load_run
 from jaxmaml.types import Examples
 
 MIN_SUPPORT_ROWS = 8
@@ -57,14 +57,14 @@ def _predict_fn(cfg) -> Callable:
 
 @functools.lru_cache(maxsize=32)
 def _probe_fit_fn(way: int) -> Callable:
-    from jaxmaml.baselines import fit_probe
+    from jaxmaml.meta.baselines import fit_probe
 
     return jax.jit(lambda x, y: fit_probe(x, y, way))
 
 
 @jax.jit
 def _probe_log_proba(probe: dict, feats: jax.Array) -> jax.Array:
-    from jaxmaml.baselines import probe_logits
+    from jaxmaml.meta.baselines import probe_logits
 
     return jax.nn.log_softmax(probe_logits(probe, feats), -1)
 
@@ -93,7 +93,7 @@ class FewShotClassifier:
     """Adapt a meta-learned model to a labelled support set, then classify new texts.
 
     Args:
-      loaded: a :class:`~jaxmaml.loading.Loaded` model (use :meth:`from_run` or
+      loaded: a :class:`~jaxmaml.run.load.Loaded` model (use :meth:`from_run` or
         :meth:`from_pretrained`).
       seq_len: tokens per text (default: the model's meta-training ``seq_len``).
       batch_size: texts per jitted forward pass in :meth:`predict` / :meth:`embed`.
@@ -241,7 +241,7 @@ class FewShotClassifier:
 
     def _features(self, batch: Examples) -> np.ndarray:
         """Sentence features of one padded batch (what the baselines and the probe read)."""
-        from jaxmaml.baselines import sentence_features
+        from jaxmaml.meta.baselines import sentence_features
 
         return sentence_features(self.meta_params["encoder"], self.cfg, batch.input_ids,
                                  batch.attention_mask, self.batch_size)

@@ -1,7 +1,7 @@
 """``jaxmaml train | eval | export | predict | data | bench``: argument parsing only.
 
-Logic lives in importable modules (:mod:`jaxmaml.train`, :mod:`jaxmaml.evaluate`,
-:mod:`jaxmaml.export`); heavy imports are deferred so ``jaxmaml --help`` is instant.
+Logic lives in importable modules (:mod:`jaxmaml.run.train`, :mod:`jaxmaml.run.protocol`,
+:mod:`jaxmaml.run.export`); heavy imports are deferred so ``jaxmaml --help`` is instant.
 Exit codes: 0 success, 1 a run failed (e.g. diverged), 2 bad input (config, paths, flags),
 130 interrupted (Ctrl-C). Errors are one line (``error: ...``); ``--debug`` adds the traceback.
 """
@@ -13,8 +13,8 @@ import json
 import sys
 from pathlib import Path
 
-from jaxmaml.config import ConfigError, ExperimentConfig
-from jaxmaml.config_load import load_config
+from jaxmaml.run.config import ConfigError, ExperimentConfig
+from jaxmaml.run.config_load import load_config
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -112,7 +112,7 @@ def _checkpoint_arg(value: str) -> str:
 
 
 def _method_arg(value: str) -> str:
-    from jaxmaml.evaluate import METHODS
+    from jaxmaml.run.protocol import METHODS
 
     if value in METHODS:
         return value
@@ -135,8 +135,8 @@ def format_table(result: dict, step: int) -> str:
 # ---------------------------------------------------------------------------- commands
 def cmd_train(args) -> int:
     from jaxmaml import parallel
-    from jaxmaml.loading import default_run_dir
-    from jaxmaml.train import train
+    from jaxmaml.run.load import default_run_dir
+    from jaxmaml.run.train import train
 
     parallel.initialize_distributed()
     cfg = load_config(args.config, args.overrides)
@@ -151,8 +151,8 @@ def cmd_train(args) -> int:
 
 
 def cmd_eval(args) -> int:
-    from jaxmaml.eval_run import evaluate_target
-    from jaxmaml.loading import resolve_target
+    from jaxmaml.run.evaluate import evaluate_target
+    from jaxmaml.run.load import resolve_target
 
     cfg, run_dir = resolve_target(args.target, args.overrides, args.out)
     settings = None  # eval.settings
@@ -177,8 +177,8 @@ def cmd_eval(args) -> int:
 
 
 def cmd_export(args) -> int:
-    from jaxmaml.export import export_run
-    from jaxmaml.loading import resolve_target
+    from jaxmaml.run.export import export_run
+    from jaxmaml.run.load import resolve_target
 
     cfg, run_dir = resolve_target(args.run_dir, args.overrides)
     step, out = export_run(run_dir, args.out_dir, args.checkpoint, args.overwrite, cfg)
@@ -209,7 +209,7 @@ def cmd_bench(args) -> int:
 
 
 def cmd_data(args) -> int:
-    from jaxmaml.experiment import describe_data
+    from jaxmaml.run.experiment import describe_data
 
     cfg = load_config(args.config, args.overrides)
     if cfg.data.sources:
@@ -231,7 +231,7 @@ def cmd_data(args) -> int:
 
 def _data_sources(cfg: ExperimentConfig, as_json: bool) -> int:
     """``jaxmaml data`` of a multi-source config: one block per source."""
-    from jaxmaml.multisource import describe_sources
+    from jaxmaml.run.multisource import describe_sources
 
     info = describe_sources(cfg)
     if as_json:
@@ -270,9 +270,9 @@ def main(argv: list[str] | None = None) -> int:
 
 def _failure(e: BaseException) -> tuple[int, str]:
     """``(exit code, one-line message)`` of an exception escaping a command."""
-    from jaxmaml.checkpoint import CheckpointError
+    from jaxmaml.run.checkpoint import CheckpointError
     from jaxmaml.models.hf import HFCheckpointError
-    from jaxmaml.train import TrainingDiverged, TrainingInterrupted
+    from jaxmaml.run.train import TrainingDiverged, TrainingInterrupted
 
     if isinstance(e, TrainingInterrupted):
         return 130, str(e)

@@ -12,7 +12,7 @@ and ``jaxmaml predict`` all run for one task:
   ``softmax(logits)`` for every learner.
 
 The meta-training loss of each learner is the query loss of ``predict(adapt(support),
-query)`` (the MAML family trains through :func:`jaxmaml.meta.task.adapt_task`, which
+query)`` (the MAML family trains through :func:`jaxmaml.meta.maml.adapt_task`, which
 ``adapt`` wraps, so that its embedding-row view and cached frozen bottom also serve
 training). Settings a learner implies (``anil`` adapts the head only, ``fomaml`` is first
 order, ...) are resolved here, once; an explicit conflicting setting raises ``ValueError``.
@@ -39,7 +39,7 @@ from typing import Any, Callable, NamedTuple
 import jax
 
 from jaxmaml.meta.config import MetaConfig
-from jaxmaml.meta.learners import LEARNERS, get_learner, resolve_config
+from jaxmaml.meta.registry import LEARNERS, get_learner, resolve_config
 from jaxmaml.models.bert import BertConfig
 from jaxmaml.types import Examples
 

@@ -5,7 +5,7 @@
 The lists must hold exactly one Packages list (a release's ``main``, as a fresh Debian
 image has before any ``apt-get update`` with ``-updates`` / ``-security``), so the snapshot
 is that release and nothing else. Prints the counts written; then check
-``jaxmaml.data.debian.load_debian() == from_apt_lists()`` (tests/test_builtin_sources.py
+``jaxmaml.data.debian.load_debian() == from_apt_lists()`` (tests/data/test_builtin_sources.py
 does when the lists are the snapshot's).
 """
 

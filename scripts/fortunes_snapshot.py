@@ -5,7 +5,7 @@
 
 Needs ``apt-get install fortunes`` (Debian 12: 1:1.99.1-7.3; another version needs another
 file name and ``info["package"]``). Prints the entries written per topic file; then check
-``load_fortunes() == load_fortunes(DIR)`` (tests/test_builtin_sources.py does when the
+``load_fortunes() == load_fortunes(DIR)`` (tests/data/test_builtin_sources.py does when the
 package is installed).
 """
 

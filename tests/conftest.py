@@ -8,8 +8,7 @@ os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "")
                            + " --xla_force_host_platform_device_count=8").strip()
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
-# The repository root, so tests import reference code kept outside the package
-# (benchmarks/torch_maml.py, the PyTorch peer).
+# The repository root, so tests can run the scripts under benchmarks/.
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import jax  # noqa: E402
@@ -18,8 +17,8 @@ import pytest  # noqa: E402
 
 def minilm_dir() -> str | None:
     """The bundled all-MiniLM-L6-v2 directory (the library's lookup), or None."""
-    from jaxmaml.config import ConfigError
-    from jaxmaml.config_load import minilm_dir as bundled
+    from jaxmaml.run.config import ConfigError
+    from jaxmaml.run.config_load import minilm_dir as bundled
 
     try:
         return str(bundled())

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from jaxmaml.cli import main
-from jaxmaml.evaluate import METHODS as EVAL_METHODS
+from jaxmaml.run.protocol import METHODS as EVAL_METHODS
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = ROOT / "configs" / "tiny.yaml"
@@ -89,9 +89,9 @@ def test_export_automodel_matches_jax(run_dir, tmp_path):
     torch = pytest.importorskip("torch")
     from transformers import AutoModel
 
-    from jaxmaml.loading import resolve_target
-    from jaxmaml.loading import restore_meta_params
-    from jaxmaml.experiment import initial_encoder
+    from jaxmaml.run.load import resolve_target
+    from jaxmaml.run.load import restore_meta_params
+    from jaxmaml.run.experiment import initial_encoder
     from jaxmaml.models.bert import encode
 
     out = tmp_path / "hf"
@@ -157,9 +157,9 @@ def test_sigkill_resume_is_bit_identical(tmp_path):
     assert "resuming" in out
     assert (run / "metrics.jsonl").read_text() == (ref / "metrics.jsonl").read_text()
 
-    from jaxmaml.checkpoint import RunCheckpoints
-    from jaxmaml.config_load import load_config
-    from jaxmaml.experiment import abstract_state, initial_encoder
+    from jaxmaml.run.checkpoint import RunCheckpoints
+    from jaxmaml.run.config_load import load_config
+    from jaxmaml.run.experiment import abstract_state, initial_encoder
     cfg = load_config(TINY)
     states = []
     for d in (ref, run):
@@ -181,9 +181,9 @@ def test_bench_dispatches_through_argparse(monkeypatch, capsys):
 
 
 def test_eval_seq_len_changes_only_the_evaluated_data(run_dir, capsys):
-    from jaxmaml.eval_run import load_eval_data
-    from jaxmaml.loading import run_config as load_run
-    from jaxmaml.experiment import load_data
+    from jaxmaml.run.evaluate import load_eval_data
+    from jaxmaml.run.load import run_config as load_run
+    from jaxmaml.run.experiment import load_data
 
     cfg = load_run(run_dir)
     data_file = str(ROOT / "tests/data/tiny_topics.csv")
@@ -219,8 +219,8 @@ def test_wise_alpha_is_the_model_eval_and_export_load(run_dir, tmp_path, capsys)
     """``train.wise_alpha`` = 0.5: the restored encoder is theta_0 + 0.5 (theta - theta_0)
     (a numpy reference), the export holds those weights and says so, eval records its rows
     beside alpha = 1's, and a non-positive alpha is a one-line error."""
-    from jaxmaml.experiment import initial_encoder
-    from jaxmaml.loading import load_export, restore_meta_params, run_config
+    from jaxmaml.run.experiment import initial_encoder
+    from jaxmaml.run.load import load_export, restore_meta_params, run_config
 
     cfg = run_config(run_dir)
     theta_0 = initial_encoder(cfg)
@@ -264,11 +264,11 @@ def test_wise_alpha_is_the_model_eval_and_export_load(run_dir, tmp_path, capsys)
 
 
 def test_compare_runs_script_pairs_the_same_episodes(run_dir, capsys):
-    """scripts/compare_runs.py: a run against itself differs by exactly 0 on every episode."""
+    """benchmarks/compare_runs.py: a run against itself differs by exactly 0 on every episode."""
     import importlib.util
 
     spec = importlib.util.spec_from_file_location("compare_runs",
-                                                  ROOT / "scripts" / "compare_runs.py")
+                                                  ROOT / "benchmarks" / "compare_runs.py")
     compare = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(compare)
     capsys.readouterr()

@@ -13,14 +13,14 @@ import pytest
 
 from jaxmaml.classifier import FewShotClassifier
 from jaxmaml.cli import main
-from jaxmaml.config import dump_yaml
-from jaxmaml.config_load import load_config
+from jaxmaml.run.config import dump_yaml
+from jaxmaml.run.config_load import load_config
 from jaxmaml.data.episodes import EpisodeSampler, TokenizedData
-from jaxmaml.evaluate import _pool, evaluate
-from jaxmaml.experiment import load_text, tokenize
-from jaxmaml.export import export
-from jaxmaml.loading import load_run
-from jaxmaml.meta.learners import LEARNERS
+from jaxmaml.run.protocol import _pool, evaluate
+from jaxmaml.run.experiment import load_text, tokenize
+from jaxmaml.run.export import export
+from jaxmaml.run.load import load_run
+from jaxmaml.meta.registry import LEARNERS
 from jaxmaml.meta.outer import make_eval_step
 from jaxmaml.types import Episodes, Examples
 
@@ -297,7 +297,7 @@ def test_probe_head_is_logistic_regression_on_the_sentence_features(trained, tmp
     shots, several batches; ``jaxmaml predict --head probe`` writes the same labels."""
     from sklearn.linear_model import LogisticRegression
 
-    from jaxmaml.baselines import sentence_features
+    from jaxmaml.meta.baselines import sentence_features
 
     _, out_dir = trained
     clf = FewShotClassifier.from_pretrained(out_dir, head="probe", batch_size=4)
@@ -368,7 +368,7 @@ def test_non_bert_directory_is_a_one_line_error(tmp_path, capsys):
 # ------------------------------------------------------------------------- learner API
 def test_implied_settings_are_resolved_once_and_conflicts_are_errors():
     from jaxmaml import learners
-    from jaxmaml.config import ConfigError
+    from jaxmaml.run.config import ConfigError
     from jaxmaml.meta.config import MetaConfig
 
     with pytest.raises(ConfigError, match="'anil' implies meta.adapt='head' but the config "
@@ -408,7 +408,7 @@ def test_one_compile_per_padded_shape(trained):
 def test_export_keeps_a_base_sentence_encoders_max_seq_length(tmp_path):
     """sentence-transformers' max_seq_length: the longer of the run's seq_len and the base
     model's own; the run's where the base has no sentence-transformers config."""
-    from jaxmaml.export_files import base_max_seq_length
+    from jaxmaml.run.export_files import base_max_seq_length
 
     assert base_max_seq_length(None) is None and base_max_seq_length(tmp_path) is None
     (tmp_path / "sentence_bert_config.json").write_text('{"max_seq_length": 256}')

@@ -5,7 +5,6 @@
 - :mod:`jaxmaml.bench.grid`: grids of points (flags or a YAML file), the runner (one
   process per point), ratios, and the ``jaxmaml bench`` flags;
 - :mod:`jaxmaml.bench.flops`: trip-count-aware FLOP counts and the hand formula;
-- :mod:`jaxmaml.bench.report`: JSON lines, a markdown table and plots.
-
-The PyTorch peer is a reference implementation, not library code: ``benchmarks/torch_maml.py``.
+- :mod:`jaxmaml.bench.report`: JSON lines, a markdown table and plots;
+- :mod:`jaxmaml.bench.torch_peer`: the PyTorch peer, an optional module (needs torch).
 """

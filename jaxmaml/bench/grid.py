@@ -1,7 +1,7 @@
 """``jaxmaml bench``: throughput, memory, compile time and FLOP utilization of the meta-step.
 
 One point or a grid (flags with comma lists, or a YAML grid file), second- and first-order
-side by side, optionally with the PyTorch peer (``benchmarks/torch_maml.py`` of a source
+side by side, optionally with the PyTorch peer ((:mod:`jaxmaml.bench.torch_peer`, an optional module that needs torch) of a source
 checkout). Prints one JSON object per point; ``--out DIR`` also writes ``NAME.jsonl``,
 ``NAME.md`` (a table) and ``NAME_*.png`` plots (:mod:`jaxmaml.bench.report`). Example::
 
@@ -92,17 +92,11 @@ def run_point(point: BenchPoint, env: dict[str, Any]) -> dict[str, Any]:
 
 
 def torch_peer():
-    """The PyTorch peer module, ``benchmarks/torch_maml.py`` of the source checkout this
-    package runs from (a reference implementation, not part of the library)."""
-    root = Path(__file__).resolve().parents[2]
-    if not (root / "benchmarks" / "torch_maml.py").is_file():
-        raise RuntimeError(f"the PyTorch peer is benchmarks/torch_maml.py of a source checkout; "
-                           f"{root} has none (run jaxmaml bench from a clone of the repository).")
-    if str(root) not in sys.path:
-        sys.path.insert(0, str(root))
-    import benchmarks.torch_maml
+    """The PyTorch peer, :mod:`jaxmaml.bench.torch_peer` (imported on demand: it needs the
+    optional ``torch==2.13.0``)."""
+    from jaxmaml.bench import torch_peer as peer
 
-    return benchmarks.torch_maml
+    return peer
 
 
 def run_point_isolated(point: BenchPoint, env: dict[str, Any]) -> dict[str, Any]:

@@ -68,7 +68,7 @@ class MetaConfig:
 
     Attributes:
       model: the encoder's :class:`BertConfig`.
-      algorithm: learner name in :data:`jaxmaml.meta.learners.LEARNERS`.
+      algorithm: learner name in :data:`jaxmaml.meta.registry.LEARNERS`.
       way: classes per task (size of the task head).
       num_inner_steps: inner SGD steps on the support set (0 = no adaptation).
       inner_lr: inner-loop step size alpha.
@@ -95,7 +95,7 @@ class MetaConfig:
         its own meta-gradient (``reptile``, ``mamlpp``, ``imaml``).
       embedding_rows: when the inner loop adapts the word embeddings, adapt only the rows
         of the task's tokens (gathered once per task; same result as adapting the whole
-        table, see :func:`jaxmaml.meta.task.embedding_row_view`). False: carry the full
+        table, see :func:`jaxmaml.meta.maml.embedding_row_view`). False: carry the full
         ``[vocab, H]`` table through the inner loop.
       task_chunk: process the meta-batch's tasks this many at a time (a ``lax.scan``
         accumulating gradients) instead of all at once (``vmap``); 0 = all at once. Same

@@ -147,7 +147,7 @@ def implicit_adapt(adapted: Flat, frozen: Flat, loss_fn: Callable[[Params], jax.
 
 # ---------------------------------------------------------------- the learner
 def _task_loss(meta_params, episode, cfg: MetaConfig, probe):
-    from jaxmaml.meta.task import adapt_task  # task.py dispatches to this module
+    from jaxmaml.meta.maml import adapt_task  # task.py dispatches to this module
     loss, acc = adapt_task(meta_params, episode, cfg, probe=probe).score()
     return loss, {"loss": loss, "accuracy": acc}
 

@@ -8,7 +8,7 @@ encoder). The learners see the merged encoder ``W + A @ B``; the gradient reache
 factors. They live in ``meta_params["lora"]``, keyed by the kernel's path in the encoder
 with ``/`` written ``__`` (checkpoint-safe keys).
 
-Wherever a run is loaded (:func:`jaxmaml.loading.restore_meta_params`: eval, export,
+Wherever a run is loaded (:func:`jaxmaml.run.load.restore_meta_params`: eval, export,
 predict, ``FewShotClassifier``) the factors are merged and dropped, so a run's model is a
 plain BERT, and ``train.wise_alpha`` scales the merged update (``W + alpha A @ B``).
 """

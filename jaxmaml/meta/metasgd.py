@@ -19,7 +19,7 @@ import jax.numpy as jnp
 
 from jaxmaml.meta import inner
 from jaxmaml.meta.config import MetaConfig
-from jaxmaml.meta.task import adapt_task, adapted_shapes, head_adapt
+from jaxmaml.meta.maml import adapt_task, adapted_shapes, head_adapt
 from jaxmaml.types import Episodes, Examples
 
 LRS_KEY = "inner_lrs"

@@ -20,7 +20,7 @@ import jax
 import jax.numpy as jnp
 
 from jaxmaml.meta.config import MetaConfig
-from jaxmaml.meta.task import adapt_task
+from jaxmaml.meta.maml import adapt_task
 from jaxmaml.types import Episodes, Examples
 
 

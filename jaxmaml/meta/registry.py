@@ -1,0 +1,78 @@
+"""One registry of learners, selected by ``meta.algorithm``; each is a per-task loss with
+the same signature.
+
+``task_loss(meta_params, episode, cfg) -> (loss, metrics)`` is written for ONE task
+(unbatched :class:`~jaxmaml.types.Episodes`) and vmapped over the task axis in
+:mod:`jaxmaml.meta.outer`. ``meta_params`` is ``{"encoder": BERT params, **extras}`` where
+``init_extras`` creates the learner's own meta-learned leaves (e.g. learned inner LRs).
+A learner whose meta-gradient is not the gradient of a loss (Reptile) or that depends on
+the meta-step (MAML++ annealing) supplies ``meta_grad`` instead.
+
+Learners (module in brackets):
+
+- ``maml``: second-order MAML, Finn et al. 2017 (task)
+- ``fomaml``: first-order MAML (task)
+- ``anil``: MAML adapting the head only, Raghu et al. 2020 (task)
+- ``metasgd``: learned per-parameter inner learning rates, Li et al. 2017 (metasgd)
+- ``mamlpp``: MAML++ (LSLR, multi-step loss, order annealing), Antoniou et al. 2019 (mamlpp)
+- ``reptile``: Reptile, Nichol et al. 2018 (reptile)
+- ``imaml``: implicit MAML (proximal inner loop, CG meta-gradient), Rajeswaran et al. 2019
+  (imaml)
+- ``protomaml``: MAML from a prototype-initialized head, Triantafillou et al. 2020 (task)
+- ``protonet``: Prototypical Networks, Snell et al. 2017 (metric)
+- ``matchingnet``: Matching Networks, Vinyals et al. 2016 (metric)
+- ``relationnet``: Relation Networks, Sung et al. 2018 (metric)
+"""
+
+from __future__ import annotations
+
+from typing import Any, Mapping
+
+from jaxmaml.meta import imaml, mamlpp, metasgd, metric, reptile
+from jaxmaml.meta.config import IMPLIED, MetaConfig, check_implied
+from jaxmaml.meta.maml import (Learner, adapt_task, head_adapt, head_predict, maml_task_loss,
+                               loss_and_accuracy)
+
+__all__ = ["IMPLIED", "LEARNERS", "Learner", "adapt_task", "get_learner",
+           "loss_and_accuracy", "maml_task_loss", "resolve_config"]
+
+_HEAD = dict(adapt=head_adapt, predict=head_predict)
+LEARNERS: dict[str, Learner] = {
+    "maml": Learner(maml_task_loss, **_HEAD),
+    "fomaml": Learner(maml_task_loss, **_HEAD),
+    "anil": Learner(maml_task_loss, **_HEAD),
+    "metasgd": Learner(metasgd.task_loss, init_extras=metasgd.init_extras,
+                       adapt=metasgd.adapt, predict=head_predict),
+    "mamlpp": Learner(mamlpp.task_loss, init_extras=mamlpp.init_extras,
+                      meta_grad=mamlpp.meta_grad, adapt=mamlpp.adapt, predict=head_predict),
+    "reptile": Learner(maml_task_loss, meta_grad=reptile.meta_grad, **_HEAD),
+    "protomaml": Learner(maml_task_loss, **_HEAD),
+    "imaml": Learner(imaml.task_loss, meta_grad=imaml.meta_grad, **_HEAD),
+    "protonet": Learner(metric.protonet_task_loss, adapt=metric.protonet_adapt,
+                        predict=metric.protonet_predict),
+    "matchingnet": Learner(metric.matching_task_loss, init_extras=metric.matching_init_extras,
+                           adapt=metric.matching_adapt,
+                           predict=metric.matching_predict),
+    "relationnet": Learner(metric.relation_task_loss, init_extras=metric.relation_init_extras,
+                           adapt=metric.relation_adapt,
+                           predict=metric.relation_predict),
+}
+
+def resolve_config(cfg: MetaConfig, explicit: Mapping[str, Any] | None = None) -> MetaConfig:
+    """``cfg`` checked against the settings its algorithm implies (already applied when the
+    :class:`MetaConfig` was built, see :data:`IMPLIED`).
+
+    Args:
+      explicit: the meta settings the user gave (field -> value); one that contradicts a
+        defining implied setting (e.g. ``anil`` with ``adapt: top_k_layers``) raises a
+        ``ValueError`` that says how to fix it.
+    """
+    get_learner(cfg.algorithm)
+    check_implied(cfg.algorithm, explicit or {})
+    return cfg
+
+
+def get_learner(name: str) -> Learner:
+    if name not in LEARNERS:
+        raise ValueError(f"meta.algorithm={name!r} is not one of {', '.join(sorted(LEARNERS))}.")
+    return LEARNERS[name]

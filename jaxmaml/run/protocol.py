@@ -1,0 +1,310 @@
+"""The few-shot evaluation protocol and its baselines.
+
+For each setting (way, shot, query): ``episodes`` episodes drawn from the given classes,
+accuracy mean and 95% confidence interval (1.96 * std / sqrt(E)) for
+
+- ``meta_learned``: the meta-learned init + the learner's inner loop,
+- ``pretrained_finetune``: the pretrained init + the same inner loop (no meta-training),
+- ``nearest_centroid``: a frozen pretrained encoder, nearest class mean of pooled features
+  (squared euclidean, unnormalized; a weak baseline kept as an extra row),
+- the strong baselines of :mod:`jaxmaml.meta.baselines` (``cosine_centroid``, ``linear_probe``,
+  ``pretrained_adapt_cosine``), ``meta_learned_centroid`` and ``meta_learned_probe`` (the
+  meta-learned encoder as a plain sentence encoder under a cosine centroid and a linear
+  probe).
+
+All methods see the same episodes (a paired comparison). The encoder is fixed during
+evaluation, so everything below the first layer the inner loop adapts is computed once per
+example (not once per episode and inner step): evaluating 600 episodes of an ANIL or
+top-k learner on a 6-layer encoder takes seconds on a CPU.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+from typing import Any, Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from jaxmaml.meta import baselines
+from jaxmaml.meta import inner
+from jaxmaml.meta.config import MetaConfig
+from jaxmaml.meta.lora import merged_meta_params
+from jaxmaml.meta.outer import init_meta_params, make_eval_step
+from jaxmaml.types import Episodes, Examples
+
+METHODS = ("meta_learned", "meta_learned_centroid", "meta_learned_probe",
+           "pretrained_finetune", "pretrained_adapt_cosine", "cosine_centroid", "linear_probe",
+           "nearest_centroid")
+# The methods that use only the original (pretrained) encoder: claims of "+N points" for the
+# meta-learned init are made against the best of these.
+BASELINES = ("pretrained_finetune", "pretrained_adapt_cosine", "cosine_centroid",
+             "linear_probe", "nearest_centroid")
+# The meta-learned encoder under a frozen-feature classifier, paired with the original
+# encoder under the same classifier.
+PAIRED_WITH = {"meta_learned_centroid": "cosine_centroid", "meta_learned_probe": "linear_probe"}
+METHOD_LABELS = {
+    "meta_learned": "meta-learned init + inner loop",
+    "meta_learned_centroid": "meta-learned encoder, cosine centroid",
+    "meta_learned_probe": "meta-learned encoder, linear probe",
+    "pretrained_finetune": "pretrained init + inner loop",
+    "pretrained_adapt_cosine": "pretrained + inner loop, cosine head",
+    "cosine_centroid": "original encoder, cosine centroid",
+    "linear_probe": "original encoder, linear probe",
+    "nearest_centroid": "original encoder, euclidean centroid",
+}
+
+
+def best_baseline(results: dict[str, dict[str, float]]) -> tuple[str, float] | None:
+    """``(method, mean)`` of the best of :data:`BASELINES` in ``results`` (``None`` if none)."""
+    scored = [(results[m]["mean"], m) for m in BASELINES if m in results]
+    if not scored:
+        return None
+    mean, method = max(scored)
+    return method, mean
+
+
+def gain_over_baselines(results: dict[str, dict[str, float]],
+                        method: str = "meta_learned") -> float | None:
+    """Accuracy points (x100) of ``method`` over the best baseline (``None`` if either is
+    missing)."""
+    best = best_baseline(results)
+    if best is None or method not in results:
+        return None
+    return 100.0 * (results[method]["mean"] - best[1])
+
+
+def gain_text(row: dict, method: str = "meta_learned") -> str | None:
+    """Points of ``method`` over its reference in one result row, e.g. ``"+6.0 ± 0.4"``:
+    ``meta_learned`` over the best baseline (:func:`gain_over_baselines`),
+    ``meta_learned_centroid`` / ``meta_learned_probe`` over the original encoder under the
+    same classifier (:data:`PAIRED_WITH`; paired only).
+    The ``±`` is the paired 95% CI of the row's ``gains`` (absent in rows without them);
+    ``None`` when the methods are missing."""
+    paired = row.get("gains", {}).get(method)
+    if method == "meta_learned":
+        gain = gain_over_baselines(row["results"])
+    else:
+        gain = None if paired is None else 100.0 * paired["mean"]
+    if gain is None:
+        return None
+    return f"{gain:+.1f}" + ("" if paired is None else f" ± {100 * paired['ci95']:.1f}")
+
+
+def paired_gains(accs: dict[str, np.ndarray]) -> dict[str, dict]:
+    """Per-episode (paired) accuracy differences of the meta-learned methods, mean and 95% CI.
+
+    ``{"meta_learned": {"vs": best baseline, "mean", "ci95"}, "meta_learned_centroid":
+    {"vs": "cosine_centroid", ...}, "meta_learned_probe": {"vs": "linear_probe", ...}}``
+    from ``{method: [E] accuracies}`` on the same episodes; the best baseline is the one
+    with the highest mean (:func:`best_baseline`).
+    A difference on the same episodes has a much smaller CI than the two accuracies' CIs
+    suggest, since episode difficulty cancels. Entries whose methods are missing are left out.
+    """
+    out = {}
+    best = best_baseline({m: {"mean": float(np.mean(a))} for m, a in accs.items()})
+    pairs = {"meta_learned": best and best[0], **PAIRED_WITH}
+    for method, vs in pairs.items():
+        if vs and method in accs and vs in accs:
+            diff = np.asarray(accs[method], np.float64) - np.asarray(accs[vs], np.float64)
+            out[method] = {"vs": vs, **mean_ci95(diff)}
+    return out
+
+
+def mean_ci95(values: np.ndarray) -> dict[str, float]:
+    """``{"mean", "ci95"}`` of per-episode accuracies (normal approximation)."""
+    values = np.asarray(values, np.float64)
+    ci = 1.96 * values.std(ddof=1) / math.sqrt(len(values)) if len(values) > 1 else float("nan")
+    return {"mean": float(values.mean()), "ci95": float(ci)}
+
+
+def _eval_config(cfg: MetaConfig) -> MetaConfig:
+    """``cfg`` with every inner-frozen bottom layer treated as precomputable.
+
+    During evaluation nothing is meta-trained, so the layers below the first adapted one
+    are constants per example.
+    """
+    if not inner.caches_bottom(cfg):
+        return cfg
+    return cfg.replace(outer_frozen_layers=inner.first_adapted_layer(cfg))
+
+
+@functools.lru_cache(maxsize=16)
+def _features_fn(cfg: MetaConfig):
+    return jax.jit(lambda enc, i, m: inner.features(enc, Examples(i, m, None, None), cfg))
+
+
+@functools.lru_cache(maxsize=32)
+def _eval_fn(cfg: MetaConfig):
+    """One compiled eval step per (config, way): periodic meta-val does not recompile."""
+    return jax.jit(make_eval_step(cfg))
+
+
+def _pooled_features(encoder: Any, cfg: MetaConfig, ids: np.ndarray, mask: np.ndarray,
+                     batch_size: int = 128) -> np.ndarray:
+    """Frozen-encoder pooled features ``[N, H]`` for nearest-centroid."""
+    return inner.map_padded_batches(_features_fn(cfg), encoder, ids, mask, batch_size)
+
+
+@jax.jit(static_argnames="way")
+def _nearest_centroid_acc(s_feats, s_labels, q_feats, q_labels, way: int):
+    """Per-task accuracy ``[T]`` of the nearest class mean (squared euclidean).
+
+    ``s_feats`` ``[T, way*shot, H]``, ``q_feats`` ``[T, way*query, H]``.
+    """
+
+    def one(sf, sl, qf, ql):
+        protos = inner.prototypes(sf, sl, jnp.ones(sl.shape), way)
+        d = ((qf[:, None, :] - protos[None]) ** 2).sum(-1)
+        return (jnp.argmin(d, -1) == ql).mean()
+
+    return jax.vmap(one)(s_feats, s_labels, q_feats, q_labels)
+
+
+def _examples(arrays: dict[str, np.ndarray], idx: np.ndarray, labels: np.ndarray) -> Examples:
+    return Examples(arrays["input_ids"][idx], arrays["attention_mask"][idx],
+                    labels.astype(np.int32), np.ones(labels.shape, np.float32),
+                    None if arrays.get("bottom") is None else arrays["bottom"][idx])
+
+
+def evaluate(meta_params: dict, cfg: MetaConfig, data, classes: Sequence[str],
+             settings: Sequence[tuple[int, int, int]], episodes: int = 600, seed: int = 0,
+             methods: Sequence[str] = METHODS, pretrained_params: Any = None,
+             data_name: str = "", split: str = "meta_test", batch_tasks: int = 20,
+             max_per_class: int | None = None) -> list[dict]:
+    """Run the evaluation protocol; one result dict per setting.
+
+    Args:
+      meta_params: the meta-learned ``{"encoder": ..., **extras}`` (LoRA factors, as
+        meta-val passes a training state's, are merged into the encoder first).
+      cfg: the run's :class:`MetaConfig` (``way`` is replaced per setting).
+      data: a ``TokenizedData`` (input_ids/attention_mask ``[N, L]``, labels ``[N]``,
+        class_names).
+      classes: the class names to draw episodes from (e.g. the meta-test split).
+      settings: ``(way, shot, query)`` triples.
+      episodes: episodes per setting (E).
+      methods: a subset of :data:`METHODS`.
+      pretrained_params: BERT params of the pretrained init (needed by the baselines).
+      max_per_class: cap the examples per class in the pool (seeded), bounding the
+        one-off feature computation; ``None`` uses every example.
+
+    Returns:
+      ``[{"way", "shot", "query", "episodes", "data", "split", "seed", "results":
+      {method: {"mean", "ci95"}}, "gains": {method: {"vs", "mean", "ci95"}}}]``: ``gains``
+      are the paired per-episode differences of :func:`paired_gains`.
+    """
+    unknown = set(methods) - set(METHODS)
+    if unknown:
+        raise ValueError(f"unknown evaluation method(s) {sorted(unknown)}; use {METHODS}.")
+    # before anything reads the encoder: evaluation precomputes every layer below the first
+    # adapted one (all of them for a metric learner) from meta_params["encoder"]
+    meta_params = merged_meta_params(meta_params)
+    if pretrained_params is None and set(methods) & set(BASELINES):
+        raise ValueError("the baselines need pretrained_params (the pretrained BERT params).")
+    pool = _pool(data, classes, max_per_class, seed)
+    ecfg = _eval_config(cfg)
+    encoders, arrays = _adapting_methods(methods, meta_params, pretrained_params, cfg, ecfg,
+                                         pool, seed)
+    frozen = _sentence_features(methods, meta_params, pretrained_params, cfg, pool)
+    if "nearest_centroid" in methods:
+        frozen["nearest_centroid"] = _pooled_features(
+            pretrained_params, cfg.replace(outer_frozen_layers=0), pool.input_ids,
+            pool.attention_mask)
+    results = []
+    for way, shot, query in settings:
+        accs = _setting_accuracies(methods, encoders, arrays, frozen, ecfg, pool, classes,
+                                   (way, shot, query), episodes, seed, batch_tasks)
+        results.append({
+            "way": way, "shot": shot, "query": query, "episodes": episodes,
+            "data": data_name, "split": split, "seed": seed,
+            "results": {m: mean_ci95(accs[m]) for m in methods},
+            "gains": paired_gains(accs),
+        })
+    return results
+
+
+def _adapting_methods(methods: Sequence[str], meta_params: dict, pretrained_params: Any,
+                      cfg: MetaConfig, ecfg: MetaConfig, pool, seed: int
+                      ) -> tuple[dict[str, dict], dict[str, dict[str, np.ndarray]]]:
+    """``(meta_params, pool arrays)`` per method that adapts to each episode: the token
+    arrays, plus the frozen bottom computed once per example when ``ecfg`` has one."""
+    encoders = {"meta_learned": meta_params}
+    if "pretrained_finetune" in methods:
+        encoders["pretrained_finetune"] = init_meta_params(pretrained_params, cfg,
+                                                           jax.random.key(seed))
+    if "pretrained_adapt_cosine" in methods:
+        encoders["pretrained_adapt_cosine"] = {"encoder": pretrained_params}
+    arrays = {}
+    for name in [m for m in METHODS if m in methods and m in encoders]:
+        if name == "pretrained_adapt_cosine" and "pretrained_finetune" in arrays:
+            arrays[name] = arrays["pretrained_finetune"]  # same encoder, same inputs
+            continue
+        a = {"input_ids": pool.input_ids, "attention_mask": pool.attention_mask}
+        if ecfg.outer_frozen_layers:
+            a["bottom"] = inner.precompute_bottom(encoders[name]["encoder"], ecfg,
+                                                  pool.input_ids, pool.attention_mask)
+        arrays[name] = a
+    return {m: encoders[m] for m in arrays}, arrays
+
+
+def _setting_accuracies(methods, encoders, arrays, frozen, ecfg: MetaConfig, pool, classes,
+                        setting: tuple[int, int, int], episodes: int, seed: int,
+                        batch_tasks: int) -> dict[str, np.ndarray]:
+    """``{method: [episodes]}`` accuracies of one ``(way, shot, query)`` setting: the same
+    episodes (``batch_tasks`` at a time) for every method."""
+    from jaxmaml.data.episodes import EpisodeSampler
+
+    way, shot, query = setting
+    sampler = EpisodeSampler(pool, list(classes), way, shot, query, batch_tasks, seed)
+    eval_fns = {m: (baselines.cosine_adapt_eval_fn if m == "pretrained_adapt_cosine"
+                    else _eval_fn)(ecfg.replace(way=way)) for m in arrays}
+    accs: dict[str, list[np.ndarray]] = {m: [] for m in methods}
+    for b in range(-(-episodes // batch_tasks)):
+        idx = sampler.indices(b)
+        for m in arrays:
+            eps = Episodes(_examples(arrays[m], idx.support_idx, idx.support_labels),
+                           _examples(arrays[m], idx.query_idx, idx.query_labels))
+            accs[m].append(np.asarray(eval_fns[m](encoders[m], eps)["accuracy"]))
+        for m, feats in frozen.items():
+            score = (_nearest_centroid_acc if m == "nearest_centroid"
+                     else functools.partial(baselines.frozen_accuracy, m))
+            accs[m].append(np.asarray(score(feats[idx.support_idx], idx.support_labels,
+                                            feats[idx.query_idx], idx.query_labels, way=way)))
+    return {m: np.concatenate(accs[m])[:episodes] for m in methods}
+
+
+def _sentence_features(methods: Sequence[str], meta_params: dict, pretrained_params: Any,
+                       cfg: MetaConfig, pool) -> dict[str, np.ndarray]:
+    """``{method: [N, H]}`` normalized mean-pooled pool features of each frozen-feature
+    method requested (each encoder's features computed once)."""
+    encoders = {"pretrained": pretrained_params, "meta_learned": meta_params["encoder"]}
+    cache: dict[str, np.ndarray] = {}
+    out = {}
+    for m in methods:
+        if m not in baselines.FROZEN_METHODS:
+            continue
+        which = baselines.FROZEN_METHODS[m][0]
+        if which not in cache:
+            cache[which] = baselines.sentence_features(encoders[which], cfg, pool.input_ids,
+                                                       pool.attention_mask)
+        out[m] = cache[which]
+    return out
+
+
+def _pool(data, classes: Sequence[str], max_per_class: int | None, seed: int):
+    """The rows of ``data`` whose class is in ``classes``, class by class, at most
+    ``max_per_class`` each (:func:`jaxmaml.data.splits.cap_rows`, the data's own cap)."""
+    from jaxmaml.data.episodes import TokenizedData
+    from jaxmaml.data.splits import cap_rows
+
+    names = list(data.class_names)
+    missing = [c for c in classes if c not in names]
+    if missing:
+        raise ValueError(f"classes not in the data: {missing}; the data has {names}.")
+    labels = np.asarray(data.labels)
+    kept = cap_rows(labels, len(names), max_per_class, seed)
+    rows = np.concatenate([kept[labels[kept] == names.index(c)] for c in classes])
+    return TokenizedData(np.asarray(data.input_ids)[rows], np.asarray(data.attention_mask)[rows],
+                         labels[rows], tuple(names))
