@@ -32,7 +32,8 @@ import numpy as np  # noqa: E402
 
 from jaxmaml.run.config_load import load_config  # noqa: E402
 from jaxmaml.data.episodes import EpisodeSampler  # noqa: E402
-from jaxmaml.run.experiment import initial_encoder, load_data  # noqa: E402
+from jaxmaml.run.state import initial_encoder
+from jaxmaml.run.data import load_data
 from jaxmaml.tree import flatten  # noqa: E402
 from jaxmaml.meta.outer import init_meta_params, meta_grads  # noqa: E402
 

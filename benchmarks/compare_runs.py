@@ -38,7 +38,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from jaxmaml.run.config import ConfigError, to_dict
     from jaxmaml.run.evaluate import evaluate_target
-    from jaxmaml.run.experiment import initial_encoder
+    from jaxmaml.run.state import initial_encoder
     from jaxmaml.run.load import restore_meta_params, run_config
 
     new_cfg, old_cfg = run_config(args.new_run, args.overrides), run_config(args.old_run)

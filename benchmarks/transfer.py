@@ -135,7 +135,7 @@ def main(argv: list[str] | None = None) -> int:
     from jaxmaml.run.config import ConfigError
     from jaxmaml.run.evaluate import evaluate_run
     from jaxmaml.run.load import restore_meta_params, run_config
-    from jaxmaml.run.experiment import initial_encoder
+    from jaxmaml.run.state import initial_encoder
 
     specs = [parse_data_spec(s) for s in args.data]
     settings = [(args.way, s, args.query) for s in args.shot]

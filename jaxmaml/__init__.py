@@ -2,14 +2,14 @@
 
 from jaxmaml import learners
 from jaxmaml.classifier import FewShotClassifier
-from jaxmaml.run.load import load_export, load_run
 from jaxmaml.meta.config import MetaConfig, OptimConfig
 from jaxmaml.meta.inner import inner_adapt
-from jaxmaml.meta.registry import LEARNERS, get_learner
 from jaxmaml.meta.outer import (init_meta_params, init_state, jit_meta_step, make_eval_step,
                                 make_meta_step, make_optimizer, meta_grads, meta_loss, new_state)
+from jaxmaml.meta.registry import get_learner, LEARNERS
 from jaxmaml.models.bert import BertConfig, encode, init_params, pool
 from jaxmaml.models.hf import HFCheckpointError, load_pretrained, save_pretrained
+from jaxmaml.run.load import load_export, load_run
 from jaxmaml.types import Episodes, Examples, MetaState
 
 __all__ = [

@@ -47,3 +47,9 @@ def write_json_gz_atomically(out: str | os.PathLike, payload: Any) -> Path:
             f.write(data)
 
     return write_file_atomically(out, write)
+
+
+def write_json_atomically(out: str | os.PathLike, obj: Any) -> Path:
+    """``obj`` as indented JSON (a trailing newline), written atomically."""
+    text = json.dumps(obj, indent=2) + "\n"
+    return write_file_atomically(out, lambda f: f.write(text), text=True)

@@ -27,7 +27,11 @@ from typing import Any, Callable, Sequence
 import jax
 import numpy as np
 
-from jaxmaml.run.load import Loaded, load_export, load_run
+from jaxmaml.data.tokenize import _encode, _load_tokenizer
+from jaxmaml.learners import from_config
+from jaxmaml.meta.baselines import fit_probe, probe_logits, sentence_features
+from jaxmaml.meta.inner import embedding
+from jaxmaml.run.load import load_export, load_run, Loaded
 from jaxmaml.types import Examples
 
 MIN_SUPPORT_ROWS = 8
@@ -41,7 +45,6 @@ def _bucket(n: int) -> int:
 
 @functools.lru_cache(maxsize=32)
 def _adapt_fn(cfg, way: int) -> Callable:
-    from jaxmaml.learners import from_config
 
     learner = from_config(cfg)
     return jax.jit(lambda mp, support: learner.adapt(mp, support, way))
@@ -49,7 +52,6 @@ def _adapt_fn(cfg, way: int) -> Callable:
 
 @functools.lru_cache(maxsize=32)
 def _predict_fn(cfg) -> Callable:
-    from jaxmaml.learners import from_config
 
     learner = from_config(cfg)
     return jax.jit(lambda tp, ex: jax.nn.log_softmax(learner.predict(tp, ex), -1))
@@ -57,21 +59,18 @@ def _predict_fn(cfg) -> Callable:
 
 @functools.lru_cache(maxsize=32)
 def _probe_fit_fn(way: int) -> Callable:
-    from jaxmaml.meta.baselines import fit_probe
 
     return jax.jit(lambda x, y: fit_probe(x, y, way))
 
 
 @jax.jit
 def _probe_log_proba(probe: dict, feats: jax.Array) -> jax.Array:
-    from jaxmaml.meta.baselines import probe_logits
 
     return jax.nn.log_softmax(probe_logits(probe, feats), -1)
 
 
 @functools.lru_cache(maxsize=32)
 def _embed_fn(cfg) -> Callable:
-    from jaxmaml.meta.inner import embedding
 
     return jax.jit(lambda enc, ex: embedding(enc, ex, cfg))
 
@@ -103,7 +102,6 @@ class FewShotClassifier:
 
     def __init__(self, loaded: Loaded, *, seq_len: int | None = None, batch_size: int = 64,
                  head: str = "learner"):
-        from jaxmaml.data.tokenize import _load_tokenizer
 
         if head not in HEADS:
             raise ValueError(f"head={head!r}: use one of {', '.join(HEADS)}.")
@@ -138,7 +136,6 @@ class FewShotClassifier:
 
     # ------------------------------------------------------------------ tokenize
     def _tokenize(self, texts: list[str]) -> tuple[np.ndarray, np.ndarray]:
-        from jaxmaml.data.tokenize import _encode
 
         ids, mask, _ = _encode(self.tokenizer, texts, self.seq_len)
         return ids, mask
@@ -241,7 +238,6 @@ class FewShotClassifier:
 
     def _features(self, batch: Examples) -> np.ndarray:
         """Sentence features of one padded batch (what the baselines and the probe read)."""
-        from jaxmaml.meta.baselines import sentence_features
 
         return sentence_features(self.meta_params["encoder"], self.cfg, batch.input_ids,
                                  batch.attention_mask, self.batch_size)

@@ -209,7 +209,7 @@ def cmd_bench(args) -> int:
 
 
 def cmd_data(args) -> int:
-    from jaxmaml.run.experiment import describe_data
+    from jaxmaml.run.data import describe_data
 
     cfg = load_config(args.config, args.overrides)
     if cfg.data.sources:
@@ -231,7 +231,7 @@ def cmd_data(args) -> int:
 
 def _data_sources(cfg: ExperimentConfig, as_json: bool) -> int:
     """``jaxmaml data`` of a multi-source config: one block per source."""
-    from jaxmaml.run.multisource import describe_sources
+    from jaxmaml.run.data import describe_sources
 
     info = describe_sources(cfg)
     if as_json:

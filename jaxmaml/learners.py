@@ -39,7 +39,7 @@ from typing import Any, Callable, NamedTuple
 import jax
 
 from jaxmaml.meta.config import MetaConfig
-from jaxmaml.meta.registry import LEARNERS, get_learner, resolve_config
+from jaxmaml.meta.registry import get_learner, LEARNERS, resolve_config
 from jaxmaml.models.bert import BertConfig
 from jaxmaml.types import Examples
 

@@ -13,7 +13,9 @@ from pathlib import Path
 from typing import Any
 
 from jaxmaml.atomic_file import write_file_atomically
+from jaxmaml.classifier import FewShotClassifier
 from jaxmaml.run.config import ConfigError
+from jaxmaml.run.load import load
 
 READERS = (".csv", ".tsv", ".json", ".jsonl", ".parquet")
 WRITERS = (".csv", ".jsonl")
@@ -101,8 +103,6 @@ def predict_files(model: str | Path, support: str | Path, texts: str | Path, out
     """
     import numpy as np
 
-    from jaxmaml.classifier import FewShotClassifier
-    from jaxmaml.run.load import load
 
     out = Path(out)
     if out.suffix.lower() not in WRITERS:

@@ -91,7 +91,7 @@ def test_export_automodel_matches_jax(run_dir, tmp_path):
 
     from jaxmaml.run.load import resolve_target
     from jaxmaml.run.load import restore_meta_params
-    from jaxmaml.run.experiment import initial_encoder
+    from jaxmaml.run.state import initial_encoder
     from jaxmaml.models.bert import encode
 
     out = tmp_path / "hf"
@@ -159,7 +159,7 @@ def test_sigkill_resume_is_bit_identical(tmp_path):
 
     from jaxmaml.run.checkpoint import RunCheckpoints
     from jaxmaml.run.config_load import load_config
-    from jaxmaml.run.experiment import abstract_state, initial_encoder
+    from jaxmaml.run.state import abstract_state, initial_encoder
     cfg = load_config(TINY)
     states = []
     for d in (ref, run):
@@ -183,7 +183,7 @@ def test_bench_dispatches_through_argparse(monkeypatch, capsys):
 def test_eval_seq_len_changes_only_the_evaluated_data(run_dir, capsys):
     from jaxmaml.run.evaluate import load_eval_data
     from jaxmaml.run.load import run_config as load_run
-    from jaxmaml.run.experiment import load_data
+    from jaxmaml.run.data import load_data
 
     cfg = load_run(run_dir)
     data_file = str(ROOT / "tests/data/tiny_topics.csv")
@@ -219,7 +219,7 @@ def test_wise_alpha_is_the_model_eval_and_export_load(run_dir, tmp_path, capsys)
     """``train.wise_alpha`` = 0.5: the restored encoder is theta_0 + 0.5 (theta - theta_0)
     (a numpy reference), the export holds those weights and says so, eval records its rows
     beside alpha = 1's, and a non-positive alpha is a one-line error."""
-    from jaxmaml.run.experiment import initial_encoder
+    from jaxmaml.run.state import initial_encoder
     from jaxmaml.run.load import load_export, restore_meta_params, run_config
 
     cfg = run_config(run_dir)

@@ -17,7 +17,7 @@ from jaxmaml.run.config import dump_yaml
 from jaxmaml.run.config_load import load_config
 from jaxmaml.data.episodes import EpisodeSampler, TokenizedData
 from jaxmaml.run.protocol import _pool, evaluate
-from jaxmaml.run.experiment import load_text, tokenize
+from jaxmaml.run.data import load_text, tokenize
 from jaxmaml.run.export import export
 from jaxmaml.run.load import load_run
 from jaxmaml.meta.registry import LEARNERS

@@ -25,7 +25,7 @@ import numpy as np
 from jaxmaml.bench.flops import count_flops
 from jaxmaml.run.config import MINILM_ALIAS, PRESETS, ModelSection
 from jaxmaml.data.synthetic import synthetic_episodes
-from jaxmaml.run.experiment import load_encoder
+from jaxmaml.run.state import load_encoder
 from jaxmaml.meta.config import (ADAPT_CHOICES, REMAT_CHOICES, SECOND_ORDER_CHOICES, MetaConfig,
                                   OptimConfig)
 from jaxmaml.meta.outer import jit_meta_step, make_optimizer, new_state
@@ -130,7 +130,7 @@ class BenchPoint:
 def resolve_model(model: str, dtype: str, seed: int = 0) -> tuple[Any, BertConfig]:
     """``(params, config)`` of a bench ``model``: random init from ``key(seed)`` for presets,
     real weights for ``minilm`` or a directory (the library's
-    :func:`~jaxmaml.run.experiment.load_encoder`)."""
+    :func:`~jaxmaml.run.state.load_encoder`)."""
     section = ModelSection(name=model, overrides=(("dtype", DTYPES[dtype]),))
     return load_encoder(section, jax.random.key(seed))
 

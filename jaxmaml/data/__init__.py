@@ -2,15 +2,13 @@
 
 from jaxmaml.data.builtin import BUILTIN_SOURCES, load_builtin
 from jaxmaml.data.debian import load_debian
-from jaxmaml.data.episodes import EpisodeSampler, IndexEpisodes, gather
+from jaxmaml.data.episodes import EpisodeSampler, gather, IndexEpisodes
 from jaxmaml.data.mixture import MixtureSampler
-from jaxmaml.data.sources import TextDataset, from_lists, load_text_dataset
+from jaxmaml.data.sources import from_lists, load_text_dataset, TextDataset
 from jaxmaml.data.splits import resolve_split, split_classes, validate_split
-from jaxmaml.data.tokenize import TokenizedData, tokenize_dataset
-from jaxmaml.data.wordnet import DEFAULT_SPLIT as WORDNET_DEFAULT_SPLIT
-from jaxmaml.data.wordnet import LEXNAMES as WORDNET_CLASSES
-from jaxmaml.data.wordnet import info as wordnet_info
-from jaxmaml.data.wordnet import load_wordnet
+from jaxmaml.data.tokenize import tokenize_dataset, TokenizedData
+from jaxmaml.data.wordnet import (DEFAULT_SPLIT as WORDNET_DEFAULT_SPLIT, info as wordnet_info,
+                                  LEXNAMES as WORDNET_CLASSES, load_wordnet)
 from jaxmaml.data.wordnet_domains import load_wordnet_domains
 
 __all__ = [

@@ -3,26 +3,26 @@ gives them: each loader returns a :class:`~jaxmaml.data.sources.TextDataset`."""
 
 from __future__ import annotations
 
+from jaxmaml.data.debian import load_debian
+from jaxmaml.data.fortunes import load_fortunes
 from jaxmaml.data.sources import TextDataset
+from jaxmaml.data.wordnet import load_wordnet
+from jaxmaml.data.wordnet_domains import load_wordnet_domains
 
 
 def _wordnet() -> TextDataset:
-    from jaxmaml.data.wordnet import load_wordnet
     return load_wordnet()
 
 
 def _wordnet_domains() -> TextDataset:
-    from jaxmaml.data.wordnet_domains import load_wordnet_domains
     return load_wordnet_domains()
 
 
 def _debian() -> TextDataset:
-    from jaxmaml.data.debian import load_debian
     return load_debian()
 
 
 def _fortunes() -> TextDataset:
-    from jaxmaml.data.fortunes import load_fortunes
     return load_fortunes()
 
 

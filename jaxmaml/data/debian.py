@@ -49,7 +49,7 @@ from pathlib import Path
 from typing import Iterable, Iterator
 
 from jaxmaml.atomic_file import write_file_atomically, write_json_gz_atomically
-from jaxmaml.data.sources import TextDataset, from_lists
+from jaxmaml.data.sources import from_lists, TextDataset
 
 APT_LISTS = Path("/var/lib/apt/lists")
 SNAPSHOT = Path(__file__).resolve().parent / "debian_bookworm_12.15_main.json.gz"

@@ -43,7 +43,7 @@ from collections import Counter, defaultdict
 from pathlib import Path
 
 from jaxmaml.atomic_file import write_json_gz_atomically
-from jaxmaml.data.sources import TextDataset, from_lists
+from jaxmaml.data.sources import from_lists, TextDataset
 
 FORTUNES_DIR = Path("/usr/share/games/fortunes")
 SNAPSHOT = Path(__file__).resolve().parent / "fortunes_1.99.1-7.3.json.gz"

@@ -20,7 +20,7 @@ from typing import Mapping, Sequence
 
 import numpy as np
 
-from jaxmaml.data.episodes import EpisodeSampler, IndexEpisodes, gather
+from jaxmaml.data.episodes import EpisodeSampler, gather, IndexEpisodes
 from jaxmaml.data.tokenize import TokenizedData
 from jaxmaml.types import Episodes
 

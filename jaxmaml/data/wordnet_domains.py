@@ -26,8 +26,8 @@ import re
 from collections import Counter
 from pathlib import Path
 
-from jaxmaml.data.sources import TextDataset, from_lists
-from jaxmaml.data.wordnet import POS_FILES, find_wordnet_dir, info as wordnet_info
+from jaxmaml.data.sources import from_lists, TextDataset
+from jaxmaml.data.wordnet import find_wordnet_dir, info as wordnet_info, POS_FILES
 
 MIN_EXAMPLES = 20
 DOMAIN_POINTER = ";c"

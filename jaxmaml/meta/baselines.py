@@ -38,8 +38,8 @@ import numpy as np
 import optax
 
 from jaxmaml.meta import inner
-from jaxmaml.meta.inner import l2_normalize
 from jaxmaml.meta.config import MetaConfig
+from jaxmaml.meta.inner import l2_normalize
 from jaxmaml.types import Episodes, Examples
 
 PROBE_C = 1.0        # inverse L2 strength, scikit-learn's default

@@ -38,6 +38,8 @@ import jax.numpy as jnp
 from jaxmaml.meta import hvp
 from jaxmaml.meta.config import MetaConfig
 from jaxmaml.meta.inner import Flat, Params, unflatten
+from jaxmaml.meta.maml import adapt_task, head_adapt
+from jaxmaml.types import Examples
 
 
 class _Hyper(NamedTuple):  # hashable: a static argument of the custom VJP
@@ -147,9 +149,14 @@ def implicit_adapt(adapted: Flat, frozen: Flat, loss_fn: Callable[[Params], jax.
 
 # ---------------------------------------------------------------- the learner
 def _task_loss(meta_params, episode, cfg: MetaConfig, probe):
-    from jaxmaml.meta.maml import adapt_task  # task.py dispatches to this module
-    loss, acc = adapt_task(meta_params, episode, cfg, probe=probe).score()
+    solve = functools.partial(implicit_adapt, probe=probe)
+    loss, acc = adapt_task(meta_params, episode, cfg, solve=solve).score()
     return loss, {"loss": loss, "accuracy": acc}
+
+
+def adapt(meta_params: dict, support: Examples, cfg: MetaConfig) -> dict:
+    """Task params ``{"encoder", "head"}`` after the proximal inner loop on ``support``."""
+    return head_adapt(meta_params, support, cfg, solve=implicit_adapt)
 
 
 def task_loss(meta_params: dict, episode, cfg: MetaConfig):

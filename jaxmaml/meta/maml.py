@@ -13,7 +13,7 @@ from typing import Any, Callable, NamedTuple
 import jax
 import jax.numpy as jnp
 
-from jaxmaml.meta import imaml, inner
+from jaxmaml.meta import inner
 from jaxmaml.meta.config import MetaConfig
 from jaxmaml.types import Episodes, Examples
 
@@ -126,7 +126,7 @@ def embedding_row_view(encoder: dict, support: Examples, query: Examples, cfg: M
 
 def adapt_task(meta_params: dict, episode: Episodes, cfg: MetaConfig, *, lrs: Any = None,
                per_step_lrs: bool = False, step_fn_out: Callable | None = None,
-               query_step_metrics: bool = False, probe: jax.Array | None = None) -> Adapted:
+               query_step_metrics: bool = False, solve: Callable | None = None) -> Adapted:
     """Adapt to ``episode.support`` from ``meta_params``; score the result with ``.score()``.
 
     Shared by every MAML-family learner: head init (zeros / prototypes), the adapt filter,
@@ -138,9 +138,9 @@ def adapt_task(meta_params: dict, episode: Episodes, cfg: MetaConfig, *, lrs: An
         into the row view).
       query_step_metrics: ``outs`` is ``(loss [S], accuracy [S])`` on the query set after
         every inner step (MAML++ multi-step loss); excludes ``step_fn_out``.
-      probe: iMAML only (``cfg.algorithm == "imaml"``, whose inner loop is
-        :func:`jaxmaml.meta.imaml.implicit_adapt`): the scalar whose cotangent is the CG
-        residual.
+      solve: an inner solver ``(adapted, frozen, support_loss_fn, cfg) -> adapted`` that
+        replaces the scanned SGD loop (iMAML's :func:`jaxmaml.meta.imaml.implicit_adapt`);
+        ``None``: :func:`jaxmaml.meta.inner.inner_adapt`.
     """
     encoder = meta_params["encoder"]
     if not cfg.meta_learn_frozen:  # inner-frozen leaves get no meta-gradient by any path
@@ -159,9 +159,8 @@ def adapt_task(meta_params: dict, episode: Episodes, cfg: MetaConfig, *, lrs: An
     else:
         head = inner.init_head(inner.features(encoder, support, cfg, bottom_s), support, cfg)
     adapted, frozen = inner.partition({"encoder": encoder, "head": head}, cfg)
-    if cfg.algorithm == "imaml":
-        adapted = imaml.implicit_adapt(adapted, frozen,
-                                       inner.support_loss_fn(support, cfg, bottom_s), cfg, probe)
+    if solve is not None:
+        adapted = solve(adapted, frozen, inner.support_loss_fn(support, cfg, bottom_s), cfg)
         return Adapted(inner.unflatten({**frozen, **adapted}), query, bottom_q, cfg, None, rows)
     adapted, outs = inner.inner_adapt(adapted, frozen, inner.support_loss_fn(support, cfg, bottom_s),
                                       cfg, lrs=lrs, per_step_lrs=per_step_lrs,
@@ -185,12 +184,12 @@ def maml_task_loss(meta_params, episode: Episodes, cfg: MetaConfig):
 
 
 def head_adapt(meta_params: dict, support: Examples, cfg: MetaConfig, *, lrs: Any = None,
-               per_step_lrs: bool = False) -> dict:
+               per_step_lrs: bool = False, solve: Callable | None = None) -> dict:
     """Task params ``{"encoder", "head"}`` of the MAML family after the inner loop on
     ``support`` (``[n, seq_len]``, labels in ``[0, cfg.way)``): the same
     :func:`adapt_task` meta-training and evaluation run, with a full-vocabulary encoder."""
     task = adapt_task(meta_params, Episodes(support, support), cfg, lrs=lrs,
-                      per_step_lrs=per_step_lrs)
+                      per_step_lrs=per_step_lrs, solve=solve)
     return {"encoder": task.full_encoder(meta_params["encoder"]), "head": task.params["head"]}
 
 

@@ -25,8 +25,8 @@ import jax
 import jax.numpy as jnp
 
 from jaxmaml.meta.config import MetaConfig
-from jaxmaml.meta.metasgd import init_log_lrs, learned_lrs
 from jaxmaml.meta.maml import adapt_task, head_adapt
+from jaxmaml.meta.metasgd import init_log_lrs, learned_lrs
 from jaxmaml.types import Episodes, Examples
 
 LRS_KEY = "lslr"

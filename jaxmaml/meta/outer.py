@@ -14,10 +14,11 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from jaxmaml.meta.anchor import pull_to_init
 from jaxmaml.meta.config import MetaConfig, OptimConfig
 from jaxmaml.meta.inner import is_outer_frozen
-from jaxmaml.meta.registry import get_learner
 from jaxmaml.meta.lora import init_lora, merged_meta_params
+from jaxmaml.meta.registry import get_learner
 from jaxmaml.tree import path_str
 from jaxmaml.types import Episodes, MetaState
 
@@ -123,7 +124,6 @@ def make_optimizer(ocfg: OptimConfig) -> optax.GradientTransformation:
         opt = optax.sgd(schedule, momentum=ocfg.momentum or None)
     parts = [optax.clip_by_global_norm(ocfg.clip_norm)] if ocfg.clip_norm > 0 else []
     if ocfg.pull_to_init:  # first: the gradient of the penalized meta-loss, then clipping
-        from jaxmaml.meta.anchor import pull_to_init
         parts = [pull_to_init(ocfg.pull_to_init), *parts]
     return optax.chain(*parts, opt)
 

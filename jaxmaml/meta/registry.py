@@ -29,9 +29,9 @@ from __future__ import annotations
 from typing import Any, Mapping
 
 from jaxmaml.meta import imaml, mamlpp, metasgd, metric, reptile
-from jaxmaml.meta.config import IMPLIED, MetaConfig, check_implied
-from jaxmaml.meta.maml import (Learner, adapt_task, head_adapt, head_predict, maml_task_loss,
-                               loss_and_accuracy)
+from jaxmaml.meta.config import check_implied, IMPLIED, MetaConfig
+from jaxmaml.meta.maml import (adapt_task, head_adapt, head_predict, Learner, loss_and_accuracy,
+                               maml_task_loss)
 
 __all__ = ["IMPLIED", "LEARNERS", "Learner", "adapt_task", "get_learner",
            "loss_and_accuracy", "maml_task_loss", "resolve_config"]
@@ -47,7 +47,8 @@ LEARNERS: dict[str, Learner] = {
                       meta_grad=mamlpp.meta_grad, adapt=mamlpp.adapt, predict=head_predict),
     "reptile": Learner(maml_task_loss, meta_grad=reptile.meta_grad, **_HEAD),
     "protomaml": Learner(maml_task_loss, **_HEAD),
-    "imaml": Learner(imaml.task_loss, meta_grad=imaml.meta_grad, **_HEAD),
+    "imaml": Learner(imaml.task_loss, meta_grad=imaml.meta_grad, adapt=imaml.adapt,
+                     predict=head_predict),
     "protonet": Learner(metric.protonet_task_loss, adapt=metric.protonet_adapt,
                         predict=metric.protonet_predict),
     "matchingnet": Learner(metric.matching_task_loss, init_extras=metric.matching_init_extras,

@@ -18,7 +18,7 @@ from pathlib import Path
 import jax
 import numpy as np
 
-from jaxmaml.models.bert import BertConfig, Params, init_params
+from jaxmaml.models.bert import BertConfig, init_params, Params
 from jaxmaml.tree import flatten, unflatten
 
 # Non-parameter buffers some checkpoints carry; never mapped.

@@ -12,9 +12,8 @@ The mesh is an argument, never a global. Three modules, re-exported here
 """
 
 from jaxmaml.parallel.jitting import create_state, jit_sharded_meta_step
-from jaxmaml.parallel.mesh import (DATA, MODEL, RULE_PRESETS, TENSOR_RULES, Rule, SpecFn,
-                                   axis_size, fsdp_spec, get_rules, leaf_spec, make_mesh,
-                                   tree_shardings)
+from jaxmaml.parallel.mesh import (axis_size, DATA, fsdp_spec, get_rules, leaf_spec, make_mesh,
+                                   MODEL, Rule, RULE_PRESETS, SpecFn, TENSOR_RULES, tree_shardings)
 from jaxmaml.parallel.placement import (check_meta_batch, episodes_sharding,
                                         initialize_distributed, is_main_process,
                                         process_task_slice, put_episodes, replicated)

@@ -15,7 +15,7 @@ import jax
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
-from jaxmaml.parallel.mesh import DATA, axis_size
+from jaxmaml.parallel.mesh import axis_size, DATA
 from jaxmaml.types import Episodes
 
 

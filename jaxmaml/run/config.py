@@ -25,9 +25,9 @@ from typing import Any
 
 import yaml
 
-from jaxmaml.run.sources import SourceSection
 from jaxmaml.meta.config import MetaConfig, OptimConfig
-from jaxmaml.models.bert import PRESETS, BertConfig
+from jaxmaml.models.bert import BertConfig, PRESETS
+from jaxmaml.run.sources import SourceSection
 
 MINILM_ALIAS = "minilm"
 
@@ -203,17 +203,3 @@ def to_dict(cfg: ExperimentConfig) -> dict[str, Any]:
 
 def dump_yaml(cfg: ExperimentConfig) -> str:
     return yaml.safe_dump(to_dict(cfg), sort_keys=False, default_flow_style=None)
-
-
-# The loading functions, where they used to be importable from (``from jaxmaml.run.config
-# import load_config`` keeps working); their home is jaxmaml.run.config_load.
-_MOVED = ("apply_overrides", "from_dict", "load_config", "minilm_dir", "model_dir",
-          "resolve_bert", "tokenizer_dir", "validate", "validate_sources")
-
-
-def __getattr__(name: str) -> Any:
-    if name in _MOVED:
-        from jaxmaml.run import config_load
-
-        return getattr(config_load, name)
-    raise AttributeError(f"module 'jaxmaml.run.config' has no attribute {name!r}")

@@ -22,12 +22,14 @@ from typing import Any, Iterable, Mapping
 
 import yaml
 
-from jaxmaml.run.config import (MINILM_ALIAS, PATH_KEYS, PRESETS, SECTIONS, ConfigError, DataSection,
-                            EvalSection, ExperimentConfig, ModelSection, ParallelSection,
-                            TrainSection, all_keys, section_keys)
-from jaxmaml.run.sources import SOURCE_ROLES, SourceSection
 from jaxmaml.meta.config import MetaConfig, OptimConfig
+from jaxmaml.meta.registry import resolve_config
 from jaxmaml.models.bert import BertConfig
+from jaxmaml.models.hf import config_from_hf
+from jaxmaml.run.config import (all_keys, ConfigError, DataSection, EvalSection, ExperimentConfig,
+                                MINILM_ALIAS, ModelSection, ParallelSection, PATH_KEYS, PRESETS,
+                                section_keys, SECTIONS, TrainSection)
+from jaxmaml.run.sources import SOURCE_ROLES, SourceSection
 
 
 def _unknown(kind: str, key: str, choices: Iterable[str]) -> ConfigError:
@@ -150,7 +152,6 @@ def resolve_bert(model: ModelSection) -> BertConfig:
             raise ConfigError(
                 f"model.name={model.name!r} is neither a preset ({', '.join(PRESETS)}), "
                 f"{MINILM_ALIAS!r}, nor a Hugging Face BERT directory ({cfg_file} missing).")
-        from jaxmaml.models.hf import config_from_hf
         return config_from_hf(json.loads(cfg_file.read_text()), **overrides)
     except ConfigError:
         raise
@@ -224,7 +225,6 @@ def from_dict(raw: Mapping[str, Any], name: str = "experiment") -> ExperimentCon
 def _resolve_meta(meta: MetaConfig, raw_meta: Mapping[str, Any]) -> MetaConfig:
     """Check the YAML's meta settings against what ``meta.algorithm`` implies (conflicts:
     ConfigError); the implied values are applied when the MetaConfig is built."""
-    from jaxmaml.meta.registry import resolve_config
 
     try:
         return resolve_config(meta, explicit=raw_meta)

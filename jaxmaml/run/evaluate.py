@@ -9,10 +9,21 @@ is tokenized to ``seq_len`` tokens: ``--seq-len``, else ``eval.seq_len``, else t
 from __future__ import annotations
 
 import dataclasses
+import math
 from pathlib import Path
 from typing import Any, NamedTuple, Sequence
 
+import numpy as np
+
+from jaxmaml.atomic_file import write_json_atomically
+from jaxmaml.data.mixture import SEP
 from jaxmaml.run.config import ConfigError, ExperimentConfig
+from jaxmaml.run.data import (cap_per_class, data_name, load_data, load_text, source_classes,
+                              tokenize)
+from jaxmaml.run.export import EVAL_FILE
+from jaxmaml.run.load import restore_meta_params
+from jaxmaml.run.protocol import evaluate, METHODS
+from jaxmaml.run.state import initial_encoder
 
 
 class EvalData(NamedTuple):
@@ -47,7 +58,6 @@ def load_eval_data(cfg: ExperimentConfig, data: str | None = None,
     ``eval.seed``), so a large file is not tokenized whole. ``source_name`` keeps only the
     meta-test classes of that source of a multi-source run (classes named ``NAME/class``).
     """
-    from jaxmaml.run.experiment import cap_per_class, load_data, load_text, tokenize
 
     n = eval_seq_len(cfg, seq_len)
     tok_cfg = cfg.replace(data=dataclasses.replace(cfg.data, seq_len=n))
@@ -75,15 +85,13 @@ def record_results(run_dir: str | Path, rows: list[dict]) -> None:
     """
     import json
 
-    from jaxmaml.run.experiment import write_json
-    from jaxmaml.run.export import EVAL_FILE
 
     f = Path(run_dir) / EVAL_FILE
     old = json.loads(f.read_text()) if f.exists() else []
     key = lambda r: (r["checkpoint_step"], r.get("wise_alpha", 1.0), r["data"],  # noqa: E731
                      r["split"], r["way"], r["shot"], r["query"], r["episodes"], r.get("seq_len"))
     new_keys = {key(r) for r in rows}
-    write_json(f, [r for r in old if key(r) not in new_keys] + rows)
+    write_json_atomically(f, [r for r in old if key(r) not in new_keys] + rows)
 
 
 def evaluate_run(cfg: ExperimentConfig, run_dir: str | Path, *, checkpoint: str = "best",
@@ -103,8 +111,6 @@ def evaluate_run(cfg: ExperimentConfig, run_dir: str | Path, *, checkpoint: str 
     run's ``eval_results.json`` (:func:`record_results`; not for ``checkpoint="init"``, nor
     when ``run_dir`` does not exist).
     """
-    from jaxmaml.run.experiment import initial_encoder
-    from jaxmaml.run.load import restore_meta_params
 
     ev = load_eval_data(cfg, data, text_column, label_column, seq_len, source_name)
     encoder = initial_encoder(cfg) if encoder is None else encoder
@@ -124,7 +130,6 @@ def _evaluate_classes(cfg: ExperimentConfig, params: Any, encoder: Any, data, cl
     defaults, its rows marked with ``seq_len`` and the number of ``classes``; a way larger
     than the classes (``too_few`` says what there is) or an impossible setting is a
     :class:`ConfigError`."""
-    from jaxmaml.run.protocol import METHODS, evaluate
 
     settings = list(settings or cfg.eval.settings)
     for way, _, _ in settings:
@@ -166,9 +171,6 @@ def evaluate_sources(cfg: ExperimentConfig, run_dir: str | Path, *, checkpoint: 
     ``domain`` is ``in-domain`` (a meta-training source) or ``held-out``. A source without
     meta-test classes is skipped. ``record``: as in :func:`evaluate_run`.
     """
-    from jaxmaml.data.mixture import SEP
-    from jaxmaml.run.experiment import initial_encoder, load_data
-    from jaxmaml.run.load import restore_meta_params
 
     if not cfg.data.sources:
         raise ConfigError("evaluate_sources needs a multi-source run (data.sources).")
@@ -202,3 +204,32 @@ def evaluate_target(cfg: ExperimentConfig, run_dir: str | Path, *, data: str | N
             kwargs.pop(key, None)
         return evaluate_sources(cfg, run_dir, **kwargs)
     return evaluate_run(cfg, run_dir, data=data, **kwargs)
+
+
+def meta_val_by_source(meta_params: Any, cfg: ExperimentConfig, data, split: dict) -> dict:
+    """Meta-val per training source, in the shape of one :func:`evaluate` result.
+
+    Returns ``{"results": {"meta_learned": {"mean", "ci95"}}, "by_source": {name:
+    {"mean", "ci95"}}, ...}`` where ``mean`` is the unweighted mean over sources and
+    ``ci95`` the 95% half-width of that mean (independent sources:
+    ``sqrt(sum ci_i^2) / n``).
+    """
+
+    t = cfg.train
+    by_source = {}
+    for name, classes in source_classes(split, "val", roles=("train",)).items():
+        res = evaluate(meta_params, cfg.meta, data, classes,
+                       [(cfg.meta.way, t.shot, t.query)], episodes=t.eval_episodes,
+                       seed=t.seed, methods=("meta_learned",), data_name=name,
+                       split="meta_val")[0]
+        by_source[name] = res["results"]["meta_learned"]
+    if not by_source:
+        raise ConfigError("meta-val needs meta-val classes in a training source; set "
+                          "num_val or meta_val on one, or train.eval_every=0.")
+    means = np.array([r["mean"] for r in by_source.values()])
+    cis = np.array([r["ci95"] for r in by_source.values()])
+    pooled = {"mean": float(means.mean()),
+              "ci95": float(math.sqrt(float((cis ** 2).sum())) / len(cis))}
+    return {"way": cfg.meta.way, "shot": t.shot, "query": t.query,
+            "episodes": t.eval_episodes, "data": data_name(cfg), "split": "meta_val",
+            "seed": t.seed, "results": {"meta_learned": pooled}, "by_source": by_source}

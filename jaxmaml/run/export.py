@@ -15,9 +15,13 @@ from typing import Any
 
 import yaml
 
+from jaxmaml.models.hf import save_pretrained
 from jaxmaml.run.config import ExperimentConfig, to_dict
-from jaxmaml.run.config_load import tokenizer_dir
-from jaxmaml.run.export_files import usage_section
+from jaxmaml.run.config_load import model_dir, tokenizer_dir
+from jaxmaml.run.export_files import base_max_seq_length, jaxmaml_files, usage_section
+from jaxmaml.run.load import restore_meta_params, run_config
+from jaxmaml.run.protocol import best_baseline, gain_text, METHOD_LABELS, METHODS
+from jaxmaml.run.state import initial_encoder
 
 EVAL_FILE = "eval_results.json"
 
@@ -32,7 +36,6 @@ def eval_table(results: list[dict]) -> str:
     """A markdown table of evaluation results: one row per setting, one column per method
     (in :data:`jaxmaml.run.protocol.METHODS` order), and the meta-learned init's points over the
     best baseline on the original encoder."""
-    from jaxmaml.run.protocol import METHOD_LABELS, METHODS, best_baseline, gain_text
 
     methods = [m for m in METHODS if any(m in r["results"] for r in results)]
     lines = ["| data | split | way | shot | query | episodes | "
@@ -149,9 +152,6 @@ def export(run_dir: str | Path, out_dir: str | Path, cfg: ExperimentConfig, step
            encoder: Any, overwrite: bool = False, meta_params: dict | None = None) -> Path:
     """Write ``encoder`` (the meta-learned BERT params of ``step``) as a HF directory, plus
     the learner's settings and extras of ``meta_params`` (see :mod:`jaxmaml.run.export_files`)."""
-    from jaxmaml.run.config_load import model_dir
-    from jaxmaml.run.export_files import base_max_seq_length, jaxmaml_files
-    from jaxmaml.models.hf import save_pretrained
 
     check_export_target(run_dir, out_dir)
     run_dir = Path(run_dir)
@@ -174,8 +174,6 @@ def export_run(run_dir: str | Path, out_dir: str | Path, checkpoint: str = "best
     ``init``) of a run and :func:`export` it. Returns ``(step, out_dir)``."""
     import jax
 
-    from jaxmaml.run.experiment import initial_encoder
-    from jaxmaml.run.load import restore_meta_params, run_config
 
     cfg = cfg or run_config(run_dir)
     check_export_target(run_dir, out_dir)  # before the (slow) model load

@@ -26,6 +26,7 @@ from typing import Any
 import numpy as np
 
 from jaxmaml.run.load import EXPORT_FORMAT, EXTRAS_FILE, JAXMAML_FILE
+from jaxmaml.tree import flatten
 
 POOLING_DIR = "1_Pooling"
 NORMALIZE_DIR = "2_Normalize"
@@ -40,7 +41,6 @@ def extras_of(meta_params: dict) -> dict[str, np.ndarray]:
     """Flat ``{"key/path": array}`` of every ``meta_params`` leaf outside ``"encoder"``."""
     import jax
 
-    from jaxmaml.tree import flatten
 
     extras = {k: v for k, v in meta_params.items() if k != "encoder"}
     return {k: np.ascontiguousarray(np.asarray(jax.device_get(v)))

@@ -14,8 +14,17 @@ from typing import Any, NamedTuple
 
 import yaml
 
+from jaxmaml.meta.config import MetaConfig
+from jaxmaml.meta.lora import merged_meta_params
+from jaxmaml.meta.outer import make_optimizer
+from jaxmaml.meta.registry import resolve_config
+from jaxmaml.models.bert import BertConfig
+from jaxmaml.models.hf import HFCheckpointError, load_pretrained
+from jaxmaml.run.checkpoint import CheckpointError, RunCheckpoints
 from jaxmaml.run.config import ConfigError, ExperimentConfig
-from jaxmaml.run.config_load import apply_overrides, from_dict
+from jaxmaml.run.config_load import apply_overrides, from_dict, load_config, tokenizer_dir
+from jaxmaml.run.state import abstract_state, initial_encoder, state_init_fn
+from jaxmaml.tree import unflatten
 
 JAXMAML_FILE = "jaxmaml.json"
 EXTRAS_FILE = "jaxmaml_extras.safetensors"
@@ -62,7 +71,6 @@ def resolve_target(target: str | Path, overrides: list[str] | tuple[str, ...] = 
                    out: str | None = None) -> tuple[ExperimentConfig, Path]:
     """``(config, run_dir)`` of a run directory, or of a config file (its run directory:
     ``out``, else :func:`default_run_dir`)."""
-    from jaxmaml.run.config_load import load_config
 
     path = Path(target)
     if path.is_dir():
@@ -77,16 +85,12 @@ def restore_meta_params(cfg: ExperimentConfig, run_dir: str | Path, which: str =
 
     ``which``: ``best`` (latest if no meta-val ran), ``latest``, a step number, or ``init``
     (step 0, the untrained initialization). ``encoder``: the initial encoder (or its
-    shapes); default :func:`jaxmaml.run.experiment.initial_encoder`. The restored encoder is
+    shapes); default :func:`jaxmaml.run.state.initial_encoder`. The restored encoder is
     the run's model: LoRA factors merged (``meta.lora_rank``, :mod:`jaxmaml.meta.lora`),
     then ``train.wise_alpha`` applied (:func:`wise_interpolate`).
     """
     import jax
 
-    from jaxmaml.run.checkpoint import CheckpointError, RunCheckpoints
-    from jaxmaml.run.experiment import abstract_state, initial_encoder, state_init_fn
-    from jaxmaml.meta.lora import merged_meta_params
-    from jaxmaml.meta.outer import make_optimizer
 
     run_dir = Path(run_dir)
     if which == "init":
@@ -122,7 +126,6 @@ def wise_interpolate(theta_0: Any, theta: Any, alpha: float) -> Any:
 
 def load_run(run_dir: str | Path, checkpoint: str = "best") -> Loaded:
     """A run directory's meta-learned params (checkpoint ``checkpoint``) and settings."""
-    from jaxmaml.run.config_load import tokenizer_dir
 
     cfg = run_config(run_dir)
     step, meta_params = restore_meta_params(cfg, run_dir, checkpoint)
@@ -136,11 +139,6 @@ def load_export(export_dir: str | Path, seq_len: int | None = None) -> Loaded:
     A plain Hugging Face BERT directory without ``jaxmaml.json`` loads as a frozen encoder
     with a nearest-centroid head (ProtoNet on mean-pooled features), with a warning.
     """
-    from jaxmaml.meta.config import MetaConfig
-    from jaxmaml.tree import unflatten
-    from jaxmaml.meta.registry import resolve_config
-    from jaxmaml.models.bert import BertConfig
-    from jaxmaml.models.hf import HFCheckpointError, load_pretrained
 
     path = Path(export_dir)
     if not path.is_dir():

@@ -28,8 +28,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxmaml.meta import baselines
-from jaxmaml.meta import inner
+from jaxmaml.data.episodes import EpisodeSampler, TokenizedData
+from jaxmaml.data.splits import cap_rows
+from jaxmaml.meta import baselines, inner
 from jaxmaml.meta.config import MetaConfig
 from jaxmaml.meta.lora import merged_meta_params
 from jaxmaml.meta.outer import init_meta_params, make_eval_step
@@ -254,7 +255,6 @@ def _setting_accuracies(methods, encoders, arrays, frozen, ecfg: MetaConfig, poo
                         batch_tasks: int) -> dict[str, np.ndarray]:
     """``{method: [episodes]}`` accuracies of one ``(way, shot, query)`` setting: the same
     episodes (``batch_tasks`` at a time) for every method."""
-    from jaxmaml.data.episodes import EpisodeSampler
 
     way, shot, query = setting
     sampler = EpisodeSampler(pool, list(classes), way, shot, query, batch_tasks, seed)
@@ -296,8 +296,6 @@ def _sentence_features(methods: Sequence[str], meta_params: dict, pretrained_par
 def _pool(data, classes: Sequence[str], max_per_class: int | None, seed: int):
     """The rows of ``data`` whose class is in ``classes``, class by class, at most
     ``max_per_class`` each (:func:`jaxmaml.data.splits.cap_rows`, the data's own cap)."""
-    from jaxmaml.data.episodes import TokenizedData
-    from jaxmaml.data.splits import cap_rows
 
     names = list(data.class_names)
     missing = [c for c in classes if c not in names]

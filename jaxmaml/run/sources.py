@@ -1,7 +1,7 @@
 """One entry of ``data.sources`` (multi-source meta-training): :class:`SourceSection`.
 
 Kept apart from :mod:`jaxmaml.run.config` (which validates it and nests it in the ``data``
-section) so the section stays small; see :mod:`jaxmaml.run.multisource` for how it is used.
+section) so the section stays small; see :mod:`jaxmaml.run.data` for how it is used.
 """
 
 from __future__ import annotations

@@ -32,15 +32,22 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxmaml import parallel
-from jaxmaml.run.checkpoint import RunCheckpoints
-from jaxmaml.run.config import ConfigError, ExperimentConfig, dump_yaml, to_dict
-from jaxmaml.run.config_load import from_dict
-from jaxmaml.run.experiment import SPLIT_FILE, initial_encoder, load_data, state_init_fn, write_json
+from jaxmaml.atomic_file import write_json_atomically
+from jaxmaml.data.episodes import EpisodeSampler, gather
+from jaxmaml.meta.inner import precompute_bottom
 from jaxmaml.meta.outer import make_optimizer
-from jaxmaml.run.multisource import data_name, evaluate_sources
+from jaxmaml.run.checkpoint import RunCheckpoints
+from jaxmaml.run.config import ConfigError, dump_yaml, ExperimentConfig, to_dict
+from jaxmaml.run.config_load import from_dict
+from jaxmaml.run.data import (check_eval_settings, data_name, load_data, mixture_sampler,
+                              SPLIT_FILE, unknown_token_rate)
+from jaxmaml.run.evaluate import meta_val_by_source as evaluate_sources
 from jaxmaml.run.plots import plot_learning_curves, read_metrics
+from jaxmaml.run.protocol import evaluate
+from jaxmaml.run.runlock import RunLock
+from jaxmaml.run.state import initial_encoder, state_init_fn
 from jaxmaml.run.stopping import (StopRequest, TrainingDiverged,  # noqa: F401 -- re-exported
-                              TrainingInterrupted, diverged)
+                                  TrainingInterrupted, diverged)
 from jaxmaml.tree import abstract
 from jaxmaml.types import Episodes
 
@@ -133,18 +140,15 @@ def _episode_fn(cfg: ExperimentConfig, data, split, mesh, encoder):
     With ``meta.outer_frozen_layers`` the never-trained bottom is run once over the
     meta-train pool and episodes carry it as ``Examples.bottom``.
     """
-    from jaxmaml.data.episodes import EpisodeSampler, gather
 
     t = cfg.train
     if cfg.data.sources:  # each task from one source, chosen by weight
-        from jaxmaml.run.multisource import mixture_sampler
         sampler = mixture_sampler(cfg, data, split)
     else:
         sampler = EpisodeSampler(data, list(split["train"]), cfg.meta.way, t.shot, t.query,
                                  t.tasks, t.seed)
     tasks = parallel.process_task_slice(t.tasks, mesh)
     if cfg.meta.outer_frozen_layers:
-        from jaxmaml.meta.inner import precompute_bottom
 
         rows = sampler.example_indices()
         position = np.full(len(data.labels), -1, np.int64)
@@ -173,7 +177,6 @@ def train(cfg: ExperimentConfig, run_dir: str | Path, progress: bool = True) -> 
     Raises :class:`TrainingDiverged` on a NaN/inf meta-loss and
     :class:`TrainingInterrupted` on Ctrl-C (earlier checkpoints untouched in both cases).
     """
-    from jaxmaml.run.runlock import RunLock
 
     run_dir = Path(run_dir)
     if not parallel.is_main_process():
@@ -194,7 +197,6 @@ def _start_checks(cfg: ExperimentConfig, run_dir: Path, data, split) -> None:
     tokenizer that does not cover the text, config changes allowed on resume."""
     import sys
 
-    from jaxmaml.run.experiment import check_eval_settings, unknown_token_rate
 
     check_eval_settings(cfg, data, split)
     rate = unknown_token_rate(cfg, data)
@@ -217,7 +219,7 @@ def _train(cfg: ExperimentConfig, run_dir: Path, progress: bool) -> TrainResult:
     if parallel.is_main_process():
         run_dir.mkdir(parents=True, exist_ok=True)
         (run_dir / "config.yaml").write_text(dump_yaml(cfg))
-        write_json(run_dir / SPLIT_FILE, {**split, "source": data_name(cfg)})
+        write_json_atomically(run_dir / SPLIT_FILE, {**split, "source": data_name(cfg)})
     optimizer = make_optimizer(cfg.optim)
     ckpts = RunCheckpoints(run_dir / "checkpoints", keep=t.keep, async_save=t.async_checkpointing)
     state, shardings, start, sampler, next_episodes = _start_state(
@@ -337,7 +339,6 @@ class _Loop:
 
     def _meta_val(self, state, s: int) -> float:
         """Meta-val accuracy after step ``s`` (the mean over sources with data.sources)."""
-        from jaxmaml.run.protocol import evaluate
 
         cfg, t = self.cfg, self.cfg.train
         if cfg.data.sources:  # per source; val_accuracy is their mean
@@ -378,7 +379,7 @@ def _finish(cfg: ExperimentConfig, run_dir: Path, state, start: int, best_step: 
         if (run_dir / METRICS_FILE).exists():
             plot_learning_curves(run_dir / METRICS_FILE, run_dir / "learning_curves.png",
                                  title=f"{cfg.name}: {cfg.meta.algorithm}")
-        write_json(run_dir / "train_summary.json", {
+        write_json_atomically(run_dir / "train_summary.json", {
             "final_step": t.steps, "best_step": best_step, "best_val_accuracy": best[1],
             "checkpoints": kept,
             "algorithm": cfg.meta.algorithm, "tasks_per_step": t.tasks})

@@ -13,7 +13,7 @@ import pytest
 from jaxmaml.run.config_load import load_config
 from jaxmaml.data import debian, fortunes, wordnet_domains
 from jaxmaml.data.builtin import BUILTIN_SOURCES
-from jaxmaml.run.experiment import load_text
+from jaxmaml.run.data import load_text
 
 DATA = Path(__file__).resolve().parent
 DUMP = DATA / "debian_dumpavail.txt"

@@ -102,7 +102,7 @@ def lora_run(tmp_path_factory):
 
 def test_a_run_loads_merged_with_wise_alpha_scaling_the_update(lora_run, tmp_path):
     from jaxmaml.run.checkpoint import RunCheckpoints
-    from jaxmaml.run.experiment import abstract_state, initial_encoder
+    from jaxmaml.run.state import abstract_state, initial_encoder
     from jaxmaml.run.load import load_export, restore_meta_params, run_config
 
     cfg = run_config(lora_run, ["train.wise_alpha=0.5"])

@@ -6,8 +6,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from jaxmaml.run.config import (ConfigError, PRESETS, all_keys, apply_overrides, from_dict,
-                            load_config, to_dict)
+from jaxmaml.run.config import ConfigError, PRESETS, all_keys, to_dict
+from jaxmaml.run.config_load import apply_overrides, from_dict, load_config
 from jaxmaml.meta.config import MetaConfig, OptimConfig
 
 ROOT = Path(__file__).resolve().parents[2]

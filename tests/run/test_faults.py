@@ -180,9 +180,9 @@ def test_unreachable_hub_fails_at_once_without_offline_mode(tmp_path, capsys, mo
 
 
 def test_invalid_flags_fail_before_loading_anything(runs, capsys, monkeypatch):
-    import jaxmaml.run.experiment as experiment
+    import jaxmaml.run.evaluate as evaluate
 
-    monkeypatch.setattr(experiment, "initial_encoder",
+    monkeypatch.setattr(evaluate, "initial_encoder",
                         lambda cfg: pytest.fail("loaded the model before checking flags"))
     for argv, expect in ((["--methods", "centroid"], "unknown method 'centroid'"),
                          (["--checkpoint", "newest"], "'newest': use best, latest, init")):

@@ -14,7 +14,7 @@ from jaxmaml.run.config_load import from_dict, load_config
 from jaxmaml.data.episodes import EpisodeSampler
 from jaxmaml.data.mixture import MixtureSampler, combine
 from jaxmaml.data.tokenize import TokenizedData
-from jaxmaml.run.experiment import load_data
+from jaxmaml.run.data import load_data
 from jaxmaml.run.train import train
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -107,7 +107,7 @@ def test_split_is_per_source_and_heldout_is_never_trained(combined):
     assert s["held"]["train"] == s["held"]["val"] == [] and len(s["held"]["test"]) == 4
     assert split["train"] == ([f"topics/{c}" for c in s["topics"]["train"]]
                               + [f"pairs/{c}" for c in s["pairs"]["train"]])
-    from jaxmaml.run.multisource import source_classes
+    from jaxmaml.run.data import source_classes
     assert source_classes(split, "val") == {"topics": [f"topics/{c}" for c in s["topics"]["val"]]}
     assert list(source_classes(split, "test")) == ["topics", "pairs", "held"]
     assert list(source_classes(split, "test", roles=("heldout",))) == ["held"]
@@ -119,7 +119,7 @@ def test_split_is_per_source_and_heldout_is_never_trained(combined):
 
 def test_each_task_comes_from_one_source(combined):
     cfg, data, split = combined
-    from jaxmaml.run.multisource import mixture_sampler
+    from jaxmaml.run.data import mixture_sampler
 
     sampler = mixture_sampler(cfg, data, split)
     names = np.array(data.class_names)
@@ -207,7 +207,7 @@ def test_multisource_run_writes_per_source_split_and_val(full_run):
     for r in val:  # only topics has meta-val classes, so the mean is its accuracy
         assert r["val_by_source"] == {"topics": r["val_accuracy"]}
     with RunCheckpoints(run / "checkpoints", read_only=True) as ckpts:
-        from jaxmaml.run.experiment import abstract_state, initial_encoder
+        from jaxmaml.run.state import abstract_state, initial_encoder
         restored = ckpts.restore(abstract_state(cfg, initial_encoder(cfg)), "latest")
     assert restored.sampler == {"seed": 0, "step": 8, "sources": ["topics", "pairs"],
                                 "weights": [3.0, 1.0]}

@@ -12,7 +12,7 @@ from tree_asserts import assert_bits_equal
 from jaxmaml.run.checkpoint import RunCheckpoints
 from jaxmaml.run.config import ConfigError
 from jaxmaml.run.config_load import load_config
-from jaxmaml.run.experiment import abstract_state, initial_encoder
+from jaxmaml.run.state import abstract_state, initial_encoder
 from jaxmaml.run.train import TrainingDiverged, train
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -1,25 +1,34 @@
-"""What train, eval and export share: an experiment's data, split, initial encoder, state.
+"""The data of a run: its text, class split and tokenized arrays, from one source or several.
 
 All functions take the resolved :class:`~jaxmaml.run.config.ExperimentConfig`, so a run
-directory's saved config reproduces exactly the same data, split and initialization.
+directory's saved config reproduces exactly the same data and split.
+
+``data.sources``: each source is resolved to a single-source config
+(:meth:`~jaxmaml.run.config.SourceSection.resolve`), loaded, split class-disjointly and
+tokenized at its own ``seq_len`` exactly as a ``data.source`` run would be;
+:func:`~jaxmaml.data.mixture.combine` then joins them into one dataset with
+``"source/class"`` class names, padded to the longest ``seq_len``. The split a multi-source
+run writes (``split.json``) is the union of the sources' splits in namespaced names
+(``train``/``val``/``test``, as for one source) plus ``sources``: ``{name: {"role",
+"weight", "seq_len", "train", "val", "test"}}`` (plain class names). A ``heldout`` source
+has no train or val classes.
 """
 
 from __future__ import annotations
 
-import json
-from pathlib import Path
-from typing import Any, Callable
+import dataclasses
+from typing import Any
 
-import jax
 import numpy as np
-import optax
+from transformers import AutoTokenizer
 
-from jaxmaml.run.config import ConfigError, ExperimentConfig, ModelSection
-from jaxmaml.run.config_load import model_dir, resolve_bert, tokenizer_dir
-from jaxmaml.meta.outer import make_optimizer, new_state
-from jaxmaml.models.bert import BertConfig, init_params
-from jaxmaml.tree import abstract
-from jaxmaml.types import MetaState
+from jaxmaml.data.builtin import BUILTIN_SOURCES, load_builtin
+from jaxmaml.data.mixture import combine, MixtureSampler, SEP
+from jaxmaml.data.sources import ColumnNotFound, load_text_dataset, TextDataset
+from jaxmaml.data.splits import cap_rows, resolve_split
+from jaxmaml.data.tokenize import special_token_ids, tokenize_dataset
+from jaxmaml.run.config import ConfigError, ExperimentConfig, SourceSection
+from jaxmaml.run.config_load import tokenizer_dir
 
 SPLIT_FILE = "split.json"
 
@@ -27,8 +36,6 @@ SPLIT_FILE = "split.json"
 def load_text(cfg: ExperimentConfig, source: str | None = None, text_column: str | None = None,
               label_column: str | None = None):
     """The :class:`~jaxmaml.data.sources.TextDataset` of ``data.source`` (or ``source``)."""
-    from jaxmaml.data.builtin import BUILTIN_SOURCES, load_builtin
-    from jaxmaml.data.sources import ColumnNotFound, load_text_dataset
 
     d = cfg.data
     what = f"--data {source}" if source else f"data.source={d.source!r}"
@@ -53,7 +60,6 @@ def class_split(cfg: ExperimentConfig, class_names) -> dict[str, list[str]]:
     Explicit lists (``data.meta_train`` etc.) win; otherwise ``data.num_*`` classes drawn
     with ``data.split_seed``.
     """
-    from jaxmaml.data.splits import resolve_split
 
     d = cfg.data
     try:
@@ -71,8 +77,6 @@ def cap_per_class(dataset, max_per_class: int | None, seed: int):
     (:func:`jaxmaml.data.splits.cap_rows`: seeded choice, original order)."""
     if max_per_class is None:
         return dataset
-    from jaxmaml.data.sources import TextDataset
-    from jaxmaml.data.splits import cap_rows
 
     keep = cap_rows(dataset.labels, len(dataset.class_names), max_per_class, seed)
     return TextDataset([dataset.texts[i] for i in keep], dataset.labels[keep],
@@ -81,7 +85,6 @@ def cap_per_class(dataset, max_per_class: int | None, seed: int):
 
 def tokenize(cfg: ExperimentConfig, dataset):
     """Tokenize ``dataset`` with the model's tokenizer to ``data.seq_len`` (cached)."""
-    from jaxmaml.data.tokenize import tokenize_dataset
 
     tok = tokenizer_dir(cfg.model)
     try:
@@ -100,7 +103,6 @@ def tokenize(cfg: ExperimentConfig, dataset):
 
 def unknown_token_rate(cfg: ExperimentConfig, data) -> float:
     """Fraction of the text tokens (not [CLS]/[SEP]/padding) of ``data`` that are [UNK]."""
-    from jaxmaml.data.tokenize import special_token_ids
 
     unk, special = special_token_ids(tokenizer_dir(cfg.model))
     if unk is None:
@@ -128,10 +130,9 @@ def load_data(cfg: ExperimentConfig):
     """``(TokenizedData, split)`` for meta-training and meta-val/test.
 
     ``data.max_per_class`` caps examples per class before tokenizing. With
-    ``data.sources`` the sources are combined (:func:`jaxmaml.run.multisource.load_sources`).
+    ``data.sources`` the sources are combined (:func:`load_sources`).
     """
     if cfg.data.sources:
-        from jaxmaml.run.multisource import load_sources
         return load_sources(cfg)
     dataset = load_text(cfg)
     split = class_split(cfg, dataset.class_names)
@@ -181,53 +182,97 @@ def check_eval_settings(cfg: ExperimentConfig, data, split: dict[str, list[str]]
                               f"{', '.join(small)}. Lower shot/query in eval.settings.")
 
 
-def load_encoder(model: ModelSection, key: jax.Array, config: BertConfig | None = None
-                 ) -> tuple[dict, BertConfig]:
-    """``(params, config)`` of a model section: a preset's random init from ``key`` (with
-    ``config``, default the section's :func:`~jaxmaml.run.config_load.resolve_bert`), or the weights
-    of ``minilm`` / a Hugging Face directory (``key`` unused)."""
-    path = model_dir(model)
-    if path is None:
-        config = config or resolve_bert(model)
-        return init_params(config, key), config
-    from jaxmaml.models.hf import load_pretrained
-
-    return load_pretrained(path, **dict(model.overrides))
+# ---------------------------------------------------------------- several sources (data.sources)
+def data_name(cfg: ExperimentConfig) -> str:
+    """What results call the data: ``data.source``, or the source names joined by ``+``."""
+    return "+".join(s.label for s in cfg.data.sources) if cfg.data.sources else cfg.data.source
 
 
-def initial_encoder(cfg: ExperimentConfig) -> dict:
-    """Pretrained weights (``minilm`` or a HF directory) or a preset's random init.
+def source_config(cfg: ExperimentConfig, source: SourceSection) -> ExperimentConfig:
+    """``cfg`` as a single-source run of ``source``."""
+    return cfg.replace(data=source.resolve(cfg.data))
 
-    Random presets are initialized from ``fold_in(key(train.seed), 0)``, so every command
-    (train, eval baselines, export) recreates the same initial encoder.
+
+def _heldout_split(source: SourceSection, class_names) -> dict[str, list[str]]:
+    test = list(source.meta_test) or list(class_names)
+    unknown = [c for c in test if c not in class_names]
+    if unknown:
+        raise ConfigError(f"meta_test names unknown classes {unknown}; known: "
+                          f"{list(class_names)}.")
+    return {"train": [], "val": [], "test": test}
+
+
+def _pad_id(cfg: ExperimentConfig) -> int:
+
+    tok = AutoTokenizer.from_pretrained(str(tokenizer_dir(cfg.model)))
+    return int(tok.pad_token_id or 0)
+
+
+def load_sources(cfg: ExperimentConfig):
+    """``(TokenizedData, split)`` of every ``data.sources`` entry, combined.
+
+    Errors name the source: ``data.sources 'debian': ...``.
     """
-    key = jax.random.fold_in(jax.random.key(cfg.train.seed), 0)
-    return load_encoder(cfg.model, key, cfg.meta.model)[0]
+
+    parts, split = [], {"train": [], "val": [], "test": [], "sources": {}}
+    for src in cfg.data.sources:
+        scfg, name = source_config(cfg, src), src.label
+        try:
+            dataset = load_text(scfg)
+            if src.role == "heldout":
+                own = _heldout_split(src, dataset.class_names)
+            else:
+                own = class_split(scfg, dataset.class_names)
+            dataset = cap_per_class(dataset, scfg.data.max_per_class, scfg.data.split_seed)
+            data = tokenize(scfg, dataset)
+            if src.role == "train":  # a source without meta-val classes is not validated
+                check_split_sizes(scfg if own["val"] else scfg.replace(
+                    train=dataclasses.replace(scfg.train, eval_every=0)), data, own)
+        except ConfigError as e:
+            raise ConfigError(f"data.sources {name!r}: {e}") from e
+        parts.append((name, data))
+        for part in ("train", "val", "test"):
+            split[part] += [f"{name}{SEP}{c}" for c in own[part]]
+        split["sources"][name] = {"role": src.role, "weight": src.weight,
+                                  "seq_len": scfg.data.seq_len, **own}
+    lengths = {d.input_ids.shape[1] for _, d in parts}
+    pad = _pad_id(cfg) if len(lengths) > 1 else 0
+    return combine(parts, [pad] * len(parts)), split
 
 
-def state_init_fn(cfg: ExperimentConfig, optimizer: optax.GradientTransformation
-                  ) -> Callable[[dict], MetaState]:
-    """``encoder -> MetaState`` (learner extras and the run key from ``train.seed``)."""
-    return lambda encoder: new_state(encoder, cfg.meta, optimizer, jax.random.key(cfg.train.seed))
+def mixture_sampler(cfg: ExperimentConfig, data, split: dict) -> MixtureSampler:
+    """The meta-training sampler over the ``train``-role sources' meta-train classes."""
+    t = cfg.train
+    train = [s for s in cfg.data.sources if s.role == "train"]
+    groups = [(s.label, [f"{s.label}{SEP}{c}" for c in split["sources"][s.label]["train"]])
+              for s in train]
+    return MixtureSampler(data, groups, [s.weight for s in train], cfg.meta.way, t.shot,
+                          t.query, t.tasks, t.seed)
 
 
-def abstract_state(cfg: ExperimentConfig, encoder: Any, shardings: Any = None) -> Any:
-    """``ShapeDtypeStruct`` tree of the run's MetaState (an Orbax restore target).
-
-    ``encoder``: concrete or abstract (``jax.eval_shape``) params. ``shardings``: a tree of
-    shardings matching the state (from :func:`jaxmaml.parallel.tree_shardings`); default:
-    everything on the first device. Restoring into this target places each shard on its
-    device, whatever mesh the checkpoint was saved from.
-    """
-    shapes = jax.eval_shape(state_init_fn(cfg, make_optimizer(cfg.optim)), encoder)
-    if shardings is None:
-        one = jax.sharding.SingleDeviceSharding(jax.devices()[0])
-        shardings = jax.tree.map(lambda _: one, shapes)
-    return abstract(shapes, shardings)
+def source_classes(split: dict, part: str, roles=("train", "heldout")) -> dict[str, list[str]]:
+    """``{source name: its namespaced classes of split part}`` (``part``: train/val/test),
+    for sources of the given roles that have any; e.g. per-source meta-test evaluation:
+    ``for name, classes in source_classes(split, "test").items(): evaluate(..., classes)``."""
+    return {name: [f"{name}{SEP}{c}" for c in s[part]] for name, s in split["sources"].items()
+            if s["role"] in roles and s[part]}
 
 
-def write_json(path: Path, obj: Any) -> None:
-    """Write ``obj`` as indented JSON atomically (temp file + rename)."""
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(obj, indent=2) + "\n")
-    tmp.replace(path)
+def describe_sources(cfg: ExperimentConfig) -> dict:
+    """``jaxmaml data`` for ``data.sources``: per source its counts and class split."""
+
+    out = {"source": data_name(cfg), "sources": {}}
+    for src in cfg.data.sources:
+        scfg = source_config(cfg, src)
+        try:
+            ds = load_text(scfg)
+            split = (_heldout_split(src, ds.class_names) if src.role == "heldout"
+                     else class_split(scfg, ds.class_names))
+        except ConfigError as e:
+            raise ConfigError(f"data.sources {src.label!r}: {e}") from e
+        counts = cap_per_class(ds, scfg.data.max_per_class, scfg.data.split_seed).class_counts()
+        out["sources"][src.label] = {
+            "role": src.role, "weight": src.weight, "seq_len": scfg.data.seq_len,
+            "examples": sum(counts.values()), "classes": len(ds.class_names),
+            "split": {p: {c: counts[c] for c in split[p]} for p in ("train", "val", "test")}}
+    return out
