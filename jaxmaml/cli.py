@@ -17,26 +17,45 @@ from jaxmaml.run.config import ConfigError, ExperimentConfig
 from jaxmaml.run.config_load import load_config
 
 
+def _overrides(sp: argparse.ArgumentParser) -> None:
+    sp.add_argument("--set", dest="overrides", action="append", default=[],
+                    metavar="KEY=VALUE", help="override a config key (YAML value), e.g. "
+                    "--set train.steps=100; repeatable")
+
+
+def _run_commands(sub) -> None:
+    """The commands that make or describe a run directory: train, export, data."""
+    t = sub.add_parser("train", help="meta-train a config (resumes an existing RUN_DIR)")
+    t.add_argument("config", help="experiment YAML, e.g. configs/quickstart.yaml")
+    _overrides(t)
+    t.add_argument("--out", help="run directory (default: train.out or runs/<config name>)")
+    t.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+    x = sub.add_parser("export", help="write a Hugging Face model directory with a model card")
+    x.add_argument("run_dir")
+    x.add_argument("out_dir")
+    x.add_argument("--checkpoint", default="best", type=_checkpoint_arg,
+                   help="best (default), latest, a step number, or init (the untrained "
+                   "initialization)")
+    x.add_argument("--overwrite", action="store_true", help="replace a non-empty OUT_DIR")
+    _overrides(x)
+
+    d = sub.add_parser("data", help="print a config's dataset statistics and class split")
+    d.add_argument("config")
+    _overrides(d)
+    d.add_argument("--json", action="store_true")
+
+
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="jaxmaml", description="Meta-learning for BERT text "
                                 "encoders (MAML family) in JAX.")
     p.add_argument("--debug", action="store_true", help="show the traceback of an error")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
-
-    def overrides(sp):
-        sp.add_argument("--set", dest="overrides", action="append", default=[],
-                        metavar="KEY=VALUE", help="override a config key (YAML value), e.g. "
-                        "--set train.steps=100; repeatable")
-
-    t = sub.add_parser("train", help="meta-train a config (resumes an existing RUN_DIR)")
-    t.add_argument("config", help="experiment YAML, e.g. configs/quickstart.yaml")
-    overrides(t)
-    t.add_argument("--out", help="run directory (default: train.out or runs/<config name>)")
-    t.add_argument("--no-progress", action="store_true", help="no progress bar")
+    _run_commands(sub)
 
     e = sub.add_parser("eval", help="few-shot evaluation: meta-learned init vs baselines")
     e.add_argument("target", help="a run directory, or a config (evaluates its run directory)")
-    overrides(e)
+    _overrides(e)
     e.add_argument("--out", help="run directory of a CONFIG target")
     e.add_argument("--checkpoint", default="best", type=_checkpoint_arg,
                    help="best (default; latest if no meta-val ran), latest, a step number, "
@@ -60,15 +79,6 @@ def _parser() -> argparse.ArgumentParser:
                    "a list for several; a multi-source run without --data: a list of one "
                    "object per source and setting, its `data` the source's name)")
 
-    x = sub.add_parser("export", help="write a Hugging Face model directory with a model card")
-    x.add_argument("run_dir")
-    x.add_argument("out_dir")
-    x.add_argument("--checkpoint", default="best", type=_checkpoint_arg,
-                   help="best (default), latest, a step number, or init (the untrained "
-                   "initialization)")
-    x.add_argument("--overwrite", action="store_true", help="replace a non-empty OUT_DIR")
-    overrides(x)
-
     pr = sub.add_parser("predict", help="adapt a model to a labelled support file and "
                         "label a file of texts")
     pr.add_argument("model", help="a run directory or an export directory")
@@ -89,11 +99,6 @@ def _parser() -> argparse.ArgumentParser:
                     help="learner (default): the learner's own adaptation; probe: a "
                     "logistic-regression probe on the encoder's sentence features")
     pr.add_argument("--no-progress", action="store_true", help="no progress bar")
-
-    d = sub.add_parser("data", help="print a config's dataset statistics and class split")
-    d.add_argument("config")
-    overrides(d)
-    d.add_argument("--json", action="store_true")
 
     from jaxmaml.bench.grid import DESCRIPTION, add_arguments
 

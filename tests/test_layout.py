@@ -1,12 +1,76 @@
 """The package's shape: ``import jaxmaml`` stays free of benchmark and heavy optional code,
-and every module stays under 400 lines (one idea each)."""
+imports point one way (cli -> run/ -> library -> tree) without circles, and modules and
+functions stay small (one idea each)."""
 
+import ast
 import json
 import subprocess
 import sys
+from collections import defaultdict
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+PACKAGE = ROOT / "jaxmaml"
+# The library: it never imports the run layer (jaxmaml.run), the classifier, the CLI or
+# the benchmark harness.
+LIBRARY = ("jaxmaml.models", "jaxmaml.meta", "jaxmaml.data", "jaxmaml.parallel",
+           "jaxmaml.tree", "jaxmaml.types", "jaxmaml.atomic_file")
+
+
+def _modules() -> dict[str, Path]:
+    out = {}
+    for path in PACKAGE.rglob("*.py"):
+        name = ".".join(path.relative_to(ROOT).with_suffix("").parts)
+        out[name.removesuffix(".__init__")] = path
+    return out
+
+
+def _imports(path: Path) -> set[str]:
+    """Every module named by an import anywhere in ``path`` (inside functions too)."""
+    names = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            names |= {a.name for a in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
+            names |= {node.module} | {f"{node.module}.{a.name}" for a in node.names}
+    return names
+
+
+def _graph() -> dict[str, set[str]]:
+    mods = _modules()
+    return {m: {t for t in _imports(p) if t in mods and t not in (m, "jaxmaml")}
+            for m, p in mods.items()}
+
+
+def _cycles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """Strongly connected components of more than one module (Tarjan)."""
+    index, low, stack, on, out = {}, {}, [], set(), []
+
+    def visit(v):
+        index[v] = low[v] = len(index)
+        stack.append(v)
+        on.add(v)
+        for w in graph[v]:
+            if w not in index:
+                visit(w)
+                low[v] = min(low[v], low[w])
+            elif w in on:
+                low[v] = min(low[v], index[w])
+        if low[v] == index[v]:
+            comp = []
+            while True:
+                w = stack.pop()
+                on.discard(w)
+                comp.append(w)
+                if w == v:
+                    break
+            if len(comp) > 1:
+                out.append(sorted(comp))
+
+    for v in sorted(graph):
+        if v not in index:
+            visit(v)
+    return out
 
 
 def test_import_jaxmaml_loads_no_bench_torch_or_matplotlib():
@@ -20,7 +84,44 @@ def test_import_jaxmaml_loads_no_bench_torch_or_matplotlib():
     assert json.loads(out.splitlines()[-1]) == []
 
 
+def test_no_import_cycles_among_modules():
+    assert _cycles(_graph()) == []
+
+
+def test_cycle_check_finds_a_cycle():
+    """The check above can fail: a two-module circle and a three-module one are found."""
+    graph = {"a": {"b"}, "b": {"a"}, "c": {"d"}, "d": {"e"}, "e": {"c"}, "f": {"a"}}
+    assert _cycles(graph) == [["a", "b"], ["c", "d", "e"]]
+
+
+def test_library_never_imports_the_run_layer_or_anything_above_it():
+    upward = {m: sorted(t for t in targets if not t.startswith(LIBRARY))
+              for m, targets in _graph().items() if m.startswith(LIBRARY)}
+    assert {m: t for m, t in upward.items() if t} == {}
+
+
+def test_package_imports_no_benchmarks_or_scripts_and_edits_no_sys_path():
+    offenders = {}
+    for name, path in _modules().items():
+        text = path.read_text()
+        bad = sorted(t for t in _imports(path) if t.split(".")[0] in ("benchmarks", "scripts"))
+        if bad or "sys.path.insert" in text or "sys.path.append" in text:
+            offenders[name] = bad or ["sys.path edit"]
+    assert offenders == {}
+
+
 def test_no_library_module_over_400_lines():
     sizes = {str(p.relative_to(ROOT)): len(p.read_text().splitlines())
-             for p in (ROOT / "jaxmaml").rglob("*.py")}
+             for p in PACKAGE.rglob("*.py")}
     assert sizes and {p: n for p, n in sizes.items() if n > 400} == {}
+
+
+def test_no_function_over_80_lines():
+    long = {}
+    for path in PACKAGE.rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                n = node.end_lineno - node.lineno + 1
+                if n > 80:
+                    long[f"{path.relative_to(ROOT)}::{node.name}"] = n
+    assert long == {}
