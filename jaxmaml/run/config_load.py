@@ -187,8 +187,21 @@ def apply_overrides(raw: dict, overrides: Iterable[str]) -> dict:
         if not isinstance(raw.setdefault(section, {}), dict):
             raise ConfigError(f"section {section!r} must be a mapping of keys, got "
                               f"{raw[section]!r}.")
-        raw[section][name] = value
+        _set_nested(raw[section], name.split("."), value, f"{section}.{name}")
     return raw
+
+
+def _set_nested(body: dict, keys: list[str], value: Any, where: str) -> None:
+    """``body[k1][k2]... = value`` for an override of an options group such as
+    ``meta.finetune.steps`` (the groups on the way are copied, never shared)."""
+    for key in keys[:-1]:
+        group = body.get(key)
+        if group is None:
+            group = {}
+        elif not isinstance(group, Mapping):
+            raise ConfigError(f"--set {where}: {key!r} is not a group of keys.")
+        body[key] = body = dict(group)
+    body[keys[-1]] = value
 
 
 def from_dict(raw: Mapping[str, Any], name: str = "experiment") -> ExperimentConfig:
