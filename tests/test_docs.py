@@ -78,6 +78,11 @@ def test_landing_page_renders_with_the_whole_nav(tmp_path):
     config = yaml.safe_load((ROOT / "mkdocs.yml").read_text())
     for title in _nav_titles(config["nav"]):
         assert title in nav, f"nav entry {title!r} is not in the rendered navigation"
+    # Every page of docs/ is linked from the navigation, as a file that opens from disk.
+    hrefs = {h.split("#")[0] for h in re.findall(r'href="([^"]+)"', _primary_nav(dom))}
+    pages = {p.with_suffix(".html").name for p in (ROOT / "docs").glob("*.md")}
+    assert pages <= hrefs | {"index.html"}, sorted(pages - hrefs)
+    assert all((SITE / h).is_file() for h in hrefs if h), sorted(hrefs)
     # The copy buttons on code blocks are added by the theme's JavaScript: their presence in
     # the DOM (they are not in the HTML file) shows the scripts ran.
     assert "md-code__button" not in (SITE / "index.html").read_text()
@@ -85,7 +90,7 @@ def test_landing_page_renders_with_the_whole_nav(tmp_path):
 
 
 def test_fewshotclassifier_api_page_renders_the_docstrings(tmp_path):
-    dom = _chromium(tmp_path, "api/index.html", "--dump-dom")
+    dom = _chromium(tmp_path, "api.html", "--dump-dom")
     assert re.search(r"<title>[^<]*Using a model[^<]*</title>", dom)
     text = _text(dom)
     summary = jaxmaml.FewShotClassifier.__doc__.strip().splitlines()[0]
@@ -101,7 +106,7 @@ def test_fewshotclassifier_api_page_renders_the_docstrings(tmp_path):
 
 def test_api_page_is_painted_by_the_theme(tmp_path):
     png = tmp_path / "api.png"
-    _chromium(tmp_path, "api/index.html", "--hide-scrollbars", "--window-size=1280,1000",
+    _chromium(tmp_path, "api.html", "--hide-scrollbars", "--window-size=1280,1000",
               f"--screenshot={png}")
     from PIL import Image
 
