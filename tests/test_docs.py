@@ -99,7 +99,9 @@ def test_fewshotclassifier_api_page_renders_the_docstrings(tmp_path):
         assert f'id="jaxmaml.FewShotClassifier.{method}"' in dom, method
         doc = getattr(jaxmaml.FewShotClassifier, method).__doc__
         assert " ".join(doc.split()[:4]).replace("``", "") in text, method
-    assert "jaxmaml.learners" in text
+    for name in jaxmaml.learners.__all__:  # every learner factory, with its docstring
+        assert f'id="jaxmaml.learners.{name}"' in dom, name
+        assert " ".join(getattr(jaxmaml.learners, name).__doc__.split()[:2]) in text, name
     assert ":class:" not in text and ":func:" not in text  # Sphinx roles shown as code
     assert "Using a model" in _text(_primary_nav(dom))
 

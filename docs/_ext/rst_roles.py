@@ -1,4 +1,5 @@
-"""A griffe extension for the docs build: reStructuredText markup in docstrings, as Markdown.
+"""Griffe extensions for the docs build: reStructuredText markup in docstrings, as Markdown;
+functions that a module makes at import time, as functions.
 
 The docstrings use Sphinx roles (``:func:`jaxmaml.tree.flatten```, ``:class:`~x.Y```) and
 ``::`` before literal blocks. mkdocstrings reads docstrings as Markdown, where a role would
@@ -41,3 +42,32 @@ class RstRoles(griffe.Extension):
     def on_instance(self, *, obj: griffe.Object, **kwargs: Any) -> None:
         if obj.docstring is not None:
             obj.docstring.value = rst_to_markdown(obj.docstring.value)
+
+
+class MadeFunctions(griffe.Extension):
+    """Module attributes that are functions made at import time, documented as functions.
+
+    ``jaxmaml.learners.maml = _factory("maml", doc)`` is an attribute to a static reader;
+    the module is imported and each such attribute is replaced by the inspected function
+    (its signature and docstring), so the API page lists every learner factory.
+    """
+
+    def __init__(self, modules: list[str]):
+        super().__init__()
+        self.modules = modules
+
+    def on_package(self, *, pkg: griffe.Module, loader: griffe.GriffeLoader, **kwargs: Any
+                   ) -> None:
+        for path in self.modules:
+            if path.split(".")[0] != pkg.name:
+                continue
+            static = pkg.get_member(path.split(".", 1)[1])
+            runtime = griffe.inspect(path, extensions=griffe.load_extensions(RstRoles),
+                                     docstring_parser=loader.docstring_parser,
+                                     docstring_options=loader.docstring_options)
+            for name, member in list(static.members.items()):
+                made = runtime.members.get(name)
+                if member.is_alias or made is None or made.is_alias:
+                    continue
+                if member.is_attribute and made.is_function:
+                    static.set_member(name, made)
