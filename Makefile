@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml scripts/setup.sh constraints.txt | cksum | cut -d' ' -f1)
 
-.PHONY: setup demo test test-all bench clean
+.PHONY: setup demo test test-all bench docs clean
 
 $(STAMP): pyproject.toml scripts/setup.sh constraints.txt
 	PY=$(PY) bash scripts/setup.sh $(VENV)
@@ -29,5 +29,16 @@ test-all: $(STAMP)
 bench: $(STAMP)
 	HF_HUB_OFFLINE=1 $(BIN)/python benchmarks/run.py
 
+# The docs site (MkDocs Material; the API reference read from the docstrings by mkdocstrings)
+# into site/. --strict: a broken link, anchor or API reference, or a page missing from the
+# nav, fails the build. The docs packages (the `docs` extra) install once per pin set.
+DOCS_STAMP := $(VENV)/.docs-installed-$(shell cat pyproject.toml constraints.txt | cksum | cut -d' ' -f1)
+$(DOCS_STAMP): $(STAMP)
+	$(BIN)/python -m pip --disable-pip-version-check -q install -c constraints.txt -e ".[docs]" "torch==2.13.0"
+	@rm -f $(VENV)/.docs-installed-* && touch $@
+
+docs: $(DOCS_STAMP)
+	NO_MKDOCS_2_WARNING=1 $(BIN)/python -m mkdocs build --strict --site-dir site
+
 clean:
-	rm -rf $(VENV) runs .pytest_cache
+	rm -rf $(VENV) runs .pytest_cache site

@@ -6,8 +6,8 @@ the text) and the label is its ``Section:`` (``science``, ``games``, ``sound``, 
 ``hamradio``, ...). Long descriptions are not used: the Packages lists carry only the
 synopsis (the long text lives in the ``Translation-en`` files, which are not fetched).
 
-What is dropped, and why (decided on the 2026-11-29 bookworm snapshot, documented in the
-README's Data section):
+What is dropped, and why (decided on the 2026-11-29 bookworm snapshot, documented in
+docs/data.md):
 
 - sections defined by the *form* of a package rather than its topic (:data:`FORM_SECTIONS`:
   ``libs``, ``libdevel``, ``oldlibs``, ``doc``, ``debug``, ``metapackages``, ``tasks``,

@@ -8,8 +8,8 @@ its file name the label, its lines joined with single spaces (attributions such 
 
 Another domain than WordNet definitions and Debian synopses: longer (median 18 words, one
 in ten over 68), informal, humorous text, and topics that overlap theirs only loosely. This
-project uses it as a held-out domain that no recipe choice has seen (README "Held-out
-domains").
+project uses it as a held-out domain that no recipe choice has seen (docs/transfer.md,
+"A domain no choice has seen").
 
 What is dropped, and why:
 

@@ -5,7 +5,7 @@ outer ``jax.grad`` transposes the inner gradient computation (reverse-over-rever
 inner step keeps its forward *and* backward activations for the outer backward pass, and
 XLA:CPU evaluates the transposed derivative chains as huge elementwise fusions that read
 many stacked residuals and write transposed operands (the 32% "copy" share in the
-README's profile).
+profile in docs/performance.md).
 
 The step's vector-Jacobian product has a closed form, because the Hessian is symmetric:
 
@@ -19,7 +19,7 @@ leaves, cached bottom features, learned head inits). :func:`sgd_step` is a
 ``jax.custom_vjp`` that keeps only ``a`` (and ``L``'s inputs, which are loop-invariant)
 and recomputes the step's gradient inside that product. Same meta-gradient as autodiff
 (tested in float64), at ~4/3 of its FLOPs, with one inner step's working set instead of
-all S steps' residuals; on XLA:CPU it is also the faster program (README "Performance").
+all S steps' residuals; on XLA:CPU it is also the faster program (docs/performance.md).
 ``sgd_step(..., linearize=True)`` (``meta.second_order: linearize``) computes the same VJP
 from a linearization of the gradient kept from the forward pass instead of recomputing it.
 """
@@ -145,7 +145,7 @@ _step.defvjp(_step_fwd, _step_bwd)
 # The linearization keeps the outputs of the unbatched matmuls (the dense layers' forward
 # and backward products) and recomputes the rest (elementwise ops, the attention's batched
 # products) from them; keeping everything measured 2x slower in bf16 and 4.8x the memory
-# (README "Performance").
+# (docs/performance.md).
 _step_linearized = jax.custom_vjp(_step.fun, nondiff_argnums=(0, 1))
 KEEP = jax.checkpoint_policies.dots_with_no_batch_dims_saveable
 

@@ -169,7 +169,8 @@ def precompute_bottom(encoder: Params, cfg: MetaConfig, input_ids: np.ndarray,
     """Hidden states after the ``cfg.outer_frozen_layers`` never-trained bottom layers.
 
     Args:
-      input_ids, attention_mask: ``[N, seq_len]`` for a whole dataset (host arrays).
+      input_ids: ``[N, seq_len]`` for a whole dataset (host array).
+      attention_mask: ``[N, seq_len]``, the same rows (host array).
     Returns:
       float32 ``[N, seq_len, hidden]`` to store in ``Examples.bottom``; computed once per
       dataset in fixed-size batches (one compiled program).

@@ -133,9 +133,10 @@ def adapt_task(meta_params: dict, episode: Episodes, cfg: MetaConfig, *, lrs: An
     the embedding row view, frozen-bottom caching, and the scanned inner loop.
 
     Args:
-      lrs, per_step_lrs, step_fn_out: passed to :func:`jaxmaml.meta.inner.inner_adapt`
-        (``lrs`` is a flat ``{path: lr}``; full-vocabulary word-embedding rates are gathered
-        into the row view).
+      lrs: passed to :func:`jaxmaml.meta.inner.inner_adapt`, a flat ``{path: lr}``
+        (full-vocabulary word-embedding rates are gathered into the row view).
+      per_step_lrs: passed to :func:`jaxmaml.meta.inner.inner_adapt`.
+      step_fn_out: passed to :func:`jaxmaml.meta.inner.inner_adapt`.
       query_step_metrics: ``outs`` is ``(loss [S], accuracy [S])`` on the query set after
         every inner step (MAML++ multi-step loss); excludes ``step_fn_out``.
       solve: an inner solver ``(adapted, frozen, support_loss_fn, cfg) -> adapted`` that

@@ -16,7 +16,7 @@ the tangent matmuls are bf16 x bf16 -> f32 as well. ``jax.jvp`` of the forward a
 supported (custom_vjp); nothing in jaxmaml needs it.
 
 Why float32 accumulation: XLA:CPU runs ``bf16 x bf16 -> f32`` 3-4x faster than f32 on
-AVX512-BF16/AMX (and 3-5x faster than ``-> bf16``, README "Performance"); GPUs' tensor
+AVX512-BF16/AMX (and 3-5x faster than ``-> bf16``, docs/performance.md); GPUs' tensor
 cores accumulate in f32 anyway.
 """
 
