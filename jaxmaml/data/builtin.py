@@ -26,6 +26,21 @@ def _fortunes() -> TextDataset:
     return load_fortunes()
 
 
+def _chatterbot() -> TextDataset:
+    from jaxmaml.data.chatterbot import load_chatterbot
+    return load_chatterbot()
+
+
+def _appstream() -> TextDataset:
+    from jaxmaml.data.appstream import load_appstream
+    return load_appstream()
+
+
+def _pydocs() -> TextDataset:
+    from jaxmaml.data.pydocs import load_pydocs
+    return load_pydocs()
+
+
 # name -> (loader, one-line description)
 BUILTIN_SOURCES = {
     "wordnet": (_wordnet, "WordNet 3.0 definitions -> 45 supersenses (117,659 examples)"),
@@ -35,6 +50,12 @@ BUILTIN_SOURCES = {
                         "examples; bundled)"),
     "fortunes": (_fortunes, "fortune-cookie quotations -> 32 topic files (11,537 examples; "
                             "bundled)"),
+    "chatterbot": (_chatterbot, "chat-bot dialogue exchanges -> 11 conversation topics (492 "
+                                "examples; bundled)"),
+    "appstream": (_appstream, "Debian 12 AppStream app descriptions -> 10 desktop main "
+                              "categories (1,500 examples; bundled)"),
+    "pydocs": (_pydocs, "Python 3.11 Library Reference entries -> 30 chapters (7,237 "
+                        "examples; bundled)"),
 }
 
 
