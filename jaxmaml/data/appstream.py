@@ -74,7 +74,7 @@ def first_paragraph(description: str) -> str:
     match = re.search(r"<p>(.*?)</p>", description, flags=re.DOTALL)
     if not match:
         return ""
-    return bundled.collapse(html.unescape(re.sub(r"<[^>]+>", " ", match.group(1))))
+    return bundled.collapse(html.unescape(re.sub(r"<[^>]+>", "", match.group(1))))
 
 
 def main_category(categories: Iterable[str]) -> str | None:

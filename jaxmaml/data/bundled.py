@@ -44,7 +44,9 @@ def clean(per_class: dict[str, list[str]], *, min_examples: int, min_chars: int,
     """The rules of the module docstring over ``{class: texts}``: (texts, labels, drops),
     classes and texts in input order."""
     exclude = set(exclude)
-    drops = Counter(excluded_class=sum(len(v) for k, v in per_class.items() if k in exclude))
+    drops = dict.fromkeys(("excluded_class", "length", "repeated", "in_several_classes",
+                           "small_class"), 0)
+    drops["excluded_class"] = sum(len(v) for k, v in per_class.items() if k in exclude)
     rows, seen = [], set()
     for label, texts in per_class.items():
         if label in exclude:
@@ -65,7 +67,7 @@ def clean(per_class: dict[str, list[str]], *, min_examples: int, min_chars: int,
     sizes = Counter(y for _, y in rows)
     drops["small_class"] = sum(n for n in sizes.values() if n < min_examples)
     rows = [(t, y) for t, y in rows if sizes[y] >= min_examples]
-    return [t for t, _ in rows], [y for _, y in rows], dict(drops)
+    return [t for t, _ in rows], [y for _, y in rows], drops
 
 
 def write_bundle(out: str | os.PathLike, per_class: dict[str, list[str]], *, name: str,
