@@ -41,6 +41,11 @@ def _pydocs() -> TextDataset:
     return load_pydocs()
 
 
+def _pyhowto() -> TextDataset:
+    from jaxmaml.data.pydocs import load_pyhowto
+    return load_pyhowto()
+
+
 # name -> (loader, one-line description)
 BUILTIN_SOURCES = {
     "wordnet": (_wordnet, "WordNet 3.0 definitions -> 45 supersenses (117,659 examples)"),
@@ -56,6 +61,8 @@ BUILTIN_SOURCES = {
                               "categories (1,500 examples; bundled)"),
     "pydocs": (_pydocs, "Python 3.11 Library Reference entries -> 30 chapters (7,237 "
                         "examples; bundled)"),
+    "pyhowto": (_pyhowto, "Python 3.11 HOWTO guide paragraphs -> 18 guides (1,851 examples; "
+                          "bundled)"),
 }
 
 

@@ -30,6 +30,16 @@ The built-in ``pydocs`` source is the **bundled snapshot** :data:`SNAPSHOT` (Deb
 (``python scripts/pydocs_snapshot.py``) from the package's ``html/library`` folder;
 ``load_pydocs(DIR)`` reads such a folder instead.
 
+The built-in ``pyhowto`` source is the same package's HOWTO guides (``html/howto``: the
+Logging HOWTO, Regular Expression HOWTO, Sorting HOW TO, Socket Programming HOWTO, Argparse
+Tutorial, ...): each paragraph of a guide's body is one example, the guide's title its label
+(:func:`read_howto_dir`, bundle :data:`HOWTO_SNAPSHOT`). Genre: how-to and tutorial prose
+("Now, let's ...", "You can also ..."), addressed to a reader learning a task. Dropped: the
+same rules of :mod:`jaxmaml.data.bundled` at load (length bounds :data:`HOWTO_MIN_CHARS` -
+:data:`MAX_CHARS` drop author lines and version stamps; a paragraph in two guides goes;
+guides with fewer than ``min_examples`` paragraphs go: ``Porting Extension Modules to Python
+3``, a stub).
+
 Licence: PSF License Agreement for Python 3.11 (the documentation's licence, from Debian's
 copyright file of ``python3.11-doc``), kept beside the snapshot as :data:`COPYRIGHT`.
 Counts are in :data:`info`.
@@ -47,10 +57,12 @@ from jaxmaml.data import bundled
 from jaxmaml.data.sources import TextDataset
 
 SNAPSHOT = Path(__file__).resolve().parent / "pydocs_3.11.2.json.gz"
+HOWTO_SNAPSHOT = Path(__file__).resolve().parent / "pyhowto_3.11.2.json.gz"
 COPYRIGHT = Path(__file__).resolve().parent / "pydocs_3.11.2.copyright"
 NOT_TOPICS = ("Introduction", "Superseded Modules", "Security Considerations")
 MIN_EXAMPLES = 20
 MIN_CHARS, MAX_CHARS = 25, 1000
+HOWTO_MIN_CHARS = 40
 _TOC_LINK = re.compile(r'class="toctree-l1"><a class="reference internal" '
                        r'href="([^"#]+)">(.*?)</a>', re.DOTALL)
 
@@ -62,6 +74,16 @@ info = {
     "licence": "PSF-2.0 (PSF License Agreement for Python 3.11)",
     "num_examples": 7_237,
     "num_classes": 30,
+}
+
+howto_info = {
+    "name": "pyhowto-guides",
+    "description": "paragraphs of the Python HOWTO guides labelled by guide",
+    "genre": "how-to guides and tutorials",
+    "package": info["package"].replace("html/library", "html/howto"),
+    "licence": info["licence"],
+    "num_examples": 1_851,
+    "num_classes": 18,
 }
 
 
@@ -171,3 +193,53 @@ def write_snapshot(root: str | os.PathLike, out: str | os.PathLike = SNAPSHOT
     written per chapter."""
     return bundled.write_bundle(out, read_library_dir(root), name=info["name"],
                                 package=info["package"], licence=info["licence"])
+
+
+def body_paragraphs(page_html: str) -> list[str]:
+    """Every plain ``<p>`` of a Sphinx page's main body (not the sidebar or the footer; not
+    admonition titles), as text, in page order."""
+    start = page_html.find('role="main"')
+    end = page_html.find('class="sphinxsidebar"', max(start, 0))
+    body = page_html[max(start, 0):end if end > 0 else None]
+    return [p for p in (bundled.collapse(html.unescape(re.sub(r"<[^>]+>", "", m)))
+                        for m in re.findall(r"<p>(.*?)</p>", body, flags=re.DOTALL)) if p]
+
+
+def read_howto_dir(root: str | os.PathLike) -> dict[str, list[str]]:
+    """``{guide title: its body paragraphs}`` for the ``howto`` folder ``root`` of the
+    Python HTML documentation (its ``index.html`` lists the guides), in the index's order.
+
+    Raises:
+      FileNotFoundError: no ``index.html`` in ``root`` (says how to get the folder).
+    """
+    root = Path(root)
+    if not (root / "index.html").is_file():
+        raise FileNotFoundError(f"no index.html in {root}: `apt-get download python3.11-doc`"
+                                ", `dpkg -x` it and pass usr/share/doc/python3.11/html/howto.")
+    return {title: body_paragraphs((root / href).read_text(encoding="utf-8"))
+            for href, title in toc_links((root / "index.html").read_text(encoding="utf-8"))
+            if "/" not in href and (root / href).is_file()}
+
+
+def load_pyhowto(path: str | os.PathLike | None = None,
+                 min_examples: int = MIN_EXAMPLES) -> TextDataset:
+    """Python HOWTO paragraphs labelled by guide as a :class:`TextDataset`.
+
+    Args:
+      path: the ``html/howto`` folder of the Python documentation; default: the bundled
+        :data:`HOWTO_SNAPSHOT` (the built-in ``pyhowto`` source).
+      min_examples: guides with fewer paragraphs after cleaning are dropped.
+    """
+    rules = dict(min_examples=min_examples, min_chars=HOWTO_MIN_CHARS, max_chars=MAX_CHARS)
+    meta = {k: v for k, v in howto_info.items() if not k.startswith("num_")}
+    if path is None:
+        return bundled.load_bundle(HOWTO_SNAPSHOT, meta, **rules)
+    return bundled.to_dataset(read_howto_dir(path), dict(meta, source=str(path)), **rules)
+
+
+def write_howto_snapshot(root: str | os.PathLike, out: str | os.PathLike = HOWTO_SNAPSHOT
+                         ) -> dict[str, int]:
+    """Write the bundle ``out`` from the HOWTO folder ``root``; returns the paragraphs
+    written per guide."""
+    return bundled.write_bundle(out, read_howto_dir(root), name=howto_info["name"],
+                                package=howto_info["package"], licence=howto_info["licence"])

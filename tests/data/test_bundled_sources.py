@@ -1,5 +1,6 @@
 """Bundled built-in sources of other genres: chatterbot (dialogue -> topic), appstream (app
-description -> desktop category), pydocs (library-reference entry -> chapter), and the
+description -> desktop category), pydocs (library-reference entry -> chapter), pyhowto
+(how-to paragraph -> guide), and the
 bundle format and cleaning rules they share (jaxmaml.data.bundled)."""
 
 import gzip
@@ -19,9 +20,17 @@ TINY = Path(__file__).resolve().parents[2] / "configs" / "tiny.yaml"
 CHAT_DIR, DEP11, PYDOCS_DIR = DATA / "chatterbot_mini", DATA / "dep11_mini.yml", DATA / "pydocs_mini"
 # genres whose transfer is checked independently: no class of a meta-training source
 HELD_OUT = re.compile(r"trivia|quiz|literature|fiction|novel|news|e-?mail|mailing", re.I)
-SOURCES = {"chatterbot": (chatterbot, chatterbot.load_chatterbot, CHAT_DIR),
-           "appstream": (appstream, appstream.load_appstream, DEP11),
-           "pydocs": (pydocs, pydocs.load_pydocs, PYDOCS_DIR)}
+HOWTO_DIR = DATA / "pyhowto_mini"
+# name -> (module, its snapshot attribute, writer, loader, fixture, info)
+SOURCES = {
+    "chatterbot": (chatterbot, "SNAPSHOT", chatterbot.write_snapshot,
+                   chatterbot.load_chatterbot, CHAT_DIR, chatterbot.info),
+    "appstream": (appstream, "SNAPSHOT", appstream.write_snapshot, appstream.load_appstream,
+                  DEP11, appstream.info),
+    "pydocs": (pydocs, "SNAPSHOT", pydocs.write_snapshot, pydocs.load_pydocs, PYDOCS_DIR,
+               pydocs.info),
+    "pyhowto": (pydocs, "HOWTO_SNAPSHOT", pydocs.write_howto_snapshot, pydocs.load_pyhowto,
+                HOWTO_DIR, pydocs.howto_info)}
 
 
 def _rows(ds):
@@ -124,13 +133,37 @@ def test_pydocs_fixture_parse_and_rules():
         pydocs.read_library_dir(DATA)
 
 
+def test_pyhowto_fixture_parse_and_rules():
+    # the body only (no navigation, no sidebar), admonition titles left out, a guide whose
+    # page is missing skipped
+    assert pydocs.read_howto_dir(HOWTO_DIR) == {
+        "Sorting HOW TO": [
+            "Andrew Dalke",
+            "Python lists have a built-in list.sort() method that modifies the list in-place.",
+            "You can also use the sorted() function & get a new sorted list back.",
+            "A simple ascending sort is very easy: just call the function and you get a list.",
+            "See also the section on sockets for the part that both guides share word for "
+            "word."],
+        "Socket Programming HOWTO": [
+            "Sockets are used nearly everywhere, but are one of the most severely "
+            "misunderstood technologies around.",
+            "See also the section on sockets for the part that both guides share word for "
+            "word.", "0.1"]}
+    ds = pydocs.load_pyhowto(HOWTO_DIR, min_examples=1)
+    assert ds.class_counts() == {"Socket Programming HOWTO": 1, "Sorting HOW TO": 3}
+    assert ds.info["dropped"] == {"excluded_class": 0, "length": 2, "repeated": 0,
+                                  "in_several_classes": 2, "small_class": 0}
+    with pytest.raises(FileNotFoundError, match="html/howto"):
+        pydocs.read_howto_dir(DATA)
+
+
 @pytest.mark.parametrize("name", sorted(SOURCES))
 def test_snapshot_writer_round_trips_to_the_reader(name, tmp_path, monkeypatch):
-    module, load, fixture = SOURCES[name]
+    module, attr, write, load, fixture, _ = SOURCES[name]
     out = tmp_path / "snap.json.gz"
-    counts = module.write_snapshot(fixture, out)
+    counts = write(fixture, out)
     assert counts == {k: len(v) for k, v in bundled.read_bundle(out)["classes"].items()}
-    monkeypatch.setattr(module, "SNAPSHOT", out)
+    monkeypatch.setattr(module, attr, out)
     for k in (1, 2):
         got, ref = load(min_examples=k), load(fixture, min_examples=k)
         assert got.texts == ref.texts and got.class_names == ref.class_names
@@ -142,24 +175,25 @@ def test_snapshot_writer_round_trips_to_the_reader(name, tmp_path, monkeypatch):
 @pytest.mark.parametrize("name,counts", [
     ("chatterbot", (492, 11, 22, "coding", 97)),
     ("appstream", (1500, 10, 47, "Game", 340)),
-    ("pydocs", (7237, 30, 29, "Generic Operating System Services", 976))])
+    ("pydocs", (7237, 30, 29, "Generic Operating System Services", 976)),
+    ("pyhowto", (1851, 18, 31, "Logging Cookbook", 219))])
 def test_bundled_snapshot_counts_through_the_builtin_name(name, counts):
-    module = SOURCES[name][0]
+    module, attr, _, _, _, info = SOURCES[name]
     ds = load_text(load_config(TINY), name)
     n, k, smallest, cls, size = counts
-    assert (len(ds), len(ds.class_names)) == (n, k) == (module.info["num_examples"],
-                                                        module.info["num_classes"])
+    assert (len(ds), len(ds.class_names)) == (n, k) == (info["num_examples"],
+                                                        info["num_classes"])
     assert min(ds.class_counts().values()) == smallest >= module.MIN_EXAMPLES
     assert ds.class_counts()[cls] == size
     assert len(set(t.lower() for t in ds.texts)) == n  # no text twice
-    assert ds.info["package"] == module.info["package"] and module.COPYRIGHT.is_file()
-    assert module.SNAPSHOT.stat().st_size < 1_000_000
+    assert ds.info["package"] == info["package"] and module.COPYRIGHT.is_file()
+    assert getattr(module, attr).stat().st_size < 1_000_000
 
 
 @pytest.mark.parametrize("name", sorted(SOURCES))
 def test_held_out_genres_are_absent_from_bundles(name):
-    module = SOURCES[name][0]
-    classes = bundled.read_bundle(module.SNAPSHOT)["classes"]
+    module, attr = SOURCES[name][:2]
+    classes = bundled.read_bundle(getattr(module, attr))["classes"]
     assert not [c for c in classes if HELD_OUT.search(c)]
     assert not [c for c in load_text(load_config(TINY), name).class_names
                 if HELD_OUT.search(c)]
@@ -167,9 +201,10 @@ def test_held_out_genres_are_absent_from_bundles(name):
 
 def test_chatterbot_excludes_trivia_and_literature_at_load_too(tmp_path, monkeypatch):
     out = tmp_path / "snap.json.gz"
-    bundled.write_bundle(out, {"trivia": ["Who wrote it? Me."] * 1 + ["Q? A."],
+    bundled.write_bundle(out, {"trivia": ["Who wrote it? Me.", "Q? A."],
+                               "literature": ["Who wrote Hamlet? Shakespeare."],
                                "greetings": ["Hi there. Hello!", "Good day. Good day!"]},
                          name="n", package="p", licence="l")
     monkeypatch.setattr(chatterbot, "SNAPSHOT", out)
     ds = chatterbot.load_chatterbot(min_examples=1)
-    assert ds.class_names == ("greetings",) and ds.info["dropped"]["excluded_class"] == 2
+    assert ds.class_names == ("greetings",) and ds.info["dropped"]["excluded_class"] == 3
