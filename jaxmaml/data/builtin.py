@@ -46,6 +46,11 @@ def _pyhowto() -> TextDataset:
     return load_pyhowto()
 
 
+def _docs_smlmt() -> TextDataset:
+    from jaxmaml.data.smlmt import load_docs_smlmt
+    return load_docs_smlmt()
+
+
 # name -> (loader, one-line description)
 BUILTIN_SOURCES = {
     "wordnet": (_wordnet, "WordNet 3.0 definitions -> 45 supersenses (117,659 examples)"),
@@ -63,6 +68,8 @@ BUILTIN_SOURCES = {
                         "examples; bundled)"),
     "pyhowto": (_pyhowto, "Python 3.11 HOWTO guide paragraphs -> 18 guides (1,851 examples; "
                           "bundled)"),
+    "docs_smlmt": (_docs_smlmt, "pydocs + pyhowto texts, one word masked -> 925 word classes "
+                                "(51,293 examples; self-supervised)"),
 }
 
 
