@@ -46,6 +46,11 @@ def _pyhowto() -> TextDataset:
     return load_pyhowto()
 
 
+def _emoji() -> TextDataset:
+    from jaxmaml.data.emoji import load_emoji
+    return load_emoji()
+
+
 def _docs_smlmt() -> TextDataset:
     from jaxmaml.data.smlmt import load_docs_smlmt
     return load_docs_smlmt()
@@ -68,6 +73,8 @@ BUILTIN_SOURCES = {
                         "examples; bundled)"),
     "pyhowto": (_pyhowto, "Python 3.11 HOWTO guide paragraphs -> 18 guides (1,851 examples; "
                           "bundled)"),
+    "emoji": (_emoji, "Unicode 15.0 emoji names -> 23 emoji subgroups (713 examples; "
+                      "bundled)"),
     "docs_smlmt": (_docs_smlmt, "pydocs + pyhowto texts, one word masked -> 925 word classes "
                                 "(51,293 examples; self-supervised)"),
 }

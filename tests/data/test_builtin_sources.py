@@ -176,7 +176,8 @@ def test_wordnet_domains_real_counts():
     counts = ds.class_counts()
     assert min(counts.values()) >= 20 and counts["law"] == 587
     assert set(BUILTIN_SOURCES) == {"wordnet", "wordnet_domains", "debian", "fortunes",
-                                    "chatterbot", "appstream", "pydocs", "pyhowto"}
+                                    "chatterbot", "appstream", "pydocs", "pyhowto",
+                                    "emoji", "docs_smlmt"}
 
 
 # ---------------------------------------------------------------------------- fortunes

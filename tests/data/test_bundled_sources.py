@@ -1,6 +1,6 @@
 """Bundled built-in sources of other genres: chatterbot (dialogue -> topic), appstream (app
 description -> desktop category), pydocs (library-reference entry -> chapter), pyhowto
-(how-to paragraph -> guide), and the
+(how-to paragraph -> guide), emoji (name -> subgroup), and the
 bundle format and cleaning rules they share (jaxmaml.data.bundled)."""
 
 import gzip
@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from jaxmaml.data import appstream, bundled, chatterbot, pydocs
+from jaxmaml.data import appstream, bundled, chatterbot, emoji, pydocs
 from jaxmaml.run.config_load import load_config
 from jaxmaml.run.experiment import load_text
 
@@ -20,7 +20,7 @@ TINY = Path(__file__).resolve().parents[2] / "configs" / "tiny.yaml"
 CHAT_DIR, DEP11, PYDOCS_DIR = DATA / "chatterbot_mini", DATA / "dep11_mini.yml", DATA / "pydocs_mini"
 # genres whose transfer is checked independently: no class of a meta-training source
 HELD_OUT = re.compile(r"trivia|quiz|literature|fiction|novel|news|e-?mail|mailing", re.I)
-HOWTO_DIR = DATA / "pyhowto_mini"
+HOWTO_DIR, EMOJI_TEST = DATA / "pyhowto_mini", DATA / "emoji_test_mini.txt"
 # name -> (module, its snapshot attribute, writer, loader, fixture, info)
 SOURCES = {
     "chatterbot": (chatterbot, "SNAPSHOT", chatterbot.write_snapshot,
@@ -30,7 +30,9 @@ SOURCES = {
     "pydocs": (pydocs, "SNAPSHOT", pydocs.write_snapshot, pydocs.load_pydocs, PYDOCS_DIR,
                pydocs.info),
     "pyhowto": (pydocs, "HOWTO_SNAPSHOT", pydocs.write_howto_snapshot, pydocs.load_pyhowto,
-                HOWTO_DIR, pydocs.howto_info)}
+                HOWTO_DIR, pydocs.howto_info),
+    "emoji": (emoji, "SNAPSHOT", emoji.write_snapshot, emoji.load_emoji, EMOJI_TEST,
+              emoji.info)}
 
 
 def _rows(ds):
@@ -157,6 +159,26 @@ def test_pyhowto_fixture_parse_and_rules():
         pydocs.read_howto_dir(DATA)
 
 
+def test_emoji_fixture_parse_and_rules():
+    with open(EMOJI_TEST, encoding="utf-8") as f:
+        parsed = emoji.parse_emoji_test(f)
+    assert parsed["face-smiling"] == ["grinning face", "slightly smiling face",
+                                      "smiling face"]  # the unqualified spelling: once
+    # skin tones, colon templates (the whole country-flag subgroup) and gendered variants
+    # of a listed person go; "woman scientist" stays (no "scientist" listed)
+    assert emoji.read_emoji_test(EMOJI_TEST) == {
+        "face-smiling": ["grinning face", "slightly smiling face", "smiling face"],
+        "person-role": ["health worker", "guard", "police officer", "woman scientist"],
+        "person-gesture": ["person facepalming", "woman and man holding hands"],
+        "animal-mammal": ["ox", "grinning face"]}
+    ds = emoji.load_emoji(EMOJI_TEST, min_examples=1)
+    assert ds.class_counts() == {"animal-mammal": 1, "face-smiling": 2,
+                                 "person-gesture": 2, "person-role": 4}
+    assert ds.info["dropped"]["in_several_classes"] == 2
+    with pytest.raises(FileNotFoundError, match="apt-get install unicode-data"):
+        emoji.read_emoji_test(DATA / "none.txt")
+
+
 @pytest.mark.parametrize("name", sorted(SOURCES))
 def test_snapshot_writer_round_trips_to_the_reader(name, tmp_path, monkeypatch):
     module, attr, write, load, fixture, _ = SOURCES[name]
@@ -176,7 +198,8 @@ def test_snapshot_writer_round_trips_to_the_reader(name, tmp_path, monkeypatch):
     ("chatterbot", (492, 11, 22, "coding", 97)),
     ("appstream", (1500, 10, 47, "Game", 340)),
     ("pydocs", (7237, 30, 29, "Generic Operating System Services", 976)),
-    ("pyhowto", (1851, 18, 31, "Logging Cookbook", 219))])
+    ("pyhowto", (1851, 18, 31, "Logging Cookbook", 219)),
+    ("emoji", (713, 23, 20, "animal-mammal", 66))])
 def test_bundled_snapshot_counts_through_the_builtin_name(name, counts):
     module, attr, _, _, _, info = SOURCES[name]
     ds = load_text(load_config(TINY), name)
