@@ -13,7 +13,7 @@ import pytest
 
 from jaxmaml.data import appstream, bundled, chatterbot, emoji, pydocs
 from jaxmaml.run.config_load import load_config
-from jaxmaml.run.experiment import load_text
+from jaxmaml.run.experiment import load_data, load_text
 
 DATA = Path(__file__).resolve().parent
 TINY = Path(__file__).resolve().parents[2] / "configs" / "tiny.yaml"
@@ -231,3 +231,14 @@ def test_chatterbot_excludes_trivia_and_literature_at_load_too(tmp_path, monkeyp
     monkeypatch.setattr(chatterbot, "SNAPSHOT", out)
     ds = chatterbot.load_chatterbot(min_examples=1)
     assert ds.class_names == ("greetings",) and ds.info["dropped"]["excluded_class"] == 3
+
+
+def test_new_sources_mix_in_data_sources_by_name(tmp_path):
+    sources = ("[{source: chatterbot, num_train: 5, num_val: 2, num_test: 4}, "
+               "{source: emoji, role: heldout}]")
+    cfg = load_config(TINY, [f"data.sources={sources}", f"data.cache_dir={tmp_path}"])
+    data, split = load_data(cfg)
+    for name, k in (("chatterbot", 11), ("emoji", 23)):
+        assert sum(c.startswith(f"{name}/") for c in data.class_names) == k
+    assert len(split["train"]) == 5 and not any(
+        c.startswith("emoji/") for part in ("train", "val") for c in split[part])
