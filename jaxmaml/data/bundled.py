@@ -1,6 +1,6 @@
 """Labelled-text bundles: one snapshot format and one set of cleaning rules for the built-in
 sources that ship as a gzipped JSON file of ``{class: [texts]}`` (``chatterbot``,
-``appstream``, ``pydocs``).
+``appstream``, ``pydocs``, ``pyhowto``, ``emoji``).
 
 A bundle is written once from the upstream package by a ``scripts/<name>_snapshot.py``
 (:func:`write_bundle`: reproducible bytes, atomic), with the upstream licence file beside
