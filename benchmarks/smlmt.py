@@ -11,14 +11,14 @@ with the word replaced by ``[MASK]``. A text with several chosen words goes to t
 texts are dropped. The output (``text``, ``label`` per JSON line) is a local file for a
 ``data.sources`` entry. Deterministic: the same texts give the same file.
 
-Measured as an extra meta-training source of the bundled recipe: it does not help the
+The rows come from :func:`jaxmaml.data.smlmt.smlmt_rows` (the built-in ``docs_smlmt`` source
+uses it too). Measured as an extra meta-training source of the bundled recipe: it does not help the
 held-out domain (``benchmarks/results/transfer.md``, "Self-supervised tasks").
 """
 
 from __future__ import annotations
 
 import argparse
-import collections
 import json
 import re
 import sys
@@ -27,27 +27,16 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-WORD = re.compile(r"[a-z]+")
-
 
 def smlmt_rows(texts: list[str], min_df: int = 20, max_df: int = 400,
                min_per_class: int = 20) -> list[tuple[str, str]]:
-    """``(masked text, word)`` rows, sorted by text; see the module docstring."""
+    """``(masked text, word)`` rows, sorted by text; see the module docstring
+    (:func:`jaxmaml.data.smlmt.smlmt_rows` with scikit-learn's English stop words)."""
     from sklearn.feature_extraction.text import ENGLISH_STOP_WORDS
 
-    texts = sorted({t.strip() for t in texts if t.strip()})
-    words = [set(WORD.findall(t.lower())) for t in texts]
-    df = collections.Counter(w for ws in words for w in ws)
-    vocab = {w for w, c in df.items()
-             if min_df <= c <= max_df and w not in ENGLISH_STOP_WORDS and len(w) > 3}
-    rows = []
-    for text, ws in zip(texts, words):
-        chosen = [w for w in ws if w in vocab]
-        if chosen:
-            w = min(chosen, key=lambda w: (df[w], w))
-            rows.append((re.sub(rf"(?i)\b{w}\b", "[MASK]", text), w))
-    counts = collections.Counter(w for _, w in rows)
-    return [(t, w) for t, w in rows if counts[w] >= min_per_class]
+    from jaxmaml.data.smlmt import smlmt_rows as rows
+
+    return rows(texts, min_df, max_df, min_per_class, stop_words=ENGLISH_STOP_WORDS)
 
 
 def wordnet_examples() -> list[str]:

@@ -26,6 +26,36 @@ def _fortunes() -> TextDataset:
     return load_fortunes()
 
 
+def _chatterbot() -> TextDataset:
+    from jaxmaml.data.chatterbot import load_chatterbot
+    return load_chatterbot()
+
+
+def _appstream() -> TextDataset:
+    from jaxmaml.data.appstream import load_appstream
+    return load_appstream()
+
+
+def _pydocs() -> TextDataset:
+    from jaxmaml.data.pydocs import load_pydocs
+    return load_pydocs()
+
+
+def _pyhowto() -> TextDataset:
+    from jaxmaml.data.pydocs import load_pyhowto
+    return load_pyhowto()
+
+
+def _emoji() -> TextDataset:
+    from jaxmaml.data.emoji import load_emoji
+    return load_emoji()
+
+
+def _docs_smlmt() -> TextDataset:
+    from jaxmaml.data.smlmt import load_docs_smlmt
+    return load_docs_smlmt()
+
+
 # name -> (loader, one-line description)
 BUILTIN_SOURCES = {
     "wordnet": (_wordnet, "WordNet 3.0 definitions -> 45 supersenses (117,659 examples)"),
@@ -35,6 +65,18 @@ BUILTIN_SOURCES = {
                         "examples; bundled)"),
     "fortunes": (_fortunes, "fortune-cookie quotations -> 32 topic files (11,537 examples; "
                             "bundled)"),
+    "chatterbot": (_chatterbot, "chat-bot dialogue exchanges -> 11 conversation topics (492 "
+                                "examples; bundled)"),
+    "appstream": (_appstream, "Debian 12 AppStream app descriptions -> 10 desktop main "
+                              "categories (1,500 examples; bundled)"),
+    "pydocs": (_pydocs, "Python 3.11 Library Reference entries -> 30 chapters (7,237 "
+                        "examples; bundled)"),
+    "pyhowto": (_pyhowto, "Python 3.11 HOWTO guide paragraphs -> 18 guides (1,851 examples; "
+                          "bundled)"),
+    "emoji": (_emoji, "Unicode 15.0 emoji names -> 23 emoji subgroups (713 examples; "
+                      "bundled)"),
+    "docs_smlmt": (_docs_smlmt, "pydocs + pyhowto texts, one word masked -> 925 word classes "
+                                "(51,293 examples; self-supervised)"),
 }
 
 

@@ -175,7 +175,9 @@ def test_wordnet_domains_real_counts():
     assert (len(ds), len(ds.class_names)) == (info["num_examples"], info["num_classes"])
     counts = ds.class_counts()
     assert min(counts.values()) >= 20 and counts["law"] == 587
-    assert set(BUILTIN_SOURCES) == {"wordnet", "wordnet_domains", "debian", "fortunes"}
+    assert set(BUILTIN_SOURCES) == {"wordnet", "wordnet_domains", "debian", "fortunes",
+                                    "chatterbot", "appstream", "pydocs", "pyhowto",
+                                    "emoji", "docs_smlmt"}
 
 
 # ---------------------------------------------------------------------------- fortunes
