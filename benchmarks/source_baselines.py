@@ -27,7 +27,8 @@ sys.path.insert(0, str(ROOT))
 
 from jaxmaml.data.sources import TextDataset  # noqa: E402
 from jaxmaml.run.config_load import load_config  # noqa: E402
-from jaxmaml.run.experiment import cap_per_class, initial_encoder, load_text, tokenize  # noqa: E402
+from jaxmaml.run.data import cap_per_class, load_text, tokenize
+from jaxmaml.run.state import initial_encoder
 from jaxmaml.run.load import restore_meta_params  # noqa: E402
 from jaxmaml.run.protocol import evaluate  # noqa: E402
 

@@ -25,20 +25,25 @@ def _modules() -> dict[str, Path]:
     return out
 
 
-def _imports(path: Path) -> set[str]:
-    """Every module named by an import anywhere in ``path`` (inside functions too)."""
+def _imports(path: Path, modules: frozenset[str] = frozenset()) -> set[str]:
+    """Every module named by an import anywhere in ``path`` (inside functions too):
+    ``from pkg import sub`` names the submodule ``pkg.sub`` (not ``pkg``) when it is one."""
     names = set()
     for node in ast.walk(ast.parse(path.read_text())):
         if isinstance(node, ast.Import):
             names |= {a.name for a in node.names}
         elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
-            names |= {node.module} | {f"{node.module}.{a.name}" for a in node.names}
+            subs = {f"{node.module}.{a.name}" for a in node.names}
+            names |= (subs & modules) or {node.module}
+            if subs - modules:
+                names.add(node.module)
     return names
 
 
 def _graph() -> dict[str, set[str]]:
     mods = _modules()
-    return {m: {t for t in _imports(p) if t in mods and t not in (m, "jaxmaml")}
+    known = frozenset(mods)
+    return {m: {t for t in _imports(p, known) if t in mods and t not in (m, "jaxmaml")}
             for m, p in mods.items()}
 
 

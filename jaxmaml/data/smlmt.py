@@ -24,7 +24,7 @@ import collections
 import re
 from typing import Iterable, Sequence
 
-from jaxmaml.data.builtin import load_builtin
+from jaxmaml.data.pydocs import load_pydocs, load_pyhowto
 from jaxmaml.data.sources import TextDataset, from_lists
 
 WORD = re.compile(r"[a-z]+")
@@ -90,10 +90,13 @@ def smlmt_dataset(texts: Sequence[str], meta: dict | None = None, **kwargs) -> T
     return from_lists([t for t, _ in rows], [w for _, w in rows], info=meta)
 
 
+_DOCS_LOADERS = {"pydocs": load_pydocs, "pyhowto": load_pyhowto}
+
+
 def load_docs_smlmt(sources: Sequence[str] = DOCS_SOURCES, **kwargs) -> TextDataset:
     """The built-in ``docs_smlmt`` source: :func:`smlmt_dataset` of the texts of the
     built-in ``sources`` (default ``pydocs`` and ``pyhowto``), ``kwargs`` its options."""
-    texts = [t for name in sources for t in load_builtin(name).texts]
+    texts = [t for name in sources for t in _DOCS_LOADERS[name]().texts]
     meta = {k: v for k, v in info.items() if not k.startswith("num_")}
     options = dict(DOCS_OPTIONS, **kwargs)
     return smlmt_dataset(texts, dict(meta, sources=list(sources)), **options)

@@ -13,7 +13,7 @@ import pytest
 
 from jaxmaml.data import appstream, bundled, chatterbot, emoji, pydocs
 from jaxmaml.run.config_load import load_config
-from jaxmaml.run.experiment import load_data, load_text
+from jaxmaml.run.data import load_data, load_text
 
 DATA = Path(__file__).resolve().parent
 TINY = Path(__file__).resolve().parents[2] / "configs" / "tiny.yaml"

@@ -6,7 +6,7 @@ import pytest
 
 from jaxmaml.data import smlmt
 from jaxmaml.run.config_load import load_config
-from jaxmaml.run.experiment import load_text
+from jaxmaml.run.data import load_text
 
 TINY = Path(__file__).resolve().parents[2] / "configs" / "tiny.yaml"
 TEXTS = ["The socket sends bytes.", "A socket listens.", "Bytes arrive; bytes leave.",
