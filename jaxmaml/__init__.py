@@ -3,6 +3,7 @@
 from jaxmaml import learners
 from jaxmaml.classifier import FewShotClassifier
 from jaxmaml.meta.config import MetaConfig, OptimConfig
+from jaxmaml.meta.finetune import FinetuneOptions, finetune_adapt, finetune_predict
 from jaxmaml.meta.inner import inner_adapt
 from jaxmaml.meta.outer import (init_meta_params, init_state, jit_meta_step, make_eval_step,
                                 make_meta_step, make_optimizer, meta_grads, meta_loss, new_state)
@@ -13,7 +14,8 @@ from jaxmaml.run.load import load_export, load_run
 from jaxmaml.types import Episodes, Examples, MetaState
 
 __all__ = [
-    "BertConfig", "Episodes", "Examples", "FewShotClassifier", "HFCheckpointError", "LEARNERS",
+    "BertConfig", "Episodes", "Examples", "FewShotClassifier", "FinetuneOptions",
+    "HFCheckpointError", "LEARNERS", "finetune_adapt", "finetune_predict",
     "MetaConfig", "learners", "load_export", "load_run",
     "MetaState", "OptimConfig", "encode", "get_learner", "init_meta_params", "init_params",
     "init_state", "inner_adapt", "jit_meta_step", "load_pretrained", "make_eval_step",
