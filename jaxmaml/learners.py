@@ -43,8 +43,9 @@ from jaxmaml.meta.registry import get_learner, LEARNERS, resolve_config
 from jaxmaml.models.bert import BertConfig
 from jaxmaml.types import Examples
 
-__all__ = ["TaskLearner", "anil", "fomaml", "from_config", "imaml", "maml", "mamlpp",
-           "matchingnet", "metasgd", "protomaml", "protonet", "relationnet", "reptile"]
+__all__ = ["TaskLearner", "anil", "finetune", "fomaml", "from_config", "imaml", "maml",
+           "mamlpp", "matchingnet", "metasgd", "protomaml", "protonet", "relationnet",
+           "reptile"]
 
 
 class TaskLearner(NamedTuple):
@@ -140,6 +141,12 @@ imaml = _factory("imaml", """Implicit MAML (Rajeswaran et al. 2019): the inner l
 protomaml = _factory("protomaml", """Proto-MAML (Triantafillou et al. 2020): :func:`maml`
     from the prototype head ``W = 2 c^T, b = -|c|^2`` (``c_k`` the support class means), so
     step 0 is the ProtoNet classifier ``-|x - c_k|^2 + |x|^2``.""")
+finetune = _factory("finetune", """Meta-learning for test-time fine-tuning: first-order MAML
+    whose inner loop is the fine-tuning a user runs (``finetune``:
+    :class:`~jaxmaml.meta.options.FinetuneOptions`: AdamW on the top layers, their LoRA
+    factors or all of them, and a cosine head started at the normalized prototypes), with
+    the prototypes' gradient kept; with ``finetune.steps = 0`` it is a cosine ProtoNet on
+    normalized mean-pooled features.""")
 protonet = _factory("protonet", """Prototypical Networks (Snell et al. 2017).
 
     ``adapt``: the prototypes ``c_k = mean_{i: y_i = k} f(x_i)``; ``predict``:

@@ -10,6 +10,7 @@ import dataclasses
 import re
 from typing import Any, Mapping
 
+from jaxmaml.meta.options import FinetuneOptions
 from jaxmaml.models.bert import BertConfig
 
 ADAPT_CHOICES = ("all", "head", "top_k_layers", "regex")
@@ -32,6 +33,7 @@ IMPLIED: dict[str, dict[str, Any]] = {
     "anil": dict(adapt="head"),
     "reptile": dict(first_order=True),
     "protomaml": dict(head_init="proto"),
+    "finetune": dict(first_order=True, pooling="mean"),
     "protonet": _METRIC,
     "matchingnet": _METRIC,
     "relationnet": _METRIC,
@@ -44,6 +46,8 @@ _DEFINING_HINT = {
     ("fomaml", "first_order"): "for second-order MAML use meta.algorithm: maml",
     ("reptile", "first_order"): "Reptile never differentiates through the inner loop",
     ("protomaml", "head_init"): "for a zero head init use meta.algorithm: maml",
+    ("finetune", "first_order"): "its inner loop is the AdamW fine-tuning a user runs; its "
+                                 "meta-gradient is first order",
 }
 
 
@@ -142,6 +146,9 @@ class MetaConfig:
       cg_steps: iMAML's conjugate-gradient steps for ``(I + H/lambda)^-1 v``.
       cg_damping: iMAML solves ``((1 + cg_damping) I + H/lambda) x = v`` (> 0 keeps the
         system positive definite where the support loss is not convex).
+      finetune: the test-time fine-tuning of ``algorithm: finetune`` (its inner loop; the
+        adapt filter is the fine-tuned part) and of ``FewShotClassifier(adapt="finetune")``
+        on a run: :class:`~jaxmaml.meta.options.FinetuneOptions`.
     """
 
     model: BertConfig = BertConfig.tiny()
@@ -175,10 +182,21 @@ class MetaConfig:
     imaml_lambda: float = 1.0
     cg_steps: int = 5
     cg_damping: float = 0.0
+    finetune: FinetuneOptions = FinetuneOptions()
 
     def __post_init__(self):
         for name, value in IMPLIED.get(self.algorithm, {}).items():  # resolved once, here
             object.__setattr__(self, name, value)
+        if self.algorithm == "finetune":  # its inner loop trains the fine-tuned part
+            trainable = self.model.num_hidden_layers - self.outer_frozen_layers
+            if self.finetune.part in ("top_k", "lora") and self.finetune.top_k > trainable:
+                raise ValueError(f"meta.finetune.top_k={self.finetune.top_k} exceeds the "
+                                 f"{trainable} layers this model trains (its "
+                                 f"{self.model.num_hidden_layers} layers less "
+                                 "meta.outer_frozen_layers); lower it.")
+            for name, value in self.finetune.adapt_filter(
+                    self.model.num_hidden_layers, self.outer_frozen_layers).items():
+                object.__setattr__(self, name, value)
 
         def check(name, value, choices):
             if value not in choices:

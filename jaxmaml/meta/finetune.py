@@ -24,7 +24,6 @@ evaluation texts). Written for one task, unbatched; ``vmap`` it over tasks.
 
 from __future__ import annotations
 
-import dataclasses
 from typing import Any
 
 import jax
@@ -33,71 +32,12 @@ import optax
 
 from jaxmaml.meta import inner, lora
 from jaxmaml.meta.config import MetaConfig
+from jaxmaml.meta.options import FinetuneOptions  # noqa: F401 -- part of this module's API
 from jaxmaml.meta.inner import l2_normalize
 from jaxmaml.tree import flatten, unflatten
 from jaxmaml.types import Examples
 
 Params = dict[str, Any]
-PARTS = ("top_k", "lora", "all", "head")
-# Defaults, one constant each (to be re-chosen by measurement).
-PART = "top_k"
-TOP_K = 2
-LORA_RANK = 8
-STEPS = 10
-LR = 5e-5
-HEAD_LR = 1e-2
-SCALE = 10.0
-WEIGHT_DECAY = 0.0
-
-
-@dataclasses.dataclass(frozen=True)
-class FinetuneOptions:
-    """How test-time fine-tuning adapts to a task (frozen, hashable: compile-time constants).
-
-    Attributes:
-      part: what is trained besides the head: ``top_k``, ``lora``, ``all`` or ``head``
-        (see the module docstring).
-      top_k: encoder layers fine-tuned by ``top_k`` and ``lora`` (counted from the top).
-      lora_rank: rank of the LoRA factors (``part='lora'``).
-      steps: full-batch optimizer steps on the support set (0 = the cosine centroid).
-      lr: AdamW learning rate of the encoder part (or its LoRA factors).
-      head_lr: AdamW learning rate of the cosine head's kernel.
-      scale: the cosine logit scale (1 / temperature).
-      weight_decay: AdamW decoupled weight decay of the encoder part (the cosine head is
-        scale-invariant, so it is not decayed).
-      seed: draws the LoRA ``A`` factors (the only random numbers).
-    """
-
-    part: str = PART
-    top_k: int = TOP_K
-    lora_rank: int = LORA_RANK
-    steps: int = STEPS
-    lr: float = LR
-    head_lr: float = HEAD_LR
-    scale: float = SCALE
-    weight_decay: float = WEIGHT_DECAY
-    seed: int = 0
-
-    def __post_init__(self):
-        if self.part not in PARTS:
-            raise ValueError(f"finetune part={self.part!r} is not one of {', '.join(PARTS)}.")
-        if self.top_k < 1:
-            raise ValueError(f"finetune top_k={self.top_k} must be >= 1 (layers from the top).")
-        if self.lora_rank < 1:
-            raise ValueError(f"finetune lora_rank={self.lora_rank} must be >= 1.")
-        if self.steps < 0:
-            raise ValueError(f"finetune steps={self.steps} must be >= 0 (0 = the centroid).")
-        if self.lr < 0 or self.head_lr < 0:
-            raise ValueError(f"finetune lr={self.lr} and head_lr={self.head_lr} must be >= 0.")
-        if self.scale <= 0:
-            raise ValueError(f"finetune scale={self.scale} must be > 0 (1/temperature).")
-        if self.weight_decay < 0:
-            raise ValueError(f"finetune weight_decay={self.weight_decay} must be >= 0.")
-
-    def replace(self, **changes) -> "FinetuneOptions":
-        return dataclasses.replace(self, **changes)
-
-
 # ---------------------------------------------------------------- the cosine head
 def cosine_head_logits(head: Params, feats: jax.Array, scale: float) -> jax.Array:
     """``scale * cos(feats, kernel columns)``: ``feats`` ``[n, H]``, kernel ``[H, way]``."""
@@ -125,12 +65,7 @@ def finetune_config(cfg: MetaConfig, opts: FinetuneOptions, way: int | None = No
         raise ValueError(f"finetune top_k={opts.top_k} exceeds the {n - cfg.outer_frozen_layers}"
                          f" trainable layers of this model ({n} layers, "
                          f"{cfg.outer_frozen_layers} never trained); lower it.")
-    if opts.part == "head":
-        adapt = dict(adapt="head")
-    elif opts.part == "all" and not cfg.outer_frozen_layers:
-        adapt = dict(adapt="all")
-    else:
-        adapt = dict(adapt="top_k_layers", adapt_top_k=n if opts.part == "all" else opts.top_k)
+    adapt = opts.adapt_filter(n, cfg.outer_frozen_layers)
     # algorithm="maml": no implied settings override the filter; nothing here is meta-trained
     return cfg.replace(algorithm="maml", pooling="mean", normalize_features=False, lora_rank=0,
                        first_order=True, remat="none", outer_regex="", fce=False,

@@ -19,6 +19,9 @@ Learners (module in brackets):
 - ``imaml``: implicit MAML (proximal inner loop, CG meta-gradient), Rajeswaran et al. 2019
   (imaml)
 - ``protomaml``: MAML from a prototype-initialized head, Triantafillou et al. 2020 (task)
+- ``finetune``: first-order MAML whose inner loop is test-time fine-tuning (AdamW on a
+  part of the encoder and a cosine head started at the prototypes), with the prototype
+  gradient kept (finetune_learner)
 - ``protonet``: Prototypical Networks, Snell et al. 2017 (metric)
 - ``matchingnet``: Matching Networks, Vinyals et al. 2016 (metric)
 - ``relationnet``: Relation Networks, Sung et al. 2018 (metric)
@@ -28,7 +31,7 @@ from __future__ import annotations
 
 from typing import Any, Mapping
 
-from jaxmaml.meta import imaml, mamlpp, metasgd, metric, reptile
+from jaxmaml.meta import finetune_learner, imaml, mamlpp, metasgd, metric, reptile
 from jaxmaml.meta.config import check_implied, IMPLIED, MetaConfig
 from jaxmaml.meta.maml import (adapt_task, head_adapt, head_predict, Learner, loss_and_accuracy,
                                maml_task_loss)
@@ -49,6 +52,8 @@ LEARNERS: dict[str, Learner] = {
     "protomaml": Learner(maml_task_loss, **_HEAD),
     "imaml": Learner(imaml.task_loss, meta_grad=imaml.meta_grad, adapt=imaml.adapt,
                      predict=head_predict),
+    "finetune": Learner(finetune_learner.task_loss, adapt=finetune_learner.adapt,
+                        predict=finetune_learner.predict),
     "protonet": Learner(metric.protonet_task_loss, adapt=metric.protonet_adapt,
                         predict=metric.protonet_predict),
     "matchingnet": Learner(metric.matching_task_loss, init_extras=metric.matching_init_extras,

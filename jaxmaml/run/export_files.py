@@ -92,6 +92,8 @@ def jaxmaml_files(meta, meta_params: dict, seq_len: int, step: int | None,
 
     settings = {f.name: getattr(meta, f.name) for f in dataclasses.fields(meta)
                 if f.name != "model"}
+    settings = {k: dataclasses.asdict(v) if dataclasses.is_dataclass(v) else v
+                for k, v in settings.items()}  # options groups as nested mappings
     extras = extras_of(meta_params)
     info = {"format": EXPORT_FORMAT, "algorithm": meta.algorithm, "seq_len": seq_len,
             "step": step, "meta": settings, "model": dataclasses.asdict(meta.model),

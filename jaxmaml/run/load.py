@@ -16,6 +16,7 @@ import yaml
 
 from jaxmaml.meta.config import MetaConfig
 from jaxmaml.meta.lora import merged_meta_params
+from jaxmaml.meta.options import FinetuneOptions
 from jaxmaml.meta.outer import make_optimizer
 from jaxmaml.meta.registry import resolve_config
 from jaxmaml.models.bert import BertConfig
@@ -159,9 +160,10 @@ def load_export(export_dir: str | Path, seq_len: int | None = None) -> Loaded:
                                 f"reads {EXPORT_FORMAT!r} (export the run again).")
     bert = BertConfig(**info["model"])
     encoder, _ = load_pretrained(path, dtype=bert.dtype)
+    groups = {"finetune": FinetuneOptions}  # options groups: nested mappings in the JSON
     fields = {f.name for f in dataclasses.fields(MetaConfig)} - {"model"}
-    meta = resolve_config(MetaConfig(model=bert, **{k: v for k, v in info["meta"].items()
-                                                    if k in fields}))
+    meta = resolve_config(MetaConfig(model=bert, **{
+        k: groups[k](**v) if k in groups else v for k, v in info["meta"].items() if k in fields}))
     meta_params = {"encoder": encoder}
     if info.get("extras"):
         import jax.numpy as jnp

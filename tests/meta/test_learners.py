@@ -24,8 +24,10 @@ from jaxmaml.models.bert import BertConfig, init_params
 # ------------------------------------------------------------------------- registry
 def test_registry_names_flags_and_implied_settings():
     assert set(LEARNERS) == {"maml", "fomaml", "anil", "metasgd", "mamlpp", "reptile",
-                             "protomaml", "protonet", "matchingnet", "relationnet", "imaml"}
-    eff = lambda name: CFG.replace(algorithm=name)  # noqa: E731
+                             "protomaml", "protonet", "matchingnet", "relationnet", "imaml",
+                             "finetune"}
+    eff = lambda name: CFG.replace(  # noqa: E731  (a 1-layer model: fine-tune its layer)
+        algorithm=name, finetune=CFG.finetune.replace(top_k=1))
     # the metric learners are the ones without an inner loop
     assert {n for n in LEARNERS if eff(n).num_inner_steps == 0} == {"protonet", "matchingnet",
                                                                     "relationnet"}

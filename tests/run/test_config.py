@@ -136,3 +136,21 @@ def test_presets_and_minilm(minilm_path):
         assert cfg.model.name == name
     cfg = from_dict({"model": {"name": "minilm"}})
     assert cfg.meta.model.hidden_size == 384 and cfg.meta.model.num_hidden_layers == 6
+
+
+def test_options_group_loads_from_yaml_and_set_and_round_trips(tmp_path):
+    """``meta.finetune`` is a nested group: YAML mapping, ``--set meta.finetune.steps=3``,
+    to_dict -> from_dict identical; an unknown key inside it is a one-line error."""
+    raw = {**BASE, "meta": {"algorithm": "finetune", "finetune": {"part": "lora", "top_k": 1}}}
+    path = tmp_path / "ft.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    cfg = load_config(path, ["meta.finetune.steps=3", "meta.finetune.scale=5"])
+    ft = cfg.meta.finetune
+    assert (ft.part, ft.top_k, ft.steps, ft.scale) == ("lora", 1, 3, 5.0)
+    assert (cfg.meta.adapt, cfg.meta.adapt_top_k, cfg.meta.first_order) == (
+        "top_k_layers", 1, True)  # the inner loop's filter is the fine-tuned part
+    assert from_dict(to_dict(cfg)) == cfg
+    with pytest.raises(ConfigError, match=r"unknown config key 'meta.finetune.stpes'"):
+        load_config(path, ["meta.finetune.stpes=3"])
+    with pytest.raises(ConfigError, match="finetune part='bogus'"):
+        load_config(path, ["meta.finetune.part=bogus"])
