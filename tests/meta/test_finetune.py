@@ -114,7 +114,10 @@ def _reference(encoder, support, opts, model):
     return enc_of(body), kernel
 
 
-@pytest.mark.parametrize("part", ["top_k", "lora", "all", "head"])
+# The default suite keeps top_k and lora (a trained body of each kind); all and head
+# (the same loop over more or fewer leaves) run under -m slow.
+@pytest.mark.parametrize("part", ["top_k", "lora", pytest.param("all", marks=pytest.mark.slow),
+                                  pytest.param("head", marks=pytest.mark.slow)])
 def test_jitted_finetune_equals_a_python_loop_of_optax_updates(encoder, part):
     opts = FinetuneOptions(part=part, top_k=2, lora_rank=3, steps=3, lr=0.05, head_lr=0.2,
                            scale=10.0, weight_decay=0.1 if part != "head" else 0.0, seed=4)
@@ -152,7 +155,8 @@ def test_padding_rows_change_nothing(encoder):
     np.testing.assert_allclose(a, b, atol=1e-5)
 
 
-@pytest.mark.parametrize("part", ["top_k", "lora", "head"])
+@pytest.mark.parametrize("part", ["top_k", pytest.param("lora", marks=pytest.mark.slow),
+                                  pytest.param("head", marks=pytest.mark.slow)])
 def test_a_precomputed_bottom_equals_computing_it(encoder, part):
     """Fine-tuning reuses the bottom given (and Examples.bottom of a frozen-bottom run).
     float64: Adam's first steps are ~lr * sign(grad), which float32 round-off flips for
