@@ -16,7 +16,10 @@ number of classes and shots per class (unbalanced too); labels are any hashable 
 (``classes_`` sorted: numbers by value, then strings, then other types; see
 :mod:`jaxmaml.labels`). Both steps are jitted: the support set is padded
 with zero-weight rows to the next power of two (the probe: compiled per support size) and
-texts are scored in fixed batches, so a shape compiles once.
+texts are scored in fixed batches padded to a length bucket (:mod:`jaxmaml.text_batches`),
+so a shape compiles once. Texts are cut at the base sentence encoder's ``max_seq_length``
+(not the meta-training length), with one warning per call. A fitted classifier is kept
+with :meth:`FewShotClassifier.save_pretrained` (:mod:`jaxmaml.classifier_io`).
 """
 
 from __future__ import annotations
@@ -183,6 +186,7 @@ class FewShotClassifier:
             return self._fit(texts, labels, classes)
 
     def _fit(self, texts, labels, classes) -> "FewShotClassifier":
+        """:meth:`fit` inside one warning scope."""
         texts = _check_texts(texts, "the support texts")
         labels = list(labels)
         if len(labels) != len(texts):
@@ -238,6 +242,7 @@ class FewShotClassifier:
         return np.concatenate(out)
 
     def _score_batches(self, texts, progress, out: list) -> None:
+        """Append each batch's log-probabilities ``[n, way]`` to ``out``."""
         for batch, n in self._batches(texts, "the texts to classify"):
             if self.head == "probe":
                 logp = _probe_log_proba(self.task_params_, self._features(batch))

@@ -261,3 +261,27 @@ def test_save_pretrained_needs_a_fit_and_never_replaces_silently(protonet, tmp_p
     assert (tmp_path / "taken" / "keep.txt").read_text() == "mine"
     with pytest.raises(ValueError, match="head='probe' differs from the saved fit"):
         FewShotClassifier.from_pretrained(clf.save_pretrained(tmp_path / "ok"), head="probe")
+
+
+def test_predict_cli_labels_texts_with_a_saved_fitted_classifier(protonet, tmp_path, capsys):
+    import pandas as pd
+
+    from jaxmaml.cli import main
+
+    _, run, out = protonet
+    clf = _quiet(FewShotClassifier.from_run(run, "init").fit, TEXTS, LABELS)
+    saved = clf.save_pretrained(tmp_path / "fitted")
+    texts = tmp_path / "texts.csv"
+    pd.DataFrame({"text": NEW, "id": range(len(NEW))}).to_csv(texts, index=False)
+    rc = _quiet(main, ["predict", str(saved), "--texts", str(texts), "--out",
+                       str(tmp_path / "p.csv"), "--proba", "--no-progress"])
+    assert rc == 0, capsys.readouterr().err
+    df = pd.read_csv(tmp_path / "p.csv")
+    assert list(df["prediction"]) == _quiet(clf.predict, NEW).tolist()
+    np.testing.assert_allclose(df[[f"proba_{c}" for c in clf.classes_]].to_numpy(),
+                               _quiet(clf.predict_proba, NEW), atol=1e-6)
+    capsys.readouterr()
+    rc = main(["predict", str(out), "--texts", str(texts), "--out", str(tmp_path / "q.csv")])
+    err = capsys.readouterr().err.strip()
+    assert rc == 2 and "is not a fitted classifier" in err and "--support" in err
+    assert "\n" not in err and not (tmp_path / "q.csv").exists()
