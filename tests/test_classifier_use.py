@@ -224,8 +224,10 @@ print(json.dumps({"pred": clf.predict(texts).tolist(), "classes": clf.classes_.t
 
 @pytest.mark.parametrize("algorithm,head,labels", [
     ("protonet", "learner", LABELS),
-    ("fomaml", "learner", [3, 3, 3, 1, 1, 1, 1, 2]),  # adapted top layer + head; int labels
-    ("relationnet", "probe", [True, True, True, False, False, False, False, False]),
+    pytest.param("fomaml", "learner", [3, 3, 3, 1, 1, 1, 1, 2],  # adapted top layer + head
+                 marks=pytest.mark.slow),
+    pytest.param("relationnet", "probe", [True, True, True, False, False, False, False, False],
+                 marks=pytest.mark.slow),  # probe weights, bool labels
 ])
 def test_fitted_classifier_saved_and_reloaded_in_a_fresh_process(tmp_path, algorithm, head,
                                                                  labels):
