@@ -13,9 +13,13 @@ fits a logistic-regression probe on the encoder's sentence features (mean pooled
 L2-normalized), exactly ``jaxmaml eval``'s ``meta_learned_probe``
 (:func:`jaxmaml.meta.baselines.fit_probe`: scikit-learn's ``LogisticRegression(C=1)``). Any
 number of classes and shots per class (unbalanced too); labels are any hashable values
-(``classes_`` sorted like scikit-learn's). Both steps are jitted: the support set is padded
+(``classes_`` sorted: numbers by value, then strings, then other types; see
+:mod:`jaxmaml.labels`). Both steps are jitted: the support set is padded
 with zero-weight rows to the next power of two (the probe: compiled per support size) and
-texts are scored in fixed batches, so a shape compiles once.
+texts are scored in fixed batches padded to a length bucket (:mod:`jaxmaml.text_batches`),
+so a shape compiles once. Texts are cut at the base sentence encoder's ``max_seq_length``
+(not the meta-training length), with one warning per call. A fitted classifier is kept
+with :meth:`FewShotClassifier.save_pretrained` (:mod:`jaxmaml.classifier_io`).
 
 ``adapt="finetune"`` fine-tunes the encoder on the support set instead (a cosine head
 started at the class prototypes; :mod:`jaxmaml.meta.finetune`, options
@@ -37,13 +41,16 @@ import jax
 import numpy as np
 
 from jaxmaml import adaptation
-from jaxmaml.data.tokenize import _encode, _load_tokenizer
+from jaxmaml.classifier_io import is_fitted_dir, load_fitted, save_fitted
+from jaxmaml.data.tokenize import _load_tokenizer
+from jaxmaml.labels import check_printable, classes_array, plain, sorted_classes
 from jaxmaml.learners import from_config
 from jaxmaml.meta.baselines import fit_probe, probe_logits, sentence_features
 from jaxmaml.meta.finetune import FinetuneOptions
 from jaxmaml.meta.inner import embedding
 from jaxmaml.meta.priors import NAME_WEIGHT, with_label_rows
-from jaxmaml.run.load import load_export, load_run, Loaded
+from jaxmaml.run.load import Loaded, load_export, load_run
+from jaxmaml.text_batches import TextTokenizer
 from jaxmaml.types import Examples
 
 MIN_SUPPORT_ROWS = 8
@@ -106,7 +113,10 @@ class FewShotClassifier:
     Args:
       loaded: a :class:`~jaxmaml.run.load.Loaded` model (use :meth:`from_run` or
         :meth:`from_pretrained`).
-      seq_len: tokens per text (default: the model's meta-training ``seq_len``).
+      seq_len: most tokens per text (default: the base sentence encoder's
+        ``max_seq_length``, else the model's position limit; not the meta-training length).
+        Batches are padded to a power-of-two length bucket (>= 16) that holds their longest
+        text; longer texts are cut, with one warning per call.
       batch_size: texts per jitted forward pass in :meth:`predict` / :meth:`embed`.
       head: ``"learner"`` (default): the learner's own adaptation; ``"probe"``: a
         logistic-regression probe on the frozen encoder's sentence features.
@@ -132,15 +142,17 @@ class FewShotClassifier:
             raise ValueError(f"label_weight={label_weight} must be > 0.")
         self.head, self.adapt, self.label_weight = head, adapt, float(label_weight)
         self.finetune = finetune or FinetuneOptions()
+        self._loaded = loaded  # what save_pretrained writes the encoder from
         self.meta_params = loaded.meta_params
         self.cfg = loaded.meta
         self.step = loaded.step
-        self.seq_len = int(seq_len or loaded.seq_len)
+        self.seq_len = int(seq_len or loaded.max_seq_len or loaded.seq_len)
         if not 2 <= self.seq_len <= self.cfg.model.max_position_embeddings:
             raise ValueError(f"seq_len={self.seq_len} must be in [2, "
                              f"{self.cfg.model.max_position_embeddings}] for this model.")
         self.batch_size = int(batch_size)
         self.tokenizer = _load_tokenizer(loaded.tokenizer_dir)
+        self._texts = TextTokenizer(self.tokenizer, self.seq_len)
         self.task_params_: dict | None = None
         self.support_: Examples | None = None
         self.classes_: np.ndarray | None = None
@@ -153,9 +165,20 @@ class FewShotClassifier:
 
     @classmethod
     def from_pretrained(cls, export_dir: str | Path, **kwargs) -> "FewShotClassifier":
-        """From a ``jaxmaml export`` directory (a plain HF BERT directory works too, as a
-        frozen encoder with a nearest-centroid head, with a warning)."""
+        """From a ``jaxmaml export`` directory, or a fitted classifier saved with
+        :meth:`save_pretrained` (reloaded fitted). A plain HF BERT / sentence-transformers
+        directory works too: a frozen encoder with a cosine-centroid head on its declared
+        pooling and normalization (default: mean pooling, L2-normalized), with a warning."""
+        if is_fitted_dir(export_dir):
+            return load_fitted(cls, export_dir, **kwargs)
         return cls(load_export(export_dir, kwargs.get("seq_len")), **kwargs)
+
+    def save_pretrained(self, out_dir: str | Path, overwrite: bool = False) -> Path:
+        """Save this fitted classifier to ``out_dir`` (self-contained: the encoder as an
+        export, the task parameters, classes and settings; written atomically) for
+        :meth:`from_pretrained` and ``jaxmaml predict out_dir --texts ...``. See
+        :mod:`jaxmaml.classifier_io`."""
+        return save_fitted(self, out_dir, overwrite)
 
     @property
     def algorithm(self) -> str:
@@ -163,9 +186,8 @@ class FewShotClassifier:
 
     # ------------------------------------------------------------------ tokenize
     def _tokenize(self, texts: list[str]) -> tuple[np.ndarray, np.ndarray]:
-
-        ids, mask, _ = _encode(self.tokenizer, texts, self.seq_len)
-        return ids, mask
+        """ids, mask ``[n, L]``: ``L`` the length bucket of the longest text."""
+        return self._texts(texts)
 
     def _batches(self, texts: Sequence[str], what: str):
         """Fixed-size padded :class:`Examples` batches and their real row counts."""
@@ -191,6 +213,11 @@ class FewShotClassifier:
         themselves), a dict ``class -> text`` (a class only named there is zero-shot: its
         prototype is its name) or a list aligned with the classes.
         """
+        with self._texts.call("the support texts"):
+            return self._fit(texts, labels, classes, label_texts)
+
+    def _fit(self, texts, labels, classes, label_texts) -> "FewShotClassifier":
+        """:meth:`fit` inside one warning scope."""
         texts = _check_texts(texts, "the support texts")
         labels = list(labels)
         if len(labels) != len(texts):
@@ -200,14 +227,15 @@ class FewShotClassifier:
             i = next(i for i, y in enumerate(labels)
                      if y is None or (isinstance(y, float) and np.isnan(y)))
             raise ValueError(f"support row {i} has no label; label every support example.")
-        present = sorted(set(labels), key=lambda y: (str(type(y)), y))
+        labels = [plain(y) for y in labels]
+        present = sorted_classes(labels)
         if classes is None:
             classes = present
             if isinstance(label_texts, dict):  # a class only named there is zero-shot
-                classes = sorted(set(present) | set(label_texts),
-                                 key=lambda y: (str(type(y)), y))
+                classes = sorted_classes(list(present) + [plain(c) for c in label_texts])
         else:
-            classes = list(classes)
+            classes = [plain(c) for c in classes]
+            check_printable(classes)
             missing = [c for c in classes if c not in set(labels)
                        and not adaptation.has_label_text(label_texts, c)]
             if missing:
@@ -220,8 +248,7 @@ class FewShotClassifier:
             raise ValueError(f"the support set has a single class ({classes[0]!r}); few-shot "
                              "classification needs at least 2 classes.")
         index = {c: i for i, c in enumerate(classes)}
-        classes_ = np.array(classes, dtype=object if not all(
-            isinstance(c, (int, np.integer)) for c in classes) else np.int64)
+        classes_ = classes_array(classes)
         names = None if label_texts is None else adaptation.label_text_list(label_texts, classes)
         if self.head == "probe":
             if names is not None:
@@ -233,14 +260,18 @@ class FewShotClassifier:
             self.classes_ = classes_
             return self
         ids, mask = self._tokenize(texts)
+        if names is not None:  # support and label rows share one length bucket
+            length = max(ids.shape[1], self._tokenize([t or "-" for t in names])[0].shape[1])
+            ids, mask = self._texts(texts, length)
         n, rows = len(texts), _bucket(len(texts))
         support = Examples(np.pad(ids, ((0, rows - n), (0, 0))),
                            np.pad(mask, ((0, rows - n), (0, 0))),
                            np.array([index[y] for y in labels] + [0] * (rows - n), np.int32),
                            np.array([1.0] * n + [0.0] * (rows - n), np.float32))
         if names is not None:
-            support = with_label_rows(support, adaptation.label_rows(self._tokenize, names),
-                                      self.label_weight)
+            support = with_label_rows(
+                support, adaptation.label_rows(lambda t: self._texts(t, ids.shape[1]), names),
+                self.label_weight)
         if self.adapt == "finetune":
             self.task_params_ = adaptation.finetune_fit_fn(self.cfg, self.finetune, len(classes))(
                 self.meta_params["encoder"], support)
@@ -258,6 +289,12 @@ class FewShotClassifier:
         if transductive:
             return self._transductive_log_proba(texts, progress)
         out = []
+        with self._texts.call("the texts to classify"):
+            self._score_batches(texts, progress, out)
+        return np.concatenate(out)
+
+    def _score_batches(self, texts, progress, out: list) -> None:
+        """Append each batch's log-probabilities ``[n, way]`` to ``out``."""
         for batch, n in self._batches(texts, "the texts to classify"):
             if self.adapt == "finetune":
                 logp = adaptation.finetune_log_proba_fn(self.cfg, self.finetune)(
@@ -269,7 +306,6 @@ class FewShotClassifier:
             out.append(np.asarray(logp)[:n])
             if progress is not None:
                 progress(n)
-        return np.concatenate(out)
 
     def _transductive_log_proba(self, texts: Sequence[str],
                                 progress: Callable[[int], None] | None) -> np.ndarray:
@@ -309,8 +345,9 @@ class FewShotClassifier:
         with ``meta.normalize_features``): what the learner compares or feeds its head
         (before any inner-loop adaptation)."""
         fn = _embed_fn(self.cfg)
-        out = [np.asarray(fn(self.meta_params["encoder"], batch))[:n]
-               for batch, n in self._batches(texts, "the texts to embed")]
+        with self._texts.call("the texts to embed"):
+            out = [np.asarray(fn(self.meta_params["encoder"], batch))[:n]
+                   for batch, n in self._batches(texts, "the texts to embed")]
         return np.concatenate(out)
 
     def _features(self, batch: Examples) -> np.ndarray:

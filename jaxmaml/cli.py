@@ -81,9 +81,10 @@ def _parser() -> argparse.ArgumentParser:
 
     pr = sub.add_parser("predict", help="adapt a model to a labelled support file and "
                         "label a file of texts")
-    pr.add_argument("model", help="a run directory or an export directory")
-    pr.add_argument("--support", required=True, help="labelled examples of your task "
-                    "(csv/tsv/json/jsonl/parquet)")
+    pr.add_argument("model", help="a run directory, an export directory, or a fitted "
+                    "classifier saved with FewShotClassifier.save_pretrained")
+    pr.add_argument("--support", help="labelled examples of your task "
+                    "(csv/tsv/json/jsonl/parquet); optional for a fitted classifier")
     pr.add_argument("--texts", required=True, help="the texts to label (same formats)")
     pr.add_argument("--out", required=True, help="output .csv or .jsonl: the --texts rows "
                     "plus a prediction column")
@@ -94,7 +95,8 @@ def _parser() -> argparse.ArgumentParser:
     pr.add_argument("--proba", action="store_true", help="add a proba_<class> column per class")
     pr.add_argument("--checkpoint", default="best", help="of a run directory: best (default), "
                     "latest or a step")
-    pr.add_argument("--seq-len", type=int, help="tokens per text (default: the model's)")
+    pr.add_argument("--seq-len", type=int, help="most tokens per text (default: the base "
+                    "sentence encoder's max_seq_length, else the model's position limit)")
     pr.add_argument("--head", choices=("learner", "probe"), default="learner",
                     help="learner (default): the learner's own adaptation; probe: a "
                     "logistic-regression probe on the encoder's sentence features")
@@ -295,8 +297,9 @@ def _failure(e: BaseException) -> tuple[int, str]:
     if isinstance(e, KeyboardInterrupt):
         return 130, "interrupted; nothing was left half-written."
     if isinstance(e, (ConfigError, CheckpointError, HFCheckpointError, FileExistsError,
-                      FileNotFoundError)):
-        return 2, str(e)
+                      FileNotFoundError, PermissionError, IsADirectoryError,
+                      NotADirectoryError)):
+        return 2, str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
     if isinstance(e, TrainingDiverged):
         return 1, str(e)
     first = str(e).strip().splitlines()[0] if str(e).strip() else ""

@@ -14,8 +14,10 @@ from typing import Any
 
 from jaxmaml.atomic_file import write_file_atomically
 from jaxmaml.classifier import FewShotClassifier
+from jaxmaml.classifier_io import is_fitted_dir
 from jaxmaml.run.config import ConfigError
 from jaxmaml.run.load import load
+from jaxmaml.run.paths import check_output_file, write_error
 
 READERS = (".csv", ".tsv", ".json", ".jsonl", ".parquet")
 WRITERS = (".csv", ".jsonl")
@@ -107,13 +109,18 @@ def write_table_atomically(df, out: str | Path) -> Path:
     return write_file_atomically(out, write, text=True)
 
 
-def predict_files(model: str | Path, support: str | Path, texts: str | Path, out: str | Path,
+def predict_files(model: str | Path, support: str | Path | None, texts: str | Path, out: str | Path,
                   text_column: str = "text", label_column: str = "label", proba: bool = False,
                   checkpoint: str = "best", seq_len: int | None = None,
                   progress: bool = True, head: str = "learner", adapt: str = "learner",
                   label_texts: str | Path | None = None, transductive: bool = False
                   ) -> dict[str, Any]:
     """Fit a :class:`~jaxmaml.FewShotClassifier` on ``support``, label ``texts``, write ``out``.
+
+    ``model``: a run, an export, or a fitted classifier saved with
+    :meth:`~jaxmaml.FewShotClassifier.save_pretrained` (then ``support`` may be ``None``).
+    ``out`` may not be ``support`` or ``texts`` (hard links included), an existing folder
+    or an unwritable place: refused before any model loads.
 
     ``head``: ``learner`` (the learner's own adaptation) or ``probe`` (a logistic-regression
     probe on the encoder's sentence features). ``adapt``: ``learner`` or ``finetune``
@@ -130,24 +137,34 @@ def predict_files(model: str | Path, support: str | Path, texts: str | Path, out
     out = Path(out)
     if out.suffix.lower() not in WRITERS:
         raise ConfigError(f"--out {out}: write .csv or .jsonl.")
+    check_output_file(out, {"--support": support, "--texts": texts})
     if transductive and adapt != "finetune":
         raise ConfigError("--transductive refines a cosine head: add --adapt finetune.")
     if adapt == "finetune" and head != "learner":
         raise ConfigError("--adapt finetune trains its own cosine head; drop --head probe.")
+    fitted = is_fitted_dir(model)
+    if support is None and not fitted:
+        raise ConfigError(f"{model} is not a fitted classifier (saved with "
+                          "FewShotClassifier.save_pretrained): pass --support labelled.csv.")
     names = None if label_texts is None else read_label_texts(label_texts, label_column,
                                                               text_column)
-    sup = read_table(support, "support file")
-    sup_texts = _texts(_column(sup, text_column, "support file", support, "--text-column"),
-                       "support file", support)
-    sup_labels = _labels(_column(sup, label_column, "support file", support, "--label-column"),
-                         support)
+    if support is not None:
+        sup = read_table(support, "support file")
+        sup_texts = _texts(_column(sup, text_column, "support file", support, "--text-column"),
+                           "support file", support)
+        sup_labels = _labels(_column(sup, label_column, "support file", support,
+                                     "--label-column"), support)
     df = read_table(texts, "texts file")
     new_texts = _texts(_column(df, text_column, "texts file", texts, "--text-column"),
                        "texts file", texts)
     try:
-        clf = FewShotClassifier(load(model, checkpoint), seq_len=seq_len, head=head,
-                                adapt=adapt)
-        clf.fit(sup_texts, sup_labels, label_texts=names)
+        if fitted:
+            clf = FewShotClassifier.from_pretrained(model, seq_len=seq_len)
+        else:
+            clf = FewShotClassifier(load(model, checkpoint), seq_len=seq_len, head=head,
+                                    adapt=adapt)
+        if support is not None:  # a fitted classifier is fitted again on a new support set
+            clf.fit(sup_texts, sup_labels, label_texts=names)
     except ValueError as e:
         raise ConfigError(str(e)) from e
     bar = None
@@ -165,5 +182,8 @@ def predict_files(model: str | Path, support: str | Path, texts: str | Path, out
     if proba:
         for j, c in enumerate(clf.classes_):
             df[f"proba_{c}"] = p[:, j]
-    write_table_atomically(df, out)
+    try:
+        write_table_atomically(df, out)
+    except OSError as e:
+        raise write_error(e, "the predictions", out) from e
     return {"rows": len(df), "classes": [str(c) for c in clf.classes_], "out": str(out)}

@@ -46,6 +46,60 @@ def tiny_params(tiny_config):
     return init_params(tiny_config, jax.random.key(0))
 
 
+# Process-wide settings a test (or the library code it runs) may change. Each is put back
+# after every test, so a test's result never depends on which tests ran before it.
+JAX_FLAGS = ("jax_enable_x64", "jax_default_matmul_precision", "jax_default_prng_impl",
+             "jax_numpy_rank_promotion", "jax_debug_nans")
+
+
+def global_state() -> dict:
+    """What :func:`_restore_global_state` saves: JAX flags, the absl logger's level (the CLI
+    lowers it), the SIGINT handler, the unraisable-exception hook, NumPy's error mode and,
+    once torch is imported, its thread count and default dtype."""
+    import logging
+    import signal
+
+    import numpy as np
+
+    state = {f: getattr(jax.config, f) for f in JAX_FLAGS}
+    state.update(absl_level=logging.getLogger("absl").level, sigint=signal.getsignal(
+        signal.SIGINT), unraisablehook=sys.unraisablehook, np_err=np.geterr())
+    if "torch" in sys.modules:
+        torch = sys.modules["torch"]
+        state.update(torch_threads=torch.get_num_threads(),
+                     torch_dtype=torch.get_default_dtype())
+    return state
+
+
+def restore_global_state(state: dict) -> None:
+    import logging
+    import signal
+
+    import numpy as np
+
+    for f in JAX_FLAGS:
+        if getattr(jax.config, f) != state[f]:
+            jax.config.update(f, state[f])
+    logging.getLogger("absl").setLevel(state["absl_level"])
+    if signal.getsignal(signal.SIGINT) is not state["sigint"]:
+        signal.signal(signal.SIGINT, state["sigint"])
+    sys.unraisablehook = state["unraisablehook"]
+    np.seterr(**state["np_err"])
+    if "torch_threads" in state:
+        torch = sys.modules["torch"]
+        if torch.get_num_threads() != state["torch_threads"]:
+            torch.set_num_threads(state["torch_threads"])
+        torch.set_default_dtype(state["torch_dtype"])
+
+
+@pytest.fixture(autouse=True)
+def _restore_global_state():
+    """Tests are independent of their order: process-wide settings come back after each."""
+    state = global_state()
+    yield
+    restore_global_state(state)
+
+
 def pytest_collection_modifyitems(config, items):
     from ci_budget import mark_slow_for_budget  # tests/ is on sys.path (rootdir conftest)
     mark_slow_for_budget(items)

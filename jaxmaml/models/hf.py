@@ -183,7 +183,10 @@ def write_atomically(out_dir: str | os.PathLike, fill, overwrite: bool = False) 
             old = out.with_name(f".{out.name}.old-{os.getpid()}")
             os.rename(out, old)
             os.rename(tmp, out)
-            shutil.rmtree(old, ignore_errors=True)
+            if old.is_dir() and not old.is_symlink():
+                shutil.rmtree(old, ignore_errors=True)
+            else:  # a file (or link) replaced by the directory
+                old.unlink()
         else:
             os.rename(tmp, out)
     except BaseException:

@@ -15,7 +15,9 @@ previous step is used instead (:meth:`RunCheckpoints.restore` with ``fallback=Tr
 from __future__ import annotations
 
 import logging
+import re
 import shutil
+import sys
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -30,6 +32,52 @@ BEST_METRIC = "val_accuracy"
 
 class CheckpointError(RuntimeError):
     """No usable checkpoint where one was asked for."""
+
+
+class CheckpointWriteError(CheckpointError):
+    """A checkpoint could not be written (disk full, file-size limit, permission)."""
+
+
+TMP_MARKER = ".orbax-checkpoint-tmp"
+# TensorStore reports the OS error inside its message: "...: File too large [os_error_code='27']"
+_OS_ERROR = re.compile(r"([A-Za-z][A-Za-z ,'-]*?) \[os_error_code='(\d+)'\]")
+
+
+def _os_reason(e: BaseException) -> str:
+    """The OS error behind a failed write (``File too large (errno 27)``), else its first
+    line."""
+    seen, todo = set(), [e]
+    while todo:
+        x = todo.pop(0)
+        if x is None or id(x) in seen:
+            continue
+        seen.add(id(x))
+        if isinstance(x, OSError) and x.strerror:
+            return f"{x.strerror} (errno {x.errno})"
+        if m := _OS_ERROR.search(str(x)):
+            return f"{m.group(1).strip()} (errno {m.group(2)})"
+        todo += [x.__cause__, x.__context__]
+    return _first_line(e)
+
+
+def _quiet_closed_loop(previous):
+    """An unraisable-exception hook that drops TensorStore's late write callbacks into the
+    closed event loop of a failed Orbax save (one traceback per array), passing all else on."""
+
+    def hook(unraisable) -> None:
+        if not (isinstance(unraisable.exc_value, RuntimeError)
+                and str(unraisable.exc_value) == "Event loop is closed"):
+            previous(unraisable)
+
+    return hook
+
+
+class _DropOrbaxErrors(logging.Filter):
+    """Orbax logs each background write failure with a traceback per thread (dozens); the
+    failure is raised as one :class:`CheckpointWriteError` instead."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not (record.levelno >= logging.ERROR and "orbax" in record.pathname)
 
 
 class Restored(NamedTuple):
@@ -79,6 +127,15 @@ class RunCheckpoints:
             cleanup_tmp_directories=not read_only, create=not read_only)
         self._manager = ocp.CheckpointManager(self.directory, options=options,
                                               item_names=("state", "config", "sampler"))
+        self._writing: int | None = None  # the step of the save in flight
+        self._failed = False
+        self._filter = None
+        self._hook = None
+        if not read_only:
+            self._filter = _DropOrbaxErrors()
+            logging.getLogger("absl").addFilter(self._filter)
+            self._hook = sys.unraisablehook
+            sys.unraisablehook = _quiet_closed_loop(self._hook)
 
     # ------------------------------------------------------------------ queries
     def all_steps(self) -> list[int]:
@@ -129,9 +186,50 @@ class RunCheckpoints:
              val_accuracy: float | None = None) -> None:
         """Write step ``step`` (``val_accuracy`` ranks it for best-checkpoint retention)."""
         metrics = None if val_accuracy is None else {BEST_METRIC: float(val_accuracy)}
-        self._manager.save(step, args=ocp.args.Composite(
-            state=ocp.args.StandardSave(state), config=ocp.args.JsonSave(config),
-            sampler=ocp.args.JsonSave(sampler)), metrics=metrics, force=True)
+        self.wait()  # the previous save's failure is reported as its own step
+        self._writing = step
+        try:
+            self._manager.save(step, args=ocp.args.Composite(
+                state=ocp.args.StandardSave(state), config=ocp.args.JsonSave(config),
+                sampler=ocp.args.JsonSave(sampler)), metrics=metrics, force=True)
+        except Exception as e:  # noqa: BLE001 -- a synchronous part of the write failed
+            raise self._write_failed(e) from e
+
+    def check(self) -> None:
+        """Raise :class:`CheckpointWriteError` if a background save has failed (cheap: call
+        it every few steps, so a failed write stops training at once)."""
+        if self._failed or self._writing is None or self._save_in_flight():
+            return
+        self.wait()  # the save has ended: returns at once, or raises its error
+
+    def _save_in_flight(self) -> bool:
+        """Whether Orbax's background save thread is still running (never blocks)."""
+        ref = getattr(self._manager, "_finalize_thread", None)
+        if ref is None:  # another Orbax version: no cheap way to tell, wait at the next save
+            return True
+        return bool(ref.map(lambda t: t is not None and t.is_alive()))
+
+    def _write_failed(self, e: BaseException) -> CheckpointWriteError:
+        """One line naming the step, its path and the OS error; the step's temporary
+        directory removed (earlier steps are untouched)."""
+        self._failed = True
+        step = self._writing
+        self._remove_tmp_dirs()
+        done = [s for s in self.all_steps() if s != step]
+        kept = (f"the last complete checkpoint (step {done[-1]}) is intact and `jaxmaml "
+                "train` resumes from it" if done else "no earlier checkpoint exists")
+        return CheckpointWriteError(
+            f"could not write checkpoint step {step} to {self.directory / str(step)}: "
+            f"{_os_reason(e)}; training stopped, {kept}. Free disk space (or raise the "
+            "file-size limit, or fix the permissions) and rerun.")
+
+    def _remove_tmp_dirs(self) -> None:
+        """Orbax's temporary step directories (``<step>.orbax-checkpoint-tmp*``)."""
+        if jax.process_index() != 0 or not self.directory.is_dir():
+            return
+        for p in self.directory.iterdir():
+            if TMP_MARKER in p.name:
+                shutil.rmtree(p, ignore_errors=True)
 
     def _restore_step(self, step: int, abstract_state: Any) -> Restored:
         out = self._manager.restore(step, args=ocp.args.Composite(
@@ -185,11 +283,39 @@ class RunCheckpoints:
         self._manager.reload()
 
     def wait(self) -> None:
-        """Block until background saves are committed."""
-        self._manager.wait_until_finished()
+        """Block until background saves are committed (raises
+        :class:`CheckpointWriteError` if one failed)."""
+        if self._failed:
+            return self._close_after_failure()
+        try:
+            self._manager.wait_until_finished()
+        except Exception as e:  # noqa: BLE001 -- any error of a background write
+            raise self._write_failed(e) from e
+        self._writing = None
+
+    def _close_after_failure(self) -> None:
+        """Join the background threads of a failed save; their errors were reported."""
+        try:
+            self._manager.wait_until_finished()
+        except Exception:  # noqa: BLE001 -- already raised as CheckpointWriteError
+            pass
+        self._remove_tmp_dirs()
 
     def close(self) -> None:
-        self._manager.close()
+        try:
+            if self._failed:
+                self._close_after_failure()
+            self._manager.close()
+        except Exception as e:  # noqa: BLE001
+            if not self._failed:
+                raise self._write_failed(e) from e
+        finally:
+            if self._filter is not None:
+                logging.getLogger("absl").removeFilter(self._filter)
+                self._filter = None
+            if self._hook is not None and not self._failed:  # late callbacks of a failed
+                sys.unraisablehook = self._hook  # save may come after close: keep it then
+                self._hook = None
 
     def __enter__(self) -> "RunCheckpoints":
         return self

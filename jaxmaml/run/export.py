@@ -20,6 +20,7 @@ from jaxmaml.run.config import ExperimentConfig, to_dict
 from jaxmaml.run.config_load import model_dir, tokenizer_dir
 from jaxmaml.run.export_files import base_max_seq_length, jaxmaml_files, usage_section
 from jaxmaml.run.load import restore_meta_params, run_config
+from jaxmaml.run.paths import check_output_dir, write_error
 from jaxmaml.run.protocol import best_baseline, gain_text, METHOD_LABELS, METHODS
 from jaxmaml.run.state import initial_encoder
 
@@ -160,12 +161,17 @@ def export(run_dir: str | Path, out_dir: str | Path, cfg: ExperimentConfig, step
     summary = json.loads(summary_file.read_text()) if summary_file.exists() else None
     card = model_card(cfg, step, split, load_eval_results(run_dir, step, cfg.train.wise_alpha),
                       summary)
-    return save_pretrained(encoder, cfg.meta.model, out_dir, tokenizer_dir(cfg.model),
-                           overwrite=overwrite, extra_files={
-                               "README.md": card, **jaxmaml_files(
-                                   cfg.meta, meta_params or {"encoder": encoder},
-                                   cfg.data.seq_len, step,
-                                   base_max_seq_length(model_dir(cfg.model)))})
+    check_output_dir(out_dir)
+    files = {"README.md": card, **jaxmaml_files(
+        cfg.meta, meta_params or {"encoder": encoder}, cfg.data.seq_len, step,
+        base_max_seq_length(model_dir(cfg.model)))}
+    try:
+        return save_pretrained(encoder, cfg.meta.model, out_dir, tokenizer_dir(cfg.model),
+                               overwrite=overwrite, extra_files=files)
+    except (FileExistsError, FileNotFoundError):
+        raise
+    except OSError as e:  # disk full, file-size limit, permission: nothing was replaced
+        raise write_error(e, "the export", out_dir) from e
 
 
 def export_run(run_dir: str | Path, out_dir: str | Path, checkpoint: str = "best",
@@ -177,6 +183,7 @@ def export_run(run_dir: str | Path, out_dir: str | Path, checkpoint: str = "best
 
     cfg = cfg or run_config(run_dir)
     check_export_target(run_dir, out_dir)  # before the (slow) model load
+    check_output_dir(out_dir)
     # A checkpoint restore needs only shapes; ``init`` needs the real initial weights.
     encoder = (initial_encoder(cfg) if checkpoint == "init"
                else jax.eval_shape(lambda: initial_encoder(cfg)))

@@ -10,10 +10,11 @@
   sentence-transformers layout for the run's pooling, plus a ``Normalize`` module
   (``2_Normalize``) where the learner L2-normalizes its features (``meta.normalize_features``,
   as all-MiniLM-L6-v2's own layout does), so ``SentenceTransformer(export_dir).encode``
-  gives :meth:`jaxmaml.FewShotClassifier.embed`'s features up to the run's ``seq_len``
-  tokens. ``max_seq_length`` is the longer of the run's ``seq_len`` and the base sentence
-  encoder's own (all-MiniLM-L6-v2: 256), so a user swapping the export in for the base
-  model does not get texts cut at the run's (often short) training length.
+  gives :meth:`jaxmaml.FewShotClassifier.embed`'s features on texts of any length up to
+  ``max_seq_length``: the use-time length of :func:`jaxmaml.run.load.use_time_length` (the
+  base sentence encoder's own, all-MiniLM-L6-v2: 256, else the model's position limit),
+  which ``FewShotClassifier`` reads back, so texts are not cut at the run's (often short)
+  training length.
 """
 
 from __future__ import annotations
@@ -25,12 +26,12 @@ from typing import Any
 
 import numpy as np
 
-from jaxmaml.run.load import EXPORT_FORMAT, EXTRAS_FILE, JAXMAML_FILE
+from jaxmaml.run.load import EXPORT_FORMAT, EXTRAS_FILE, JAXMAML_FILE, use_time_length
+from jaxmaml.run.st_layout import max_seq_length, ST_CONFIG_FILE
 from jaxmaml.tree import flatten
 
 POOLING_DIR = "1_Pooling"
 NORMALIZE_DIR = "2_Normalize"
-ST_CONFIG_FILE = "sentence_bert_config.json"  # holds sentence-transformers' max_seq_length
 
 
 def _json(obj: Any) -> str:
@@ -74,10 +75,7 @@ def sentence_transformers_files(pooling: str, hidden_size: int, seq_len: int,
 def base_max_seq_length(base_dir: Path | None) -> int | None:
     """The ``max_seq_length`` of the base model's own ``sentence_bert_config.json`` (``None``
     for a model without one, e.g. a random preset)."""
-    if base_dir is None or not (base_dir / ST_CONFIG_FILE).is_file():
-        return None
-    value = json.loads((base_dir / ST_CONFIG_FILE).read_text()).get("max_seq_length")
-    return int(value) if value else None
+    return max_seq_length(base_dir)
 
 
 def jaxmaml_files(meta, meta_params: dict, seq_len: int, step: int | None,
@@ -85,8 +83,9 @@ def jaxmaml_files(meta, meta_params: dict, seq_len: int, step: int | None,
     """The files above for ``meta`` (a resolved MetaConfig) and ``meta_params``.
 
     ``seq_len`` (the run's) goes to ``jaxmaml.json``; sentence-transformers'
-    ``max_seq_length`` is ``max(seq_len, st_max_seq_length)``: a base sentence encoder's own
-    length (all-MiniLM-L6-v2: 256) is kept, as a user swapping the export in expects.
+    ``max_seq_length`` is the use-time length (:func:`~jaxmaml.run.load.use_time_length`:
+    a base sentence encoder's own length, all-MiniLM-L6-v2: 256, else the position limit),
+    as a user swapping the export in expects.
     """
     from safetensors.numpy import save
 
@@ -101,7 +100,7 @@ def jaxmaml_files(meta, meta_params: dict, seq_len: int, step: int | None,
     files: dict[str, str | bytes] = {JAXMAML_FILE: _json(info)}
     if extras:
         files[EXTRAS_FILE] = save(extras)
-    st_len = max(seq_len, st_max_seq_length or 0)
+    st_len = use_time_length(meta.model, seq_len, st_max_seq_length)
     files.update(sentence_transformers_files(meta.pooling, meta.model.hidden_size, st_len,
                                              meta.normalize_features))
     return files
@@ -156,8 +155,9 @@ def usage_section(meta, seq_len: int) -> str:
         "(`--head probe`) fits a logistic-regression probe on the encoder's sentence "
         "features instead of the learner's adaptation (`meta_learned_probe` in the "
         "results below, where evaluated).", "",
-        f"`FewShotClassifier` tokenizes texts to {seq_len} tokens (the meta-training "
-        "length; `seq_len=` changes it). `transformers.AutoModel` loads the encoder alone; "
+        f"`FewShotClassifier` cuts texts at `max_seq_length` tokens (in "
+        f"`sentence_bert_config.json`; meta-training used {seq_len}; `seq_len=` changes "
+        "it). `transformers.AutoModel` loads the encoder alone; "
         "`sentence_transformers.SentenceTransformer` loads it with the run's "
         f"{meta.pooling} pooling{' and L2 normalization' if meta.normalize_features else ''} "
         "(the features the learner uses; its `max_seq_length` is in "

@@ -23,7 +23,9 @@ from jaxmaml.models.bert import BertConfig
 from jaxmaml.models.hf import HFCheckpointError, load_pretrained
 from jaxmaml.run.checkpoint import CheckpointError, RunCheckpoints
 from jaxmaml.run.config import ConfigError, ExperimentConfig
-from jaxmaml.run.config_load import apply_overrides, from_dict, load_config, tokenizer_dir
+from jaxmaml.run.config_load import (apply_overrides, from_dict, load_config, model_dir,
+                                     tokenizer_dir)
+from jaxmaml.run.st_layout import max_seq_length, sentence_layout
 from jaxmaml.run.state import abstract_state, initial_encoder, state_init_fn
 from jaxmaml.tree import unflatten
 
@@ -42,6 +44,8 @@ class Loaded(NamedTuple):
       seq_len: the tokens per text the model was meta-trained with.
       step: the checkpoint step (None when unknown).
       source: the run or export directory.
+      max_seq_len: the most tokens per text at use time: the base sentence encoder's
+        ``max_seq_length``, else the model's position limit (never below ``seq_len``).
     """
 
     meta_params: dict
@@ -50,6 +54,14 @@ class Loaded(NamedTuple):
     seq_len: int
     step: int | None
     source: Path
+    max_seq_len: int | None = None
+
+
+def use_time_length(bert: Any, seq_len: int, st_max_seq_length: int | None) -> int:
+    """Tokens per text at use time: a sentence encoder's own ``max_seq_length`` (capped by
+    the position limit), else the position limit; at least the training ``seq_len``."""
+    limit = bert.max_position_embeddings
+    return max(seq_len, min(st_max_seq_length or limit, limit))
 
 
 def run_config(run_dir: str | Path, overrides: list[str] | tuple[str, ...] = ()
@@ -130,15 +142,19 @@ def load_run(run_dir: str | Path, checkpoint: str = "best") -> Loaded:
 
     cfg = run_config(run_dir)
     step, meta_params = restore_meta_params(cfg, run_dir, checkpoint)
+    max_len = use_time_length(cfg.meta.model, cfg.data.seq_len,
+                              max_seq_length(model_dir(cfg.model)))
     return Loaded(meta_params, cfg.meta, Path(tokenizer_dir(cfg.model)), cfg.data.seq_len, step,
-                  Path(run_dir))
+                  Path(run_dir), max_len)
 
 
 def load_export(export_dir: str | Path, seq_len: int | None = None) -> Loaded:
     """An export directory: the HF encoder plus ``jaxmaml.json`` and the learner extras.
 
     A plain Hugging Face BERT directory without ``jaxmaml.json`` loads as a frozen encoder
-    with a nearest-centroid head (ProtoNet on mean-pooled features), with a warning.
+    with a cosine-centroid head (ProtoNet, cosine distance) on the sentence embedding its
+    sentence-transformers modules declare (pooling, ``Normalize``), else on mean-pooled,
+    L2-normalized features, with a warning saying which.
     """
 
     path = Path(export_dir)
@@ -148,12 +164,19 @@ def load_export(export_dir: str | Path, seq_len: int | None = None) -> Loaded:
     info_file = path / JAXMAML_FILE
     if not info_file.is_file():
         encoder, bert = load_pretrained(path)
+        layout = sentence_layout(path)
+        said = ("as its sentence-transformers modules declare" if layout.declared else
+                "(no sentence-transformers modules.json: what sentence encoders are used with)")
         warnings.warn(f"{path} has no {JAXMAML_FILE} (not a jaxmaml export): using its "
-                      "encoder only, with a nearest-centroid head on mean-pooled features.",
+                      f"encoder only, with a cosine-centroid head on {layout.pooling}-pooled"
+                      f"{', L2-normalized' if layout.normalize else ''} features {said}.",
                       stacklevel=3)
-        meta = resolve_config(MetaConfig(model=bert, algorithm="protonet", pooling="mean"))
-        return Loaded({"encoder": encoder}, meta, path,
-                      seq_len or min(128, bert.max_position_embeddings), None, path)
+        meta = resolve_config(MetaConfig(model=bert, algorithm="protonet",
+                                         pooling=layout.pooling, distance="cosine",
+                                         normalize_features=layout.normalize))
+        max_len = use_time_length(bert, 2, max_seq_length(path))
+        return Loaded({"encoder": encoder}, meta, path, seq_len or max_len, None, path,
+                      seq_len or max_len)
     info = json.loads(info_file.read_text())
     if info.get("format") != EXPORT_FORMAT:
         raise HFCheckpointError(f"{info_file} has format {info.get('format')!r}; this jaxmaml "
@@ -171,7 +194,9 @@ def load_export(export_dir: str | Path, seq_len: int | None = None) -> Loaded:
 
         flat = load_file(str(path / EXTRAS_FILE))
         meta_params.update(unflatten({k: jnp.asarray(v) for k, v in flat.items()}))
-    return Loaded(meta_params, meta, path, seq_len or info["seq_len"], info.get("step"), path)
+    max_len = use_time_length(bert, info["seq_len"], max_seq_length(path))
+    return Loaded(meta_params, meta, path, info["seq_len"], info.get("step"), path,
+                  seq_len or max_len)
 
 
 def load(model: str | Path, checkpoint: str = "best") -> Loaded:

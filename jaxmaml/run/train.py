@@ -22,7 +22,6 @@ therefore starts on a flush boundary and its windows match an uninterrupted run'
 from __future__ import annotations
 
 import dataclasses
-import shutil
 import time
 from pathlib import Path
 from typing import Any
@@ -42,9 +41,10 @@ from jaxmaml.run.config_load import from_dict
 from jaxmaml.run.data import (check_eval_settings, data_name, load_data, mixture_sampler,
                               SPLIT_FILE, unknown_token_rate)
 from jaxmaml.run.evaluate import meta_val_by_source as evaluate_sources
+from jaxmaml.run.paths import created_dirs, remove_created_dirs
 from jaxmaml.run.plots import plot_learning_curves, read_metrics
 from jaxmaml.run.protocol import evaluate
-from jaxmaml.run.runlock import RunLock
+from jaxmaml.run.runlock import LOCK_FILE, RunLock
 from jaxmaml.run.state import initial_encoder, state_init_fn
 from jaxmaml.run.stopping import (StopRequest, TrainingDiverged,  # noqa: F401 -- re-exported
                                   TrainingInterrupted, diverged)
@@ -181,14 +181,14 @@ def train(cfg: ExperimentConfig, run_dir: str | Path, progress: bool = True) -> 
     run_dir = Path(run_dir)
     if not parallel.is_main_process():
         return _train(cfg, run_dir, progress)
-    created = not run_dir.exists()
+    created = created_dirs(run_dir)
     try:
         with RunLock(run_dir):
             return _train(cfg, run_dir, progress)
     except BaseException:
-        # A run that failed its start-up checks leaves no directory behind (only the lock).
-        if created and run_dir.is_dir() and {p.name for p in run_dir.iterdir()} <= {".lock"}:
-            shutil.rmtree(run_dir, ignore_errors=True)
+        # A run that failed its start-up checks leaves no folder it created behind (the
+        # run directory held only the lock; its new parents are empty).
+        remove_created_dirs(created, keep=frozenset({LOCK_FILE}))
         raise
 
 
@@ -297,6 +297,7 @@ class _Loop:
                     continue
                 self._log_window(jax.device_get(pending), s)  # the only host sync
                 pending = []
+                self.ckpts.check()  # a failed background save stops the run here
                 val_acc = self._meta_val(state, s) if evals else None
                 # A new best is saved even off the save_every grid: "best" never misses it.
                 if val_acc is not None:

@@ -1,0 +1,33 @@
+"""Tests do not depend on their order: a test that changes process-wide settings (JAX
+flags, the absl log level, the SIGINT handler, the unraisable hook, NumPy's error mode)
+leaves them as it found them (``conftest._restore_global_state``). The second test of each
+pair fails if the first one's change leaked."""
+
+import logging
+import signal
+import sys
+
+import jax
+import numpy as np
+
+from conftest import JAX_FLAGS, global_state
+
+BASELINE = {}
+
+
+def test_a_test_may_change_process_wide_settings():
+    BASELINE.update(global_state())
+    jax.config.update("jax_enable_x64", not jax.config.jax_enable_x64)
+    jax.config.update("jax_default_matmul_precision", "highest")
+    logging.getLogger("absl").setLevel(logging.CRITICAL + 5)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    sys.unraisablehook = lambda u: None
+    np.seterr(all="raise")
+    assert global_state() != BASELINE
+
+
+def test_the_next_test_sees_them_restored():
+    state = global_state()
+    assert BASELINE, "runs after test_a_test_may_change_process_wide_settings"
+    assert {f: state[f] for f in JAX_FLAGS} == {f: BASELINE[f] for f in JAX_FLAGS}
+    assert state == BASELINE
