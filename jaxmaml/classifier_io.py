@@ -76,6 +76,12 @@ def _skeleton(tree: Any, path: tuple = ()) -> Any:
 
 def _rebuild(skeleton: Any, leaves: dict[str, Any]) -> Any:
     """The inverse of :func:`_skeleton` with the leaves of ``leaves``."""
+    if "namedtuple" in skeleton:
+        module, name = skeleton["namedtuple"].split(":")
+        if not module.startswith("jaxmaml."):
+            raise ValueError(f"{module}: only jaxmaml NamedTuples are loaded.")
+        cls = getattr(importlib.import_module(module), name)
+        return cls(**{f: _rebuild(v, leaves) for f, v in skeleton["fields"].items()})
     (kind, value), = skeleton.items()
     if kind == "none":
         return None
@@ -86,11 +92,7 @@ def _rebuild(skeleton: Any, leaves: dict[str, Any]) -> Any:
     if kind in ("list", "tuple"):
         items = [_rebuild(v, leaves) for v in value]
         return items if kind == "list" else tuple(items)
-    module, name = value.split(":")
-    if not module.startswith("jaxmaml."):
-        raise ValueError(f"{module}: only jaxmaml NamedTuples are loaded.")
-    cls = getattr(importlib.import_module(module), name)
-    return cls(**{f: _rebuild(v, leaves) for f, v in skeleton["fields"].items()})
+    raise ValueError(f"unknown node {kind!r} in a saved structure.")
 
 
 def _flat(tree: Any) -> dict[str, np.ndarray]:

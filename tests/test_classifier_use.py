@@ -3,6 +3,7 @@ order, the use-time text length (not the meta-training one) with length buckets,
 per call for cut or unknown-only texts, plain directories with their sentence-transformers
 layout, and a fitted classifier saved and reloaded in a fresh process."""
 
+import dataclasses
 import json
 import os
 import subprocess
@@ -237,7 +238,9 @@ def test_fitted_classifier_saved_and_reloaded_in_a_fresh_process(tmp_path, algor
     p = _quiet(clf.predict_proba, NEW)
     out = clf.save_pretrained(tmp_path / "fitted")
     info = json.loads((out / "jaxmaml_classifier.json").read_text())
-    assert info["settings"] == {"seq_len": clf.seq_len, "batch_size": 4, "head": head}
+    assert info["settings"] == {"seq_len": clf.seq_len, "batch_size": 4, "head": head,
+                                "adapt": "learner", "label_weight": 1.0,
+                                "finetune": dataclasses.asdict(clf.finetune)}
     assert (out / "encoder" / "jaxmaml.json").is_file()  # self-contained: an export inside
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no temp left
     env = {**os.environ, "PYTHONPATH": str(ROOT), "JAX_PLATFORMS": "cpu"}
@@ -287,3 +290,22 @@ def test_predict_cli_labels_texts_with_a_saved_fitted_classifier(protonet, tmp_p
     err = capsys.readouterr().err.strip()
     assert rc == 2 and "is not a fitted classifier" in err and "--support" in err
     assert "\n" not in err and not (tmp_path / "q.csv").exists()
+
+
+def test_fine_tuned_classifier_with_names_saved_and_reloaded_predicts_the_same(tmp_path):
+    """adapt='finetune' + label texts, saved and reloaded: the same inductive and
+    transductive probabilities (the support rows are saved for the transductive step)."""
+    from jaxmaml.meta.finetune import FinetuneOptions
+
+    _, run = _run(tmp_path)
+    clf = FewShotClassifier.from_run(run, "init", adapt="finetune", batch_size=4,
+                                     finetune=FinetuneOptions(top_k=1, steps=2, lr=1e-2))
+    _quiet(clf.fit, TEXTS, LABELS, label_texts=True)
+    p, pt = _quiet(clf.predict_proba, NEW), _quiet(clf.predict_proba, NEW, transductive=True)
+    assert not np.allclose(p, pt)  # the transductive step changes something here
+    out = clf.save_pretrained(tmp_path / "fitted")
+    again = FewShotClassifier.from_pretrained(out)
+    assert again.adapt == "finetune" and again.finetune == clf.finetune
+    np.testing.assert_allclose(_quiet(again.predict_proba, NEW), p, atol=1e-6)
+    np.testing.assert_allclose(_quiet(again.predict_proba, NEW, transductive=True), pt,
+                               atol=1e-6)

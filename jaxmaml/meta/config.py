@@ -185,18 +185,7 @@ class MetaConfig:
     finetune: FinetuneOptions = FinetuneOptions()
 
     def __post_init__(self):
-        for name, value in IMPLIED.get(self.algorithm, {}).items():  # resolved once, here
-            object.__setattr__(self, name, value)
-        if self.algorithm == "finetune":  # its inner loop trains the fine-tuned part
-            trainable = self.model.num_hidden_layers - self.outer_frozen_layers
-            if self.finetune.part in ("top_k", "lora") and self.finetune.top_k > trainable:
-                raise ValueError(f"meta.finetune.top_k={self.finetune.top_k} exceeds the "
-                                 f"{trainable} layers this model trains (its "
-                                 f"{self.model.num_hidden_layers} layers less "
-                                 "meta.outer_frozen_layers); lower it.")
-            for name, value in self.finetune.adapt_filter(
-                    self.model.num_hidden_layers, self.outer_frozen_layers).items():
-                object.__setattr__(self, name, value)
+        self._apply_implied()
 
         def check(name, value, choices):
             if value not in choices:
@@ -269,6 +258,22 @@ class MetaConfig:
             except re.error as e:
                 raise ValueError(f"meta.adapt_regex={self.adapt_regex!r} is not a valid "
                                  f"regular expression: {e}") from e
+
+    def _apply_implied(self) -> None:
+        """The settings ``algorithm`` implies (:data:`IMPLIED`; for ``finetune`` the adapt
+        filter of its fine-tuned part), resolved once, when the config is built."""
+        for name, value in IMPLIED.get(self.algorithm, {}).items():
+            object.__setattr__(self, name, value)
+        if self.algorithm == "finetune":  # its inner loop trains the fine-tuned part
+            trainable = self.model.num_hidden_layers - self.outer_frozen_layers
+            if self.finetune.part in ("top_k", "lora") and self.finetune.top_k > trainable:
+                raise ValueError(f"meta.finetune.top_k={self.finetune.top_k} exceeds the "
+                                 f"{trainable} layers this model trains (its "
+                                 f"{self.model.num_hidden_layers} layers less "
+                                 "meta.outer_frozen_layers); lower it.")
+            for name, value in self.finetune.adapt_filter(
+                    self.model.num_hidden_layers, self.outer_frozen_layers).items():
+                object.__setattr__(self, name, value)
 
     def replace(self, **changes) -> "MetaConfig":
         return dataclasses.replace(self, **changes)

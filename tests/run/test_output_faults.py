@@ -155,13 +155,13 @@ def test_export_write_error_is_one_line_and_keeps_the_old_export(tmp_path, capsy
 
 def test_export_into_an_unwritable_folder_fails_before_loading(tmp_path, capsys, init_run,
                                                                monkeypatch):
-    import jaxmaml.run.experiment as experiment
+    import jaxmaml.run.export as export_mod
     import jaxmaml.run.paths as paths
 
     locked = tmp_path / "locked"
     locked.mkdir()
     monkeypatch.setattr(paths.os, "access", lambda p, mode: Path(p) != locked)
-    monkeypatch.setattr(experiment, "initial_encoder",
+    monkeypatch.setattr(export_mod, "initial_encoder",
                         lambda cfg: pytest.fail("loaded the model before checking OUT_DIR"))
     code, err = run_cli(capsys, "export", init_run, locked / "model", "--checkpoint", "init")
     assert code == 2 and f"cannot write in {locked}" in one_error_line(err)
