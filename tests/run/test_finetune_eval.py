@@ -118,7 +118,8 @@ def _direct_centroid(encoder, data, names, ix, with_names, trans):
     return np.array(accs)
 
 
-@pytest.mark.parametrize("query_mix", ["balanced", "dirichlet"])
+@pytest.mark.parametrize("query_mix", ["balanced",
+                                       pytest.param("dirichlet", marks=pytest.mark.slow)])
 def test_every_new_method_matches_its_direct_reference(data, encoders, names, query_mix):
     pretrained, meta_learned = encoders
     methods = finetune_eval.FT_METHODS
