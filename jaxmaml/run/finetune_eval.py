@@ -134,9 +134,8 @@ def score(prep: Prepared, methods: Sequence[str], index, way: int) -> dict[str, 
     """``{method: [T] query accuracies}`` of ``methods`` on the episodes ``index`` (an
     :class:`~jaxmaml.data.episodes.IndexEpisodes` of ``T`` tasks over rows of the pool)."""
     out: dict[str, np.ndarray] = {}
-    s_lab, q_lab = index.support_labels, index.query_labels
     # task-local label j of task t names the class index.classes[t, j] of the pool's names
-    way_labels = np.tile(np.arange(way, dtype=np.int32), (len(s_lab), 1))
+    way_labels = np.tile(np.arange(way, dtype=np.int32), (len(index.support_labels), 1))
     for which in sorted({SPECS[m][0] for m in methods}):
         for kind in ("centroid", "finetune"):
             for with_names in (False, True):

@@ -44,7 +44,8 @@ def test_meta_learned_with_cached_bottom_equals_direct_evaluation(data, encoder,
     res = evaluate(meta_params, cfg, data, CLASSES, [(3, 2, 3)], episodes=20, seed=5,
                    methods=("meta_learned",), batch_tasks=20)[0]
     accs, _ = _direct(meta_params, cfg, data, 3, 2, 3, 20, 5)
-    assert res["results"]["meta_learned"] == pytest.approx(mean_ci95(accs), abs=1e-6)
+    assert res["results"]["meta_learned"] == pytest.approx({**mean_ci95(accs), "episodes": 20},
+                                                          abs=1e-6)
 
 
 def test_nearest_centroid_matches_a_numpy_reference(data, encoder):
