@@ -74,7 +74,21 @@ def _parser() -> argparse.ArgumentParser:
     e.add_argument("--methods", nargs="+", type=_method_arg,
                    help="subset of meta_learned meta_learned_centroid meta_learned_probe "
                    "pretrained_finetune pretrained_adapt_cosine cosine_centroid linear_probe "
-                   "nearest_centroid (default: all)")
+                   "nearest_centroid (the default), test-time fine-tuning (finetune, "
+                   "meta_learned_finetune), class names as priors and transduction "
+                   "(cosine_centroid_names, finetune_trans, meta_learned_finetune_names_trans, "
+                   "...), or all")
+    e.add_argument("--finetune-episodes", type=int, help="episodes of the fine-tuning "
+                   "methods: the first of --episodes (default: 200)")
+    e.add_argument("--finetune", dest="finetune", action="append", default=[],
+                   metavar="KEY=VALUE", help="a test-time fine-tuning option (part, top_k, "
+                   "lora_rank, steps, lr, head_lr, scale, weight_decay), e.g. --finetune "
+                   "steps=20; repeatable")
+    e.add_argument("--query-mix", choices=("balanced", "dirichlet"), default="balanced",
+                   help="query batches: balanced (--query per class, the default) or "
+                   "dirichlet (way x --query queries in Dirichlet class proportions)")
+    e.add_argument("--query-alpha", type=float, default=2.0,
+                   help="Dirichlet concentration of --query-mix dirichlet (default 2.0)")
     e.add_argument("--json", action="store_true", help="print JSON (one object per setting; "
                    "a list for several; a multi-source run without --data: a list of one "
                    "object per source and setting, its `data` the source's name)")
@@ -131,10 +145,35 @@ def _checkpoint_arg(value: str) -> str:
 def _method_arg(value: str) -> str:
     from jaxmaml.run.protocol import METHODS
 
-    if value in METHODS:
+    if value in METHODS or value == "all":
         return value
     raise argparse.ArgumentTypeError(f"unknown method {value!r}; use some of "
-                                     f"{' '.join(METHODS)}")
+                                     f"{' '.join(METHODS)}, or all")
+
+
+def _finetune_options(pairs: list[str], base):
+    """``base`` (the run's ``meta.finetune``) changed by ``--finetune KEY=VALUE`` flags
+    (the same as ``--set meta.finetune.KEY=VALUE``)."""
+    import dataclasses
+
+    from jaxmaml.meta.finetune import FinetuneOptions
+
+    fields = {f.name: f.type for f in dataclasses.fields(FinetuneOptions)}
+    changes = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or key not in fields:
+            raise ConfigError(f"--finetune {pair!r}: use KEY=VALUE with KEY one of "
+                              f"{', '.join(fields)}.")
+        cast = {"str": str, "int": int, "float": float}[str(fields[key])]
+        try:
+            changes[key] = cast(value)
+        except ValueError:
+            raise ConfigError(f"--finetune {pair!r}: {key} takes a {cast.__name__}.") from None
+    try:
+        return base.replace(**changes)
+    except ValueError as e:
+        raise ConfigError(str(e)) from e
 
 
 def format_table(result: dict, step: int) -> str:
@@ -143,9 +182,10 @@ def format_table(result: dict, step: int) -> str:
             f"{result['episodes']} episodes, {result['split']} of {result['data']}"
             + (f" [{result['domain']}]" if "domain" in result else "")
             + f" (checkpoint step {step})")
-    lines = [head, f"  {'method':<22}{'accuracy':>10}{'95% CI':>10}"]
+    lines = [head, f"  {'method':<34}{'accuracy':>10}{'95% CI':>10}{'episodes':>10}"]
     for method, r in result["results"].items():
-        lines.append(f"  {method:<22}{r['mean']:>10.4f}{'± ' + format(r['ci95'], '.4f'):>10}")
+        lines.append(f"  {method:<34}{r['mean']:>10.4f}{'± ' + format(r['ci95'], '.4f'):>10}"
+                     f"{r.get('episodes', result['episodes']):>10}")
     return "\n".join(lines)
 
 
@@ -178,14 +218,23 @@ def cmd_eval(args) -> int:
         shots = args.shot or sorted({s for _, s, _ in cfg.eval.settings})
         query = args.query or cfg.eval.settings[0][2]
         settings = [(way, s, query) for s in shots]
-    if args.episodes is not None and args.episodes < 2:
-        raise ConfigError(f"--episodes {args.episodes}: need at least 2 for a confidence "
-                          "interval.")
+    for flag, n in (("--episodes", args.episodes), ("--finetune-episodes",
+                                                     args.finetune_episodes)):
+        if n is not None and n < 2:
+            raise ConfigError(f"{flag} {n}: need at least 2 for a confidence interval.")
+    if not args.query_alpha > 0:
+        raise ConfigError(f"--query-alpha {args.query_alpha}: must be > 0.")
+    from jaxmaml.run.protocol import METHODS
+
+    methods = METHODS if args.methods and "all" in args.methods else args.methods
+    options = {"finetune_opts": _finetune_options(args.finetune, cfg.meta.finetune),
+               "finetune_episodes": args.finetune_episodes, "query_mix": args.query_mix,
+               "query_alpha": args.query_alpha}
     step, results = evaluate_target(cfg, run_dir, data=args.data, checkpoint=args.checkpoint,
                                     text_column=args.text_column,
                                     label_column=args.label_column, seq_len=args.seq_len,
                                     settings=settings, episodes=args.episodes,
-                                    methods=args.methods, record=True)
+                                    methods=methods, record=True, options=options)
     if args.json:
         print(json.dumps(results[0] if len(results) == 1 else results))
     else:

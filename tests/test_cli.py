@@ -13,12 +13,13 @@ import numpy as np
 import pytest
 
 from jaxmaml.cli import main
-from jaxmaml.run.protocol import METHODS as EVAL_METHODS
+from jaxmaml.run.protocol import DEFAULT_METHODS
+from jaxmaml.run.protocol import METHODS as ALL_METHODS
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = ROOT / "configs" / "tiny.yaml"
 SCHEMA_KEYS = {"way", "shot", "query", "episodes", "data", "split", "results"}
-METHODS = set(EVAL_METHODS)  # the default: every method
+METHODS = set(DEFAULT_METHODS)  # the default
 
 
 def _check_result(obj, way, shot, query, episodes, split, methods=METHODS):
@@ -27,7 +28,8 @@ def _check_result(obj, way, shot, query, episodes, split, methods=METHODS):
         way, shot, query, episodes, split)
     assert set(obj["results"]) == set(methods)
     for r in obj["results"].values():
-        assert set(r) == {"mean", "ci95"} and 0 <= r["mean"] <= 1 and r["ci95"] >= 0
+        assert set(r) == {"mean", "ci95", "episodes"} and 0 <= r["mean"] <= 1
+        assert r["ci95"] >= 0 and 2 <= r["episodes"] <= episodes
 
 
 @pytest.fixture(scope="module")
@@ -54,6 +56,35 @@ def test_eval_json_schema(run_dir, capsys):
     recorded = json.loads((run_dir / "eval_results.json").read_text())
     assert {(r["shot"], r["query"], r["checkpoint_step"]) for r in recorded} == {
         (1, 3, 4), (1, 4, 4), (2, 4, 4)}
+
+
+def test_eval_json_schema_of_the_new_methods(run_dir, capsys):
+    """Fine-tuning, class names and transduction: every existing key kept, new ones added;
+    Dirichlet query batches; fine-tuning options and episodes from the flags."""
+    capsys.readouterr()
+    assert main(["eval", str(run_dir), "--json", "--way", "2", "--shot", "1", "--query", "3",
+                 "--episodes", "6", "--finetune-episodes", "4", "--methods", "all",
+                 "--finetune", "steps=2", "--finetune", "top_k=1",
+                 "--query-mix", "dirichlet"]) == 0
+    obj = json.loads(capsys.readouterr().out)
+    _check_result(obj, 2, 1, 3, 6, "meta_test", ALL_METHODS)
+    assert SCHEMA_KEYS | {"gains", "seed", "seq_len", "classes", "query_mix"} <= set(obj)
+    assert (obj["query_mix"], obj["query_alpha"]) == ("dirichlet", 2.0)
+    assert obj["finetune"]["steps"] == 2 and obj["finetune"]["top_k"] == 1
+    eps = {m: r["episodes"] for m, r in obj["results"].items()}
+    assert eps["finetune"] == eps["meta_learned_finetune_names_trans"] == 4
+    assert eps["cosine_centroid_names_trans"] == eps["linear_probe"] == 6
+    gains = obj["gains"]
+    assert {"meta_learned", "meta_learned_centroid", "meta_learned_probe",
+            "meta_learned_finetune", "meta_learned_finetune_names_trans",
+            "meta_learned_centroid_names", "best_setting"} <= set(gains)
+    assert gains["meta_learned_finetune"]["vs"] == "finetune"
+    assert gains["best_setting"]["vs"] in ("linear_probe", "finetune")
+    for bad in (["--finetune", "stepz=2"], ["--finetune", "steps=two"],
+                ["--finetune", "part=everything"], ["--finetune-episodes", "1"],
+                ["--query-alpha", "0"]):
+        assert main(["eval", str(run_dir), "--methods", "finetune", *bad]) == 2, bad
+    assert "use KEY=VALUE" in capsys.readouterr().err
 
 
 def test_eval_on_a_file_and_readable_table(run_dir, capsys):

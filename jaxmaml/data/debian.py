@@ -58,6 +58,21 @@ FORM_SECTIONS = ("libs", "libdevel", "oldlibs", "doc", "debug", "metapackages", 
 LANGUAGE_SECTIONS = ("python", "perl", "haskell", "rust", "golang", "javascript", "java",
                      "ruby", "gnu-r", "php", "ocaml", "lisp", "cli-mono", "zope")
 MIN_EXAMPLES = 20
+# The archive's own section titles (as packages.debian.org lists them): the class
+# descriptions of this source (jaxmaml.data.label_text).
+SECTION_TITLES = {
+    "admin": "Administration Utilities", "comm": "Communication Programs",
+    "database": "Databases", "devel": "Development", "editors": "Editors",
+    "education": "Education", "electronics": "Electronics", "embedded": "Embedded software",
+    "fonts": "Fonts", "games": "Games", "gnome": "GNOME", "gnustep": "GNUstep",
+    "graphics": "Graphics", "hamradio": "Ham Radio", "httpd": "Web Servers",
+    "interpreters": "Interpreters", "kde": "KDE", "kernel": "Kernels", "mail": "Mail",
+    "math": "Mathematics", "misc": "Miscellaneous", "net": "Network", "news": "Newsgroups",
+    "otherosfs": "Cross Platform", "science": "Science", "shells": "Shells",
+    "sound": "Sound", "tex": "TeX", "text": "Text Processing", "utils": "Utilities",
+    "vcs": "Version Control Systems", "video": "Video", "web": "Web Software",
+    "x11": "X Window System software", "xfce": "Xfce",
+}
 _FORMAT = "jaxmaml-debian-v1"
 _SNAPSHOT_FORMAT = "jaxmaml-debian-snapshot-v1"
 

@@ -11,6 +11,15 @@ random permutation every task), then ``shot + query`` distinct examples per clas
 first ``shot`` for support and the rest for query (so support and query never share an
 example). Rows are grouped by label: support label ``j`` occupies rows
 ``j*shot .. (j+1)*shot - 1``.
+
+Imbalanced query batches (``query_mix="dirichlet"``, Veilleux et al. 2021, "Realistic
+evaluation of transductive few-shot learning"): the task's ``way * query`` queries are split
+over its classes in proportions drawn from ``Dirichlet(query_alpha)`` (rounded by largest
+remainder; a class never gets more than its pool holds beyond the support), drawn from the
+same ``default_rng([seed, step, task])`` after the classes, so the episodes stay a pure
+function of ``(seed, step, task)``; the total, and so every shape, is unchanged. Query rows
+are still grouped by label, in label order (a class may have none). The default,
+``"balanced"``, is ``query`` queries per class, drawn exactly as before.
 """
 
 from __future__ import annotations
@@ -22,7 +31,7 @@ import numpy as np
 from jaxmaml.data.tokenize import TokenizedData
 from jaxmaml.types import Episodes, Examples
 
-
+QUERY_MIXES = ("balanced", "dirichlet")
 
 class IndexEpisodes(NamedTuple):
     """Which dataset rows make up each episode (no data, only indices).
@@ -79,14 +88,23 @@ class EpisodeSampler:
       way, shot, query: classes per task, support and query examples per class.
       tasks: tasks per batch (the leading axis of every array).
       seed: non-negative int; with the step it fixes every episode.
+      query_mix: ``"balanced"`` (``query`` per class) or ``"dirichlet"`` (``way * query``
+        queries per task in Dirichlet(``query_alpha``) class proportions).
+      query_alpha: the Dirichlet concentration (2.0: Veilleux et al.'s setting).
     """
 
     def __init__(self, data: Any, classes: Sequence[str | int] | None, way: int, shot: int,
-                 query: int, tasks: int, seed: int):
+                 query: int, tasks: int, seed: int, query_mix: str = "balanced",
+                 query_alpha: float = 2.0):
         for name, value, lo in (("way", way, 2), ("shot", shot, 1), ("query", query, 1),
                                 ("tasks", tasks, 1), ("seed", seed, 0)):
             if int(value) != value or value < lo:
                 raise ValueError(f"{name} must be an integer >= {lo}; got {value!r}.")
+        if query_mix not in QUERY_MIXES:
+            raise ValueError(f"query_mix must be one of {QUERY_MIXES}; got {query_mix!r}.")
+        if not (np.isfinite(query_alpha) and query_alpha > 0):
+            raise ValueError(f"query_alpha must be a positive number; got {query_alpha!r}.")
+        self.query_mix, self.query_alpha = query_mix, float(query_alpha)
         self.data = data
         self.way, self.shot, self.query = int(way), int(shot), int(query)
         self.tasks = int(tasks)
@@ -143,6 +161,8 @@ class EpisodeSampler:
         if step < 0:
             raise ValueError(f"step must be >= 0; got {step}.")
         task_ids = range(self.tasks)[tasks]
+        if self.query_mix == "dirichlet":
+            return self._dirichlet_indices(step, task_ids)
         way, shot, query = self.way, self.shot, self.query
         s_idx = np.empty((len(task_ids), way, shot), np.int64)
         q_idx = np.empty((len(task_ids), way, query), np.int64)
@@ -160,6 +180,32 @@ class EpisodeSampler:
         q_lab = np.tile(np.repeat(np.arange(way, dtype=np.int32), query), (n, 1))
         return IndexEpisodes(s_idx.reshape(n, way * shot), q_idx.reshape(n, way * query),
                              s_lab, q_lab, chosen)
+
+    def _dirichlet_indices(self, step: int, task_ids: range) -> IndexEpisodes:
+        """:meth:`indices` with Dirichlet class proportions of the ``way * query`` queries."""
+        way, shot, total = self.way, self.shot, self.way * self.query
+        n = len(task_ids)
+        s_idx = np.empty((n, way, shot), np.int64)
+        q_idx = np.empty((n, total), np.int64)
+        q_lab = np.empty((n, total), np.int32)
+        chosen = np.empty((n, way), np.int32)
+        for row, t in enumerate(task_ids):
+            rng = np.random.default_rng([self.seed, int(step), t])
+            picks = rng.choice(len(self.pools), size=way, replace=False)
+            chosen[row] = self.class_ids[picks]
+            room = np.array([len(self.pools[c]) - shot for c in picks])
+            counts = dirichlet_counts(rng.dirichlet(np.full(way, self.query_alpha)), total,
+                                      room)
+            q_lab[row] = np.repeat(np.arange(way, dtype=np.int32), counts)
+            queries = []
+            for j, c in enumerate(picks):
+                pool = self.pools[c]
+                rows = pool[rng.choice(len(pool), size=shot + counts[j], replace=False)]
+                s_idx[row, j] = rows[:shot]
+                queries.append(rows[shot:])
+            q_idx[row] = np.concatenate(queries)
+        s_lab = np.tile(np.repeat(np.arange(way, dtype=np.int32), shot), (n, 1))
+        return IndexEpisodes(s_idx.reshape(n, way * shot), q_idx, s_lab, q_lab, chosen)
 
     def episodes(self, step: int, tasks: slice = slice(None)) -> Episodes:
         """Token episodes of ``step``: support ``[t, way*shot, seq_len]``, query
@@ -179,3 +225,27 @@ class EpisodeSampler:
         if int(state["step"]) < 0:
             raise ValueError(f"sampler state has a negative step {state['step']}.")
         self.step = int(state["step"])
+
+
+def dirichlet_counts(proportions: np.ndarray, total: int, room: np.ndarray) -> np.ndarray:
+    """Integer counts ``[way]`` summing to ``total``, near ``proportions * total``.
+
+    Largest-remainder rounding (ties to the lower class index), then each count capped at
+    ``room`` (the examples a class has beyond its support) with the excess handed, one at a
+    time, to the class furthest below its share that still has room. Needs
+    ``room.sum() >= total``.
+    """
+    room = np.asarray(room, np.int64)
+    if room.sum() < total:
+        raise ValueError(f"{total} queries do not fit the classes' {room.sum()} examples "
+                         "beyond the support.")
+    target = np.asarray(proportions, np.float64) * total
+    counts = np.floor(target).astype(np.int64)
+    order = np.argsort(-(target - counts), kind="stable")
+    counts[order[:total - counts.sum()]] += 1
+    excess = int(np.maximum(counts - room, 0).sum())
+    counts = np.minimum(counts, room)
+    for _ in range(excess):
+        gap = np.where(counts < room, target - counts, -np.inf)
+        counts[int(np.argmax(gap))] += 1
+    return counts

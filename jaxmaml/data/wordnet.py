@@ -44,6 +44,13 @@ LEXNAMES = (
     "verb.creation", "verb.emotion", "verb.motion", "verb.perception", "verb.possession",
     "verb.social", "verb.stative", "verb.weather", "adj.ppl",
 )
+# Readable names of the lexicographer files whose name has no topic word (after lexnames(5WN)):
+# the class descriptions of this source (jaxmaml.data.label_text); the others read as their
+# word (noun.animal -> animal, verb.body -> body verbs).
+SUPERSENSE_TITLES = {
+    "adj.all": "adjectives", "adj.pert": "relational adjectives",
+    "adj.ppl": "participial adjectives", "adv.all": "adverbs", "noun.Tops": "top concepts",
+}
 POS_FILES = ("data.noun", "data.verb", "data.adj", "data.adv")
 SYSTEM_DIR = "/usr/share/wordnet"
 

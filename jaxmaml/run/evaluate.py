@@ -4,6 +4,9 @@ What ``jaxmaml eval`` does, as a library call (scripts such as ``benchmarks/quic
 and ``benchmarks/transfer.py`` use it instead of parsing the CLI's output). The evaluated data
 is tokenized to ``seq_len`` tokens: ``--seq-len``, else ``eval.seq_len``, else the run's
 ``data.seq_len``; only the evaluated data changes (training data and the model do not).
+The class names the ``*_names`` methods use as priors are the label texts of
+:mod:`jaxmaml.data.label_text` (a built-in source's descriptions, else the label made
+readable), tokenized the same way.
 """
 
 from __future__ import annotations
@@ -16,13 +19,16 @@ from typing import Any, NamedTuple, Sequence
 import numpy as np
 
 from jaxmaml.atomic_file import write_json_atomically
+from jaxmaml.data.label_text import builtin_descriptions, label_texts
 from jaxmaml.data.mixture import SEP
+from jaxmaml.data.sources import from_lists
 from jaxmaml.run.config import ConfigError, ExperimentConfig
 from jaxmaml.run.data import (cap_per_class, data_name, load_data, load_text, source_classes,
                               tokenize)
 from jaxmaml.run.export import EVAL_FILE
+from jaxmaml.run.finetune_eval import NAMES_METHODS
 from jaxmaml.run.load import restore_meta_params
-from jaxmaml.run.protocol import evaluate, METHODS
+from jaxmaml.run.protocol import DEFAULT_METHODS, evaluate
 from jaxmaml.run.state import initial_encoder
 
 
@@ -77,11 +83,30 @@ def load_eval_data(cfg: ExperimentConfig, data: str | None = None,
     return EvalData(tokenized, classes, "meta_test", name, n)
 
 
+def class_texts(cfg: ExperimentConfig, class_names: Sequence[str], seq_len: int,
+                source: str | None = None) -> tuple[Any, Any]:
+    """``(input_ids, attention_mask)`` ``[C, seq_len]``: a label text per class of
+    ``class_names`` (:func:`jaxmaml.data.label_text.label_texts`), tokenized with the
+    model's tokenizer. A name ``"label/class"`` of a multi-source run reads the
+    descriptions of its ``data.sources`` entry's source; other names those of ``source``."""
+
+    sources = {s.label: s.source for s in cfg.data.sources}
+    texts = []
+    for name in class_names:
+        label, sep, rest = name.partition(SEP)
+        src, cls = (sources[label], rest) if sep and label in sources else (source, name)
+        texts.append(label_texts([cls], builtin_descriptions(str(src)))[0])
+    ds = from_lists(texts, list(range(len(texts))), class_names=[str(i) for i in
+                                                                 range(len(texts))])
+    tok = tokenize(cfg.replace(data=dataclasses.replace(cfg.data, seq_len=seq_len)), ds)
+    return tok.input_ids, tok.attention_mask
+
+
 def record_results(run_dir: str | Path, rows: list[dict]) -> None:
     """Merge ``rows`` (each with ``checkpoint_step``) into the run's ``eval_results.json``.
 
     A row replaces an earlier one of the same checkpoint, ``wise_alpha``, data, split,
-    setting and seq_len.
+    setting, seq_len and query mix.
     """
     import json
 
@@ -89,7 +114,8 @@ def record_results(run_dir: str | Path, rows: list[dict]) -> None:
     f = Path(run_dir) / EVAL_FILE
     old = json.loads(f.read_text()) if f.exists() else []
     key = lambda r: (r["checkpoint_step"], r.get("wise_alpha", 1.0), r["data"],  # noqa: E731
-                     r["split"], r["way"], r["shot"], r["query"], r["episodes"], r.get("seq_len"))
+                     r["split"], r["way"], r["shot"], r["query"], r["episodes"], r.get("seq_len"),
+                     r.get("query_mix", "balanced"), r.get("query_alpha"))
     new_keys = {key(r) for r in rows}
     write_json_atomically(f, [r for r in old if key(r) not in new_keys] + rows)
 
@@ -101,10 +127,13 @@ def evaluate_run(cfg: ExperimentConfig, run_dir: str | Path, *, checkpoint: str 
                  settings: Sequence[tuple[int, int, int]] | None = None,
                  episodes: int | None = None, methods: Sequence[str] | None = None,
                  encoder: Any = None, meta_params: tuple[int, dict] | None = None,
-                 record: bool = False) -> tuple[int, list[dict]]:
+                 record: bool = False, options: dict | None = None
+                 ) -> tuple[int, list[dict]]:
     """``(checkpoint step, results)`` of :func:`jaxmaml.run.protocol.evaluate` on a run.
 
-    Defaults come from the config (``eval.settings``, ``eval.episodes``, every method).
+    Defaults come from the config (``eval.settings``, ``eval.episodes``, the default
+    methods). ``options``: more keyword arguments of the protocol (``finetune_opts``,
+    ``finetune_episodes``, ``query_mix``, ``query_alpha``).
     ``encoder`` (the pretrained params) and ``meta_params`` (``(step, meta_params)``) may be
     passed to reuse them across datasets. Each result row also records ``seq_len`` and the
     number of ``classes`` episodes are drawn from. ``record``: also merge the rows into the
@@ -115,33 +144,41 @@ def evaluate_run(cfg: ExperimentConfig, run_dir: str | Path, *, checkpoint: str 
     ev = load_eval_data(cfg, data, text_column, label_column, seq_len, source_name)
     encoder = initial_encoder(cfg) if encoder is None else encoder
     step, params = meta_params or restore_meta_params(cfg, run_dir, checkpoint, encoder)
+    source = data if data else (source_name or cfg.data.source)
     results = _evaluate_classes(
         cfg, params, encoder, ev.data, ev.classes, settings, episodes, methods,
         data_name=ev.name, split=ev.split, seq_len=ev.seq_len,
-        too_few=f"{ev.split} of {ev.name} has {len(ev.classes)}", failed="cannot evaluate")
+        too_few=f"{ev.split} of {ev.name} has {len(ev.classes)}", failed="cannot evaluate",
+        source=source, options=options)
     _record(run_dir, checkpoint, step, results, record)
     return step, results
 
 
 def _evaluate_classes(cfg: ExperimentConfig, params: Any, encoder: Any, data, classes,
                       settings, episodes, methods, *, data_name: str, split: str,
-                      seq_len: int, too_few: str, failed: str) -> list[dict]:
+                      seq_len: int, too_few: str, failed: str, source: str | None = None,
+                      options: dict | None = None) -> list[dict]:
     """:func:`jaxmaml.run.protocol.evaluate` on ``classes`` of ``data`` with the run's eval
     defaults, its rows marked with ``seq_len`` and the number of ``classes``; a way larger
     than the classes (``too_few`` says what there is) or an impossible setting is a
-    :class:`ConfigError`."""
+    :class:`ConfigError`. The ``*_names`` methods get :func:`class_texts` (``source``: whose
+    class descriptions)."""
 
     settings = list(settings or cfg.eval.settings)
     for way, _, _ in settings:
         if way > len(classes):
             raise ConfigError(f"{way}-way episodes need {way} classes but {too_few}; "
                               "lower the way.")
+    methods = tuple(methods or DEFAULT_METHODS)
+    options = dict(options or {})
+    if set(methods) & set(NAMES_METHODS):
+        options["class_texts"] = class_texts(cfg, data.class_names, seq_len, source)
     try:
         results = evaluate(params, cfg.meta, data, classes, settings,
                            episodes=episodes or cfg.eval.episodes, seed=cfg.eval.seed,
-                           methods=tuple(methods or METHODS), pretrained_params=encoder,
+                           methods=methods, pretrained_params=encoder,
                            data_name=data_name, split=split,
-                           max_per_class=cfg.eval.max_per_class)
+                           max_per_class=cfg.eval.max_per_class, **options)
     except ValueError as e:
         raise ConfigError(f"{failed}: {e}") from e
     return [{**r, "seq_len": seq_len, "classes": len(classes),
@@ -160,7 +197,8 @@ def evaluate_sources(cfg: ExperimentConfig, run_dir: str | Path, *, checkpoint: 
                      settings: Sequence[tuple[int, int, int]] | None = None,
                      episodes: int | None = None, methods: Sequence[str] | None = None,
                      encoder: Any = None, meta_params: tuple[int, dict] | None = None,
-                     record: bool = False) -> tuple[int, list[dict]]:
+                     record: bool = False, options: dict | None = None
+                     ) -> tuple[int, list[dict]]:
     """A multi-source run (``data.sources``) evaluated **per source**: each training
     source's meta-test classes and each held-out source's classes, never pooled.
 
@@ -169,7 +207,7 @@ def evaluate_sources(cfg: ExperimentConfig, run_dir: str | Path, *, checkpoint: 
     ``(checkpoint step, rows)``: the rows of the first source (one per setting), then the
     next source's, in ``data.sources`` order; each row's ``data`` is the source's name and
     ``domain`` is ``in-domain`` (a meta-training source) or ``held-out``. A source without
-    meta-test classes is skipped. ``record``: as in :func:`evaluate_run`.
+    meta-test classes is skipped. ``record`` and ``options``: as in :func:`evaluate_run`.
     """
 
     if not cfg.data.sources:
@@ -188,7 +226,7 @@ def evaluate_sources(cfg: ExperimentConfig, run_dir: str | Path, *, checkpoint: 
             cfg, params, encoder, tokenized, classes, settings, episodes, methods,
             data_name=src.label, split="meta_test", seq_len=n,
             too_few=f"source {src.label!r} has {len(classes)} meta-test classes",
-            failed=f"cannot evaluate source {src.label!r}")]
+            failed=f"cannot evaluate source {src.label!r}", options=options)]
     _record(run_dir, checkpoint, step, rows, record)
     return step, rows
 

@@ -10,9 +10,15 @@ accuracy mean and 95% confidence interval (1.96 * std / sqrt(E)) for
 - the strong baselines of :mod:`jaxmaml.meta.baselines` (``cosine_centroid``, ``linear_probe``,
   ``pretrained_adapt_cosine``), ``meta_learned_centroid`` and ``meta_learned_probe`` (the
   meta-learned encoder as a plain sentence encoder under a cosine centroid and a linear
-  probe).
+  probe),
+- test-time fine-tuning (``finetune``, a baseline: the original encoder;
+  ``meta_learned_finetune``: the meta-learned one), class names as priors (``*_names``) and
+  transductive refinement (``*_trans``) of the cosine centroid and of fine-tuning
+  (:mod:`jaxmaml.run.finetune_eval`); fine-tuning methods run on the first
+  ``finetune_episodes`` episodes (200 by default), the others on all of them.
 
-All methods see the same episodes (a paired comparison). The encoder is fixed during
+All methods see the same episodes (a paired comparison; methods with fewer episodes are
+paired on the episodes both ran). The encoder is fixed during
 evaluation, so everything below the first layer the inner loop adapts is computed once per
 example (not once per episode and inner step): evaluating 600 episodes of an ANIL or
 top-k learner on a 6-layer encoder takes seconds on a CPU.
@@ -20,6 +26,7 @@ top-k learner on a 6-layer encoder takes seconds on a CPU.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import math
 from typing import Any, Sequence
@@ -32,21 +39,28 @@ from jaxmaml.data.episodes import EpisodeSampler, TokenizedData
 from jaxmaml.data.splits import cap_rows
 from jaxmaml.meta import baselines, inner
 from jaxmaml.meta.config import MetaConfig
+from jaxmaml.meta.finetune import FinetuneOptions
 from jaxmaml.meta.lora import merged_meta_params
 from jaxmaml.meta.outer import init_meta_params, make_eval_step
+from jaxmaml.run import finetune_eval
 from jaxmaml.types import Episodes, Examples
 
-METHODS = ("meta_learned", "meta_learned_centroid", "meta_learned_probe",
-           "pretrained_finetune", "pretrained_adapt_cosine", "cosine_centroid", "linear_probe",
-           "nearest_centroid")
+# What `jaxmaml eval` runs unless told (--methods): the cheap methods.
+DEFAULT_METHODS = ("meta_learned", "meta_learned_centroid", "meta_learned_probe",
+                   "pretrained_finetune", "pretrained_adapt_cosine", "cosine_centroid",
+                   "linear_probe", "nearest_centroid")
+METHODS = DEFAULT_METHODS + finetune_eval.FT_METHODS
 # The methods that use only the original (pretrained) encoder: claims of "+N points" for the
 # meta-learned init are made against the best of these.
 BASELINES = ("pretrained_finetune", "pretrained_adapt_cosine", "cosine_centroid",
-             "linear_probe", "nearest_centroid")
-# The meta-learned encoder under a frozen-feature classifier, paired with the original
-# encoder under the same classifier.
-PAIRED_WITH = {"meta_learned_centroid": "cosine_centroid", "meta_learned_probe": "linear_probe"}
-METHOD_LABELS = {
+             "linear_probe", "nearest_centroid", "finetune")
+# The practitioner's baselines our best setting is measured against (best_setting gain).
+PRACTICAL_BASELINES = ("linear_probe", "finetune")
+# The meta-learned encoder under a classifier (or adaptation), paired with the original
+# encoder under the same one.
+PAIRED_WITH = {"meta_learned_centroid": "cosine_centroid", "meta_learned_probe": "linear_probe",
+               **finetune_eval.PAIRED_WITH}
+METHOD_LABELS = {**finetune_eval.LABELS,
     "meta_learned": "meta-learned init + inner loop",
     "meta_learned_centroid": "meta-learned encoder, cosine centroid",
     "meta_learned_probe": "meta-learned encoder, linear probe",
@@ -56,6 +70,7 @@ METHOD_LABELS = {
     "linear_probe": "original encoder, linear probe",
     "nearest_centroid": "original encoder, euclidean centroid",
 }
+METHOD_LABELS = {m: METHOD_LABELS[m] for m in METHODS}
 
 
 def best_baseline(results: dict[str, dict[str, float]]) -> tuple[str, float] | None:
@@ -95,23 +110,39 @@ def gain_text(row: dict, method: str = "meta_learned") -> str | None:
 
 
 def paired_gains(accs: dict[str, np.ndarray]) -> dict[str, dict]:
-    """Per-episode (paired) accuracy differences of the meta-learned methods, mean and 95% CI.
+    """Per-episode (paired) accuracy differences, mean and 95% CI.
 
-    ``{"meta_learned": {"vs": best baseline, "mean", "ci95"}, "meta_learned_centroid":
-    {"vs": "cosine_centroid", ...}, "meta_learned_probe": {"vs": "linear_probe", ...}}``
-    from ``{method: [E] accuracies}`` on the same episodes; the best baseline is the one
-    with the highest mean (:func:`best_baseline`).
+    ``{"meta_learned": {"vs": best baseline, "mean", "ci95", "episodes"}, method: {"vs":
+    the same classifier on the original encoder, ...} for each of :data:`PAIRED_WITH`,
+    "best_setting": {"method": the best method outside :data:`BASELINES`, "vs": the best of
+    :data:`PRACTICAL_BASELINES`, ...}}`` from ``{method: [E_m] accuracies}`` on the same
+    episodes; "best" is the highest mean. Two methods with different episode counts are
+    compared on the episodes both ran (the first ``min(E_a, E_b)``). ``best_setting`` picks
+    its method on the same episodes it scores (an optimistic choice; choose a setting on
+    validation data to claim it). Entries whose methods are missing are left out.
     A difference on the same episodes has a much smaller CI than the two accuracies' CIs
-    suggest, since episode difficulty cancels. Entries whose methods are missing are left out.
+    suggest, since episode difficulty cancels.
     """
+    means = {m: {"mean": float(np.mean(a))} for m, a in accs.items()}
     out = {}
-    best = best_baseline({m: {"mean": float(np.mean(a))} for m, a in accs.items()})
+    best = best_baseline(means)
     pairs = {"meta_learned": best and best[0], **PAIRED_WITH}
     for method, vs in pairs.items():
         if vs and method in accs and vs in accs:
-            diff = np.asarray(accs[method], np.float64) - np.asarray(accs[vs], np.float64)
-            out[method] = {"vs": vs, **mean_ci95(diff)}
+            out[method] = {"vs": vs, **_paired(accs[method], accs[vs])}
+    ours = [(v["mean"], m) for m, v in means.items() if m not in BASELINES]
+    theirs = [(means[m]["mean"], m) for m in PRACTICAL_BASELINES if m in means]
+    if ours and theirs:
+        method, vs = max(ours)[1], max(theirs)[1]
+        out["best_setting"] = {"method": method, "vs": vs, **_paired(accs[method], accs[vs])}
     return out
+
+
+def _paired(a: np.ndarray, b: np.ndarray) -> dict[str, float]:
+    """``{"mean", "ci95", "episodes"}`` of ``a - b`` on the episodes both have."""
+    n = min(len(a), len(b))
+    diff = np.asarray(a[:n], np.float64) - np.asarray(b[:n], np.float64)
+    return {**mean_ci95(diff), "episodes": n}
 
 
 def mean_ci95(values: np.ndarray) -> dict[str, float]:
@@ -172,9 +203,12 @@ def _examples(arrays: dict[str, np.ndarray], idx: np.ndarray, labels: np.ndarray
 
 def evaluate(meta_params: dict, cfg: MetaConfig, data, classes: Sequence[str],
              settings: Sequence[tuple[int, int, int]], episodes: int = 600, seed: int = 0,
-             methods: Sequence[str] = METHODS, pretrained_params: Any = None,
+             methods: Sequence[str] = DEFAULT_METHODS, pretrained_params: Any = None,
              data_name: str = "", split: str = "meta_test", batch_tasks: int = 20,
-             max_per_class: int | None = None) -> list[dict]:
+             max_per_class: int | None = None, class_texts: tuple | None = None,
+             finetune_opts: FinetuneOptions | None = None,
+             finetune_episodes: int | None = None, query_mix: str = "balanced",
+             query_alpha: float = 2.0) -> list[dict]:
     """Run the evaluation protocol; one result dict per setting.
 
     Args:
@@ -186,15 +220,25 @@ def evaluate(meta_params: dict, cfg: MetaConfig, data, classes: Sequence[str],
       classes: the class names to draw episodes from (e.g. the meta-test split).
       settings: ``(way, shot, query)`` triples.
       episodes: episodes per setting (E).
-      methods: a subset of :data:`METHODS`.
+      methods: a subset of :data:`METHODS` (default :data:`DEFAULT_METHODS`).
       pretrained_params: BERT params of the pretrained init (needed by the baselines).
       max_per_class: cap the examples per class in the pool (seeded), bounding the
         one-off feature computation; ``None`` uses every example.
+      class_texts: ``(input_ids, attention_mask)`` ``[C, L]``: a label text per class of
+        ``data.class_names`` (the ``*_names`` methods; :mod:`jaxmaml.data.label_text`).
+      finetune_opts: the test-time fine-tuning of the ``*finetune*`` methods (default: the
+        run's ``meta.finetune``, :class:`~jaxmaml.meta.options.FinetuneOptions`).
+      finetune_episodes: episodes of the fine-tuning methods, the first of the E
+        (default ``min(E, 200)``).
+      query_mix, query_alpha: the query batches (``"balanced"``, or ``"dirichlet"``
+        class proportions; :class:`~jaxmaml.data.episodes.EpisodeSampler`).
 
     Returns:
-      ``[{"way", "shot", "query", "episodes", "data", "split", "seed", "results":
-      {method: {"mean", "ci95"}}, "gains": {method: {"vs", "mean", "ci95"}}}]``: ``gains``
-      are the paired per-episode differences of :func:`paired_gains`.
+      ``[{"way", "shot", "query", "episodes", "query_mix", "data", "split", "seed",
+      "results": {method: {"mean", "ci95", "episodes"}}, "gains": {method: {"vs", "mean",
+      "ci95", "episodes"}}}]`` (+ ``"query_alpha"`` for Dirichlet batches and
+      ``"finetune"``, the options, when a fine-tuning method ran): ``gains`` are the paired
+      per-episode differences of :func:`paired_gains`.
     """
     unknown = set(methods) - set(METHODS)
     if unknown:
@@ -202,8 +246,12 @@ def evaluate(meta_params: dict, cfg: MetaConfig, data, classes: Sequence[str],
     # before anything reads the encoder: evaluation precomputes every layer below the first
     # adapted one (all of them for a metric learner) from meta_params["encoder"]
     meta_params = merged_meta_params(meta_params)
-    if pretrained_params is None and set(methods) & set(BASELINES):
+    needs_pretrained = set(BASELINES) | {m for m, s in finetune_eval.SPECS.items()
+                                         if s[0] == "pretrained"}
+    if pretrained_params is None and set(methods) & needs_pretrained:
         raise ValueError("the baselines need pretrained_params (the pretrained BERT params).")
+    opts = finetune_opts or cfg.finetune
+    ft_episodes = min(episodes, finetune_episodes or finetune_eval.FINETUNE_EPISODES)
     pool = _pool(data, classes, max_per_class, seed)
     ecfg = _eval_config(cfg)
     encoders, arrays = _adapting_methods(methods, meta_params, pretrained_params, cfg, ecfg,
@@ -213,16 +261,25 @@ def evaluate(meta_params: dict, cfg: MetaConfig, data, classes: Sequence[str],
         frozen["nearest_centroid"] = _pooled_features(
             pretrained_params, cfg.replace(outer_frozen_layers=0), pool.input_ids,
             pool.attention_mask)
+    ft = [m for m in methods if m in finetune_eval.SPECS]
+    prep = finetune_eval.prepare(ft, {"pretrained": pretrained_params,
+                                      "meta_learned": meta_params["encoder"]},
+                                 cfg, pool, class_texts, opts) if ft else None
     results = []
     for way, shot, query in settings:
-        accs = _setting_accuracies(methods, encoders, arrays, frozen, ecfg, pool, classes,
-                                   (way, shot, query), episodes, seed, batch_tasks)
-        results.append({
-            "way": way, "shot": shot, "query": query, "episodes": episodes,
-            "data": data_name, "split": split, "seed": seed,
-            "results": {m: mean_ci95(accs[m]) for m in methods},
-            "gains": paired_gains(accs),
-        })
+        accs = _setting_accuracies(methods, encoders, arrays, frozen, prep, ecfg, pool,
+                                   classes, (way, shot, query), episodes, ft_episodes, seed,
+                                   batch_tasks, (query_mix, query_alpha))
+        row = {"way": way, "shot": shot, "query": query, "episodes": episodes,
+               "query_mix": query_mix, "data": data_name, "split": split, "seed": seed,
+               "results": {m: {**mean_ci95(accs[m]), "episodes": len(accs[m])}
+                           for m in methods},
+               "gains": paired_gains(accs)}
+        if query_mix != "balanced":
+            row["query_alpha"] = query_alpha
+        if set(ft) & set(finetune_eval.FINETUNE_METHODS):
+            row["finetune"] = dataclasses.asdict(opts)
+        results.append(row)
     return results
 
 
@@ -250,16 +307,21 @@ def _adapting_methods(methods: Sequence[str], meta_params: dict, pretrained_para
     return {m: encoders[m] for m in arrays}, arrays
 
 
-def _setting_accuracies(methods, encoders, arrays, frozen, ecfg: MetaConfig, pool, classes,
-                        setting: tuple[int, int, int], episodes: int, seed: int,
-                        batch_tasks: int) -> dict[str, np.ndarray]:
-    """``{method: [episodes]}`` accuracies of one ``(way, shot, query)`` setting: the same
-    episodes (``batch_tasks`` at a time) for every method."""
+def _setting_accuracies(methods, encoders, arrays, frozen, prep, ecfg: MetaConfig, pool,
+                        classes, setting: tuple[int, int, int], episodes: int,
+                        ft_episodes: int, seed: int, batch_tasks: int,
+                        query_mix: tuple[str, float]) -> dict[str, np.ndarray]:
+    """``{method: [E_m]}`` accuracies of one ``(way, shot, query)`` setting: the same
+    episodes (``batch_tasks`` at a time) for every method; the fine-tuning methods run on
+    the first ``ft_episodes``, the others on all ``episodes``."""
 
     way, shot, query = setting
-    sampler = EpisodeSampler(pool, list(classes), way, shot, query, batch_tasks, seed)
+    sampler = EpisodeSampler(pool, list(classes), way, shot, query, batch_tasks, seed,
+                             query_mix=query_mix[0], query_alpha=query_mix[1])
     eval_fns = {m: (baselines.cosine_adapt_eval_fn if m == "pretrained_adapt_cosine"
                     else _eval_fn)(ecfg.replace(way=way)) for m in arrays}
+    ft = [m for m in methods if m in finetune_eval.SPECS]
+    slow = set(finetune_eval.FINETUNE_METHODS)
     accs: dict[str, list[np.ndarray]] = {m: [] for m in methods}
     for b in range(-(-episodes // batch_tasks)):
         idx = sampler.indices(b)
@@ -272,7 +334,12 @@ def _setting_accuracies(methods, encoders, arrays, frozen, ecfg: MetaConfig, poo
                      else functools.partial(baselines.frozen_accuracy, m))
             accs[m].append(np.asarray(score(feats[idx.support_idx], idx.support_labels,
                                             feats[idx.query_idx], idx.query_labels, way=way)))
-    return {m: np.concatenate(accs[m])[:episodes] for m in methods}
+        now = [m for m in ft if m not in slow or b * batch_tasks < ft_episodes]
+        if now:
+            for m, acc in finetune_eval.score(prep, now, idx, way).items():
+                accs[m].append(acc)
+    return {m: np.concatenate(accs[m])[:ft_episodes if m in slow else episodes]
+            for m in methods}
 
 
 def _sentence_features(methods: Sequence[str], meta_params: dict, pretrained_params: Any,

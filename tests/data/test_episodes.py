@@ -202,3 +202,82 @@ def test_gather_any_per_example_arrays(data):
         np.testing.assert_array_equal(ep.support.bottom, feats[idx.support_idx])
     with pytest.raises(ValueError, match="cannot gather \\['labels'\\]"):
         gather({"labels": data.labels}, idx)
+
+
+# ---------------------------------------------------------------- imbalanced query batches
+def _digest(index: IndexEpisodes) -> str:
+    import hashlib
+
+    h = hashlib.sha256()
+    for a in index:
+        h.update(np.ascontiguousarray(a).tobytes())
+    return h.hexdigest()
+
+
+def test_balanced_default_is_unchanged_bit_for_bit(data):
+    # the digest of steps 0 and 3 as drawn before query_mix existed (same sampler arguments)
+    a, b = sampler(data).indices(0), sampler(data).indices(3)
+    h = __import__("hashlib").sha256()
+    for index in (a, b):
+        for x in index:
+            h.update(np.ascontiguousarray(x).tobytes())
+    assert h.hexdigest() == "f0e28bbf35ac491961cdebf1e74c88ec04d39e98b57b32fab559a3070133532f"
+    assert_index_equal(sampler(data, query_mix="balanced").indices(3), b)
+
+
+@pytest.mark.parametrize("query", [3, 2])  # 12 and 8 queries per task (a small batch)
+def test_dirichlet_queries_fixed_total_varying_proportions_reproducible(data, query):
+    s = sampler(data, query=query, tasks=40, query_mix="dirichlet")
+    ix = s.indices(2)
+    total = s.way * query
+    assert ix.query_idx.shape == ix.query_labels.shape == (40, total)
+    assert ix.support_idx.shape == (40, s.way * s.shot)
+    counts = np.stack([np.bincount(lab, minlength=s.way) for lab in ix.query_labels])
+    assert (counts.sum(1) == total).all()
+    assert len({tuple(c) for c in counts}) > 10  # proportions vary from task to task
+    assert (counts != query).any()               # and are not the balanced ones
+    for t in range(40):  # rows grouped by label; each row of its class; none in the support
+        assert (np.diff(ix.query_labels[t]) >= 0).all()
+        assert (data.labels[ix.query_idx[t]] == ix.classes[t][ix.query_labels[t]]).all()
+        assert not set(ix.query_idx[t]) & set(ix.support_idx[t])
+        assert len(set(ix.query_idx[t])) == total
+    # a pure function of (seed, step, task): the same again, a task slice agrees, other
+    # seeds differ, and the support and classes are those of the balanced sampler
+    assert _digest(ix) == _digest(sampler(data, query=query, tasks=40,
+                                          query_mix="dirichlet").indices(2))
+    assert_index_equal(s.indices(2, slice(5, 9)), IndexEpisodes(*(a[5:9] for a in ix)))
+    assert _digest(ix) != _digest(sampler(data, query=query, tasks=40, seed=8,
+                                          query_mix="dirichlet").indices(2))
+    bal = sampler(data, query=query, tasks=40).indices(2)
+    np.testing.assert_array_equal(ix.classes, bal.classes)
+
+
+def test_dirichlet_proportions_follow_the_concentration(data):
+    # alpha 2 over 4 classes: E[p_max] ~ 0.47; a huge alpha is near-balanced
+    def spread(alpha):
+        ix = sampler(data, tasks=200, query=5, query_mix="dirichlet",
+                     query_alpha=alpha).indices(0)
+        return np.mean([np.bincount(lab, minlength=4).max() / 20 for lab in ix.query_labels])
+    assert 0.40 < spread(2.0) < 0.55
+    assert spread(1e6) < 0.30
+
+
+def test_dirichlet_counts_round_and_respect_room():
+    from jaxmaml.data.episodes import dirichlet_counts
+
+    np.testing.assert_array_equal(dirichlet_counts(np.array([0.5, 0.3, 0.2]), 10,
+                                                   np.array([9, 9, 9])), [5, 3, 2])
+    np.testing.assert_array_equal(dirichlet_counts(np.array([0.34, 0.33, 0.33]), 10,
+                                                   np.array([9, 9, 9])), [4, 3, 3])
+    # the first class can hold only 4: the excess goes to the classes furthest below share
+    np.testing.assert_array_equal(dirichlet_counts(np.array([0.8, 0.15, 0.05]), 10,
+                                                   np.array([4, 9, 9])), [4, 4, 2])
+    with pytest.raises(ValueError, match="do not fit"):
+        dirichlet_counts(np.array([0.5, 0.5]), 10, np.array([3, 3]))
+
+
+def test_dirichlet_bad_arguments_are_explained(data):
+    with pytest.raises(ValueError, match="query_mix must be one of"):
+        sampler(data, query_mix="skewed")
+    with pytest.raises(ValueError, match="query_alpha must be a positive"):
+        sampler(data, query_mix="dirichlet", query_alpha=0.0)

@@ -68,7 +68,8 @@ def test_every_frozen_baseline_matches_its_reference_on_the_same_episodes(data, 
         accs[method] = np.array([(predict(f[ix.support_idx[t]], ix.support_labels[t],
                                           f[ix.query_idx[t]], way) == ix.query_labels[t]).mean()
                                  for t in range(episodes)])
-        assert res[method] == pytest.approx(mean_ci95(accs[method]), abs=1e-6), method
+        assert res[method] == pytest.approx({**mean_ci95(accs[method]), "episodes": episodes},
+                                            abs=1e-6), method
     # each meta-learned encoder method is paired with the original under the same classifier
     for method, vs in (("meta_learned_centroid", "cosine_centroid"),
                        ("meta_learned_probe", "linear_probe")):
@@ -156,9 +157,10 @@ def test_pretrained_adapt_cosine_is_the_inner_loop_on_a_cosine_head(data, encode
     ix = EpisodeSampler(data, CLASSES, way, shot, query, episodes, seed).indices(0)
     feats = _np_sentence_features(pretrained, data)
     ref = _reference_cosine_adapt(feats, ix, way, 3, 0.3, 10.0)
-    assert res["pretrained_adapt_cosine"] == pytest.approx(mean_ci95(ref), abs=1e-6)
+    assert res["pretrained_adapt_cosine"] == pytest.approx({**mean_ci95(ref), "episodes": 10},
+                                                           abs=1e-6)
     zero = _reference_cosine_adapt(feats, ix, way, 0, 0.3, 10.0)
-    assert res["cosine_centroid"] == pytest.approx(mean_ci95(zero), abs=1e-6)
+    assert res["cosine_centroid"] == pytest.approx({**mean_ci95(zero), "episodes": 10}, abs=1e-6)
     assert not np.array_equal(ref, zero)  # the head learned something: not saturated
 
 
@@ -180,7 +182,8 @@ def test_pretrained_adapt_cosine_adapts_encoder_layers_with_the_learner_filter(d
                    _examples(arrays, ix.query_idx, ix.query_labels))
     direct = baselines.cosine_adapt_eval_fn(cfg)({"encoder": pretrained}, eps)
     assert res["pretrained_adapt_cosine"] == pytest.approx(
-        mean_ci95(np.asarray(direct["accuracy"])), abs=1e-6)
+        {**mean_ci95(np.asarray(direct["accuracy"])), "episodes": len(direct["accuracy"])},
+        abs=1e-6)
     # adapting the top layer changes the result relative to the head alone
     head_only = baselines.cosine_adapt_eval_fn(cfg.replace(adapt="head"))(
         {"encoder": pretrained}, eps)

@@ -6,7 +6,7 @@ import pytest
 from eval_cases import CLASSES, MODEL, eval_pool
 
 from jaxmaml.data.episodes import EpisodeSampler
-from jaxmaml.run.protocol import METHODS, evaluate, mean_ci95
+from jaxmaml.run.protocol import DEFAULT_METHODS, evaluate, mean_ci95
 from jaxmaml.meta.config import MetaConfig
 from jaxmaml.meta.outer import init_meta_params, make_eval_step
 from jaxmaml.models.bert import encode, init_params
@@ -44,7 +44,8 @@ def test_meta_learned_with_cached_bottom_equals_direct_evaluation(data, encoder,
     res = evaluate(meta_params, cfg, data, CLASSES, [(3, 2, 3)], episodes=20, seed=5,
                    methods=("meta_learned",), batch_tasks=20)[0]
     accs, _ = _direct(meta_params, cfg, data, 3, 2, 3, 20, 5)
-    assert res["results"]["meta_learned"] == pytest.approx(mean_ci95(accs), abs=1e-6)
+    assert res["results"]["meta_learned"] == pytest.approx({**mean_ci95(accs), "episodes": 20},
+                                                          abs=1e-6)
 
 
 def test_nearest_centroid_matches_a_numpy_reference(data, encoder):
@@ -74,7 +75,7 @@ def test_pretrained_finetune_is_the_same_inner_loop_from_the_pretrained_init(dat
     accs, _ = _direct({"encoder": encoder}, cfg, data, 3, 1, 4, 20, 3)
     assert res["results"]["pretrained_finetune"]["mean"] == pytest.approx(accs.mean(), abs=1e-6)
     assert set(res) >= {"way", "shot", "query", "episodes", "data", "split", "results"}
-    assert set(res["results"]) == set(METHODS)  # default: every method
+    assert set(res["results"]) == set(DEFAULT_METHODS)  # the default
 
 
 def test_paired_gain_is_the_per_episode_difference_to_the_best_baseline(data, encoder):
