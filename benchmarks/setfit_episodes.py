@@ -1,0 +1,292 @@
+"""SetFit against jaxmaml on exactly the episodes ``jaxmaml eval`` scores, paired per episode.
+
+Episode ``i`` of a setting is the one :func:`jaxmaml.run.protocol.evaluate` draws as
+episode ``i`` (same pool: :func:`jaxmaml.run.protocol._pool` with ``eval.max_per_class``
+and ``eval.seed``; same :class:`~jaxmaml.data.episodes.EpisodeSampler`, 20 tasks per
+step), turned back into the source's texts. The classes are those ``jaxmaml eval`` picks:
+with ``--source NAME`` a multi-source config's meta-test classes of that source (every
+class of a held-out source; :func:`jaxmaml.run.evaluate.evaluate_sources`), with
+``--data NAME`` every class of a built-in source or file (``jaxmaml eval --data``). Every
+episode's texts are re-tokenized and checked against the token rows the protocol scores.
+
+Methods on each episode (fit on the ``way*shot`` support texts, predict the
+``way*query`` query texts):
+
+- ``setfit``: the ``setfit`` library on all-MiniLM-L6-v2 (contrastive fine-tuning on
+  pairs, then scikit-learn's logistic-regression head); its few-shot defaults
+  ``num_iterations=20``, 1 epoch, batch size 16, ``max_seq_length`` = ``--seq-len``;
+  a fresh model per episode, ``seed`` = the episode index.
+- ``jaxmaml_learner``: ``FewShotClassifier`` on the original encoder with its default
+  adaptation (a plain encoder loads as ProtoNet: nearest class mean of mean-pooled
+  features).
+- ``jaxmaml_probe``: the same with ``head="probe"`` (logistic regression on the
+  L2-normalized sentence features).
+
+Output: one JSON line per (episode, method) appended to
+``OUT_DIR/{source}_{way}w{shot}s.jsonl`` as it is measured (a partial run is usable; a
+rerun skips what is there), then the summary of :mod:`setfit_report`. Run
+``python benchmarks/setfit_report.py OUT_DIR`` to (re)write ``benchmarks/results/setfit.md``.
+
+    HF_HUB_OFFLINE=1 nice -n 10 .venv/bin/python benchmarks/setfit_episodes.py \\
+        --config configs/quickstart.yaml --source debian --shots 1 5 --episodes 30
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import importlib.util
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any, Callable, NamedTuple, Sequence
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "benchmarks"))  # setfit_report beside this script
+BATCH_TASKS = 20  # protocol.evaluate's default: episode i is task i % 20 of step i // 20
+METHODS = ("setfit", "jaxmaml_learner", "jaxmaml_probe")
+JAXMAML_HEADS = {"jaxmaml_learner": "learner", "jaxmaml_probe": "probe"}
+SETFIT_ARGS = {"num_iterations": 20, "num_epochs": 1, "batch_size": 16}
+
+
+class EpisodeSource(NamedTuple):
+    """What episodes are drawn from: ``texts`` aligned with the rows of ``data`` (the
+    ``TokenizedData`` ``jaxmaml eval`` scores), the ``classes`` to draw from, the
+    protocol's ``seed`` and ``max_per_class``, and the source's ``name``."""
+
+    texts: list[str]
+    data: Any
+    classes: list[str]
+    seed: int
+    max_per_class: int | None
+    name: str
+
+
+class TextEpisode(NamedTuple):
+    """One episode as texts: support ``[way*shot]``, query ``[way*query]``, task-local
+    labels, and the dataset rows behind them (for the check against the protocol)."""
+
+    support: list[str]
+    support_labels: np.ndarray
+    query: list[str]
+    query_labels: np.ndarray
+    support_rows: np.ndarray
+    query_rows: np.ndarray
+
+
+MISSING_SETFIT = ("setfit_episodes: the setfit package is not installed; install the "
+                  "benchmark extra: pip install -c constraints.txt \"torch==2.13.0\" "
+                  "-e '.[setfit]' (or leave setfit out of --methods)")
+
+
+def setfit_installed() -> bool:
+    return importlib.util.find_spec("setfit") is not None
+
+
+def load_source(config: str, source: str | None, data: str | None, seq_len: int
+                ) -> EpisodeSource:
+    """The texts, tokenized data and classes ``jaxmaml eval --seq-len`` uses for ``source``
+    (a source of the multi-source ``config``) or ``data`` (``--data``)."""
+    from jaxmaml.data.mixture import SEP
+    from jaxmaml.run.config_load import load_config
+    from jaxmaml.run.evaluate import load_eval_data
+    from jaxmaml.run.experiment import cap_per_class, load_data, load_text
+    from jaxmaml.run.multisource import source_config
+
+    cfg = load_config(config)
+    cfg = cfg.replace(data=dataclasses.replace(cfg.data, seq_len=seq_len))
+    ev = cfg.eval
+    if data:
+        tokenized = load_eval_data(cfg, data, seq_len=seq_len).data
+        texts = cap_per_class(load_text(cfg, data), ev.max_per_class, ev.seed).texts
+        classes = list(tokenized.class_names)
+    else:
+        if not cfg.data.sources or source not in [s.label for s in cfg.data.sources]:
+            raise ValueError(f"{config} has no data.sources entry named {source!r}; pass "
+                             "--source NAME of one, or --data NAME.")
+        tokenized, split = load_data(cfg)
+        texts = []
+        for src in cfg.data.sources:  # load_sources' order and per-source cap
+            scfg = source_config(cfg, src)
+            texts += cap_per_class(load_text(scfg), scfg.data.max_per_class,
+                                   scfg.data.split_seed).texts
+        classes = [c for c in split["test"] if c.startswith(f"{source}{SEP}")]
+    if len(texts) != len(tokenized.labels):
+        raise AssertionError(f"{len(texts)} texts for {len(tokenized.labels)} tokenized rows")
+    return EpisodeSource(texts, tokenized, classes, ev.seed, ev.max_per_class,
+                         data or source)
+
+
+def pool_rows(src: EpisodeSource):
+    """``(pool, rows)``: the protocol's pool (:func:`jaxmaml.run.protocol._pool`) and the
+    row of ``src.data`` behind each pool row (int64 ``[M]``)."""
+    from jaxmaml.data.tokenize import TokenizedData
+    from jaxmaml.run.protocol import _pool
+
+    labels = np.asarray(src.data.labels)
+    row_ids = np.arange(len(labels), dtype=np.int64)[:, None]
+    tagged = TokenizedData(row_ids, np.ones_like(row_ids), labels, src.data.class_names)
+    rows = _pool(tagged, src.classes, src.max_per_class, src.seed).input_ids[:, 0]
+    pool = _pool(src.data, src.classes, src.max_per_class, src.seed)
+    return pool, rows
+
+
+def text_episodes(src: EpisodeSource, way: int, shot: int, query: int, episodes: int
+                  ) -> list[TextEpisode]:
+    """Episodes ``0 .. episodes-1`` of ``jaxmaml eval``'s ``(way, shot, query)`` setting
+    as texts; each checked to re-tokenize to the protocol's token rows."""
+    from jaxmaml.data.episodes import EpisodeSampler
+
+    pool, rows = pool_rows(src)
+    sampler = EpisodeSampler(pool, list(src.classes), way, shot, query, BATCH_TASKS, src.seed)
+    out = []
+    for i in range(episodes):
+        idx = sampler.indices(i // BATCH_TASKS, slice(i % BATCH_TASKS, i % BATCH_TASKS + 1))
+        s_rows, q_rows = rows[idx.support_idx[0]], rows[idx.query_idx[0]]
+        out.append(TextEpisode([src.texts[r] for r in s_rows], idx.support_labels[0],
+                               [src.texts[r] for r in q_rows], idx.query_labels[0],
+                               s_rows, q_rows))
+    return out
+
+
+def check_tokens(src: EpisodeSource, episode: TextEpisode, tokenizer_dir: str) -> None:
+    """Raise unless the episode's texts tokenize to the rows of ``src.data`` it names."""
+    from jaxmaml.data.tokenize import _encode, _load_tokenizer
+
+    tok = _load_tokenizer(tokenizer_dir)
+    seq_len = src.data.input_ids.shape[1]
+    for texts, rows in ((episode.support, episode.support_rows),
+                        (episode.query, episode.query_rows)):
+        ids, mask, _ = _encode(tok, texts, seq_len)
+        if not (np.array_equal(ids, src.data.input_ids[rows])
+                and np.array_equal(mask, src.data.attention_mask[rows])):
+            raise AssertionError("an episode's texts do not tokenize to the protocol's rows")
+
+
+def setfit_method(seq_len: int) -> Callable:
+    """``run(episode, seed) -> (predictions, fit_s, predict_s)`` with the setfit library."""
+    import os
+
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    from datasets import Dataset
+    from setfit import SetFitModel, Trainer, TrainingArguments
+
+    from jaxmaml.run.config_load import minilm_dir
+
+    def run(ep: TextEpisode, seed: int):
+        t0 = time.perf_counter()
+        model = SetFitModel.from_pretrained(str(minilm_dir()))
+        model.model_body.max_seq_length = seq_len
+        args = TrainingArguments(**SETFIT_ARGS, seed=seed, report_to="none",
+                                 show_progress_bar=False)
+        train = Dataset.from_dict({"text": ep.support,
+                                   "label": [int(y) for y in ep.support_labels]})
+        Trainer(model=model, args=args, train_dataset=train).train()
+        t1 = time.perf_counter()
+        pred = np.asarray(model.predict(ep.query, show_progress_bar=False))
+        return pred, t1 - t0, time.perf_counter() - t1
+
+    return run
+
+
+def jaxmaml_method(head: str, seq_len: int, **kwargs) -> Callable:
+    """``run(episode, seed)`` with ``FewShotClassifier`` on the original all-MiniLM-L6-v2."""
+    import warnings
+
+    from jaxmaml.classifier import FewShotClassifier
+    from jaxmaml.run.config_load import minilm_dir
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # "not a jaxmaml export": the original encoder, meant
+        clf = FewShotClassifier.from_pretrained(minilm_dir(), seq_len=seq_len, head=head,
+                                                **kwargs)
+
+    def run(ep: TextEpisode, seed: int):
+        t0 = time.perf_counter()
+        clf.fit(ep.support, [int(y) for y in ep.support_labels])
+        t1 = time.perf_counter()
+        pred = np.asarray(clf.predict(ep.query))
+        return pred, t1 - t0, time.perf_counter() - t1
+
+    return run
+
+
+def make_methods(names: Sequence[str], seq_len: int) -> dict[str, Callable]:
+    out = {}
+    for m in names:
+        out[m] = (setfit_method(seq_len) if m == "setfit"
+                  else jaxmaml_method(JAXMAML_HEADS[m], seq_len))
+    return out
+
+
+def done_keys(path: Path) -> set[tuple[int, str]]:
+    if not path.exists():
+        return set()
+    return {(r["episode"], r["method"]) for r in map(json.loads, path.read_text().splitlines())}
+
+
+def run_setting(src: EpisodeSource, methods: dict[str, Callable], way: int, shot: int,
+                query: int, episodes: int, out: Path, tokenizer_dir: str) -> Path:
+    """Append one JSON line per (episode, method) not yet in ``out``'s file; returns it."""
+    path = out / f"{src.name}_{way}w{shot}s.jsonl"
+    done = done_keys(path)
+    for i, ep in enumerate(text_episodes(src, way, shot, query, episodes)):
+        check_tokens(src, ep, tokenizer_dir)
+        for name, run in methods.items():
+            if (i, name) in done:
+                continue
+            pred, fit_s, predict_s = run(ep, i)
+            row = {"source": src.name, "way": way, "shot": shot, "query": query,
+                   "episode": i, "method": name,
+                   "accuracy": float(np.mean(pred == ep.query_labels)),
+                   "fit_s": round(fit_s, 4), "predict_s": round(predict_s, 4)}
+            with path.open("a") as f:
+                f.write(json.dumps(row) + "\n")
+            print(json.dumps(row), flush=True)
+    return path
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--config", default=str(ROOT / "configs" / "quickstart.yaml"))
+    what = p.add_mutually_exclusive_group(required=True)
+    what.add_argument("--source", help="a data.sources name of --config (its meta-test classes)")
+    what.add_argument("--data", help="a built-in source or file (all its classes)")
+    p.add_argument("--seq-len", type=int, default=64)
+    p.add_argument("--way", type=int, default=5)
+    p.add_argument("--shots", type=int, nargs="+", default=[1, 5])
+    p.add_argument("--query", type=int, default=15)
+    p.add_argument("--episodes", type=int, default=30)
+    p.add_argument("--methods", nargs="+", default=list(METHODS), choices=METHODS)
+    p.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "setfit"))
+    return p.parse_args(argv)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
+    if "setfit" in args.methods and not setfit_installed():
+        print(MISSING_SETFIT, file=sys.stderr)
+        return 2
+    from jaxmaml.run.config_load import minilm_dir
+    from setfit_report import summarize
+
+    try:
+        src = load_source(args.config, args.source, args.data, args.seq_len)
+    except (ValueError, OSError) as e:  # ConfigError is a ValueError
+        print(f"setfit_episodes: {e}", file=sys.stderr)
+        return 2
+    methods = make_methods(args.methods, args.seq_len)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    for shot in args.shots:
+        path = run_setting(src, methods, args.way, shot, args.query, args.episodes, out,
+                           str(minilm_dir()))
+        print(json.dumps(summarize(path)), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
