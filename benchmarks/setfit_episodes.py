@@ -45,7 +45,7 @@ from typing import Any, Callable, NamedTuple, Sequence
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "benchmarks"))  # setfit_report beside this script
+sys.path[:0] = [str(ROOT), str(ROOT / "benchmarks")]  # this jaxmaml; setfit_report beside
 BATCH_TASKS = 20  # protocol.evaluate's default: episode i is task i % 20 of step i // 20
 METHODS = ("setfit", "jaxmaml_learner", "jaxmaml_probe")
 JAXMAML_HEADS = {"jaxmaml_learner": "learner", "jaxmaml_probe": "probe"}
@@ -228,25 +228,30 @@ def done_keys(path: Path) -> set[tuple[int, str]]:
     return {(r["episode"], r["method"]) for r in map(json.loads, path.read_text().splitlines())}
 
 
-def run_setting(src: EpisodeSource, methods: dict[str, Callable], way: int, shot: int,
-                query: int, episodes: int, out: Path, tokenizer_dir: str) -> Path:
-    """Append one JSON line per (episode, method) not yet in ``out``'s file; returns it."""
-    path = out / f"{src.name}_{way}w{shot}s.jsonl"
-    done = done_keys(path)
-    for i, ep in enumerate(text_episodes(src, way, shot, query, episodes)):
-        check_tokens(src, ep, tokenizer_dir)
-        for name, run in methods.items():
-            if (i, name) in done:
-                continue
-            pred, fit_s, predict_s = run(ep, i)
-            row = {"source": src.name, "way": way, "shot": shot, "query": query,
-                   "episode": i, "method": name,
-                   "accuracy": float(np.mean(pred == ep.query_labels)),
-                   "fit_s": round(fit_s, 4), "predict_s": round(predict_s, 4)}
-            with path.open("a") as f:
-                f.write(json.dumps(row) + "\n")
-            print(json.dumps(row), flush=True)
-    return path
+def run_settings(src: EpisodeSource, methods: dict[str, Callable], way: int,
+                 shots: Sequence[int], query: int, episodes: int, out: Path,
+                 tokenizer_dir: str) -> list[Path]:
+    """Append one JSON line per (episode, method) not yet in the setting's file
+    (``out/{source}_{way}w{shot}s.jsonl``), episode by episode across ``shots`` (so a
+    partial run covers every setting); returns the files."""
+    paths = [out / f"{src.name}_{way}w{shot}s.jsonl" for shot in shots]
+    done = [done_keys(p) for p in paths]
+    eps = [text_episodes(src, way, shot, query, episodes) for shot in shots]
+    for i in range(episodes):
+        for shot, path, seen, setting in zip(shots, paths, done, eps):
+            check_tokens(src, setting[i], tokenizer_dir)
+            for name, run in methods.items():
+                if (i, name) in seen:
+                    continue
+                pred, fit_s, predict_s = run(setting[i], i)
+                row = {"source": src.name, "way": way, "shot": shot, "query": query,
+                       "episode": i, "method": name,
+                       "accuracy": float(np.mean(pred == setting[i].query_labels)),
+                       "fit_s": round(fit_s, 4), "predict_s": round(predict_s, 4)}
+                with path.open("a") as f:
+                    f.write(json.dumps(row) + "\n")
+                print(json.dumps(row), flush=True)
+    return paths
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
@@ -262,6 +267,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--episodes", type=int, default=30)
     p.add_argument("--methods", nargs="+", default=list(METHODS), choices=METHODS)
     p.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "setfit"))
+    p.add_argument("--torch-threads", type=int, default=1,
+                   help="torch intra-op threads for SetFit (1: least waiting on a busy CPU)")
     return p.parse_args(argv)
 
 
@@ -278,12 +285,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (ValueError, OSError) as e:  # ConfigError is a ValueError
         print(f"setfit_episodes: {e}", file=sys.stderr)
         return 2
+    if "setfit" in args.methods:
+        import torch
+
+        torch.set_num_threads(args.torch_threads)
     methods = make_methods(args.methods, args.seq_len)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    for shot in args.shots:
-        path = run_setting(src, methods, args.way, shot, args.query, args.episodes, out,
-                           str(minilm_dir()))
+    for path in run_settings(src, methods, args.way, args.shots, args.query, args.episodes,
+                             out, str(minilm_dir())):
         print(json.dumps(summarize(path)), flush=True)
     return 0
 
