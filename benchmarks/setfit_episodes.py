@@ -15,7 +15,8 @@ Methods on each episode (fit on the ``way*shot`` support texts, predict the
 - ``setfit``: the ``setfit`` library on all-MiniLM-L6-v2 (contrastive fine-tuning on
   pairs, then scikit-learn's logistic-regression head); its few-shot defaults
   ``num_iterations=20``, 1 epoch, batch size 16, ``max_seq_length`` = ``--seq-len``;
-  a fresh model per episode, ``seed`` = the episode index.
+  a fresh model per episode, ``seed`` = the episode index, no checkpoint saved, torch on
+  ``--torch-threads`` threads.
 - ``jaxmaml_learner``: ``FewShotClassifier`` on the original encoder with its default
   adaptation (a plain encoder loads as ProtoNet: nearest class mean of mean-pooled
   features).
@@ -38,6 +39,7 @@ import dataclasses
 import importlib.util
 import json
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Any, Callable, NamedTuple, Sequence
@@ -180,11 +182,13 @@ def setfit_method(seq_len: int) -> Callable:
         t0 = time.perf_counter()
         model = SetFitModel.from_pretrained(str(minilm_dir()))
         model.model_body.max_seq_length = seq_len
-        args = TrainingArguments(**SETFIT_ARGS, seed=seed, report_to="none",
-                                 show_progress_bar=False)
         train = Dataset.from_dict({"text": ep.support,
                                    "label": [int(y) for y in ep.support_labels]})
-        Trainer(model=model, args=args, train_dataset=train).train()
+        with tempfile.TemporaryDirectory() as tmp:  # no checkpoint written: not timed I/O
+            args = TrainingArguments(**SETFIT_ARGS, seed=seed, report_to="none",
+                                     show_progress_bar=False, output_dir=tmp,
+                                     save_strategy="no")
+            Trainer(model=model, args=args, train_dataset=train).train()
         t1 = time.perf_counter()
         pred = np.asarray(model.predict(ep.query, show_progress_bar=False))
         return pred, t1 - t0, time.perf_counter() - t1

@@ -20,7 +20,10 @@ from typing import Sequence
 
 import numpy as np
 
-from jaxmaml.run.protocol import mean_ci95
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from jaxmaml.run.protocol import mean_ci95  # noqa: E402
 
 REFERENCE = "setfit"
 
