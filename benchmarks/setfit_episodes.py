@@ -200,6 +200,8 @@ def jaxmaml_method(head: str, seq_len: int, **kwargs) -> Callable:
     """``run(episode, seed)`` with ``FewShotClassifier`` on the original all-MiniLM-L6-v2."""
     import warnings
 
+    import jax
+
     from jaxmaml.classifier import FewShotClassifier
     from jaxmaml.run.config_load import minilm_dir
 
@@ -211,6 +213,7 @@ def jaxmaml_method(head: str, seq_len: int, **kwargs) -> Callable:
     def run(ep: TextEpisode, seed: int):
         t0 = time.perf_counter()
         clf.fit(ep.support, [int(y) for y in ep.support_labels])
+        jax.block_until_ready(clf.task_params_)  # fit dispatches asynchronously
         t1 = time.perf_counter()
         pred = np.asarray(clf.predict(ep.query))
         return pred, t1 - t0, time.perf_counter() - t1
@@ -258,6 +261,30 @@ def run_settings(src: EpisodeSource, methods: dict[str, Callable], way: int,
     return paths
 
 
+# our methods' twins in jaxmaml eval (original encoder, same features and classifier)
+PROTOCOL_TWINS = {"jaxmaml_learner": "nearest_centroid", "jaxmaml_probe": "linear_probe"}
+
+
+def protocol_means(config: str, src: EpisodeSource, way: int, shots: Sequence[int],
+                   query: int, episodes: int) -> dict[str, dict[str, float]]:
+    """``{"episodes": E, "{way}w{shot}s": {our method: its protocol twin's mean}}`` from
+    :func:`jaxmaml.run.protocol.evaluate` on the same classes, seed and episodes: equal
+    means (to float precision) show the text episodes and ours are the protocol's."""
+    from jaxmaml.run.config_load import load_config
+    from jaxmaml.run.experiment import initial_encoder
+    from jaxmaml.run.protocol import evaluate
+
+    cfg = load_config(config)
+    encoder = initial_encoder(cfg)
+    rows = evaluate({"encoder": encoder}, cfg.meta, src.data, src.classes,
+                    [(way, shot, query) for shot in shots], episodes=episodes, seed=src.seed,
+                    methods=tuple(PROTOCOL_TWINS.values()), pretrained_params=encoder,
+                    max_per_class=src.max_per_class)
+    return {"episodes": episodes, **{
+        f"{r['way']}w{r['shot']}s": {m: r["results"][twin]["mean"]
+                                     for m, twin in PROTOCOL_TWINS.items()} for r in rows}}
+
+
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--config", default=str(ROOT / "configs" / "quickstart.yaml"))
@@ -271,6 +298,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--episodes", type=int, default=30)
     p.add_argument("--methods", nargs="+", default=list(METHODS), choices=METHODS)
     p.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "setfit"))
+    p.add_argument("--check-protocol", action="store_true",
+                   help="also write OUT/{source}_protocol.json: jaxmaml eval's means of "
+                        "our methods' twins on the same episodes")
     p.add_argument("--torch-threads", type=int, default=1,
                    help="torch intra-op threads for SetFit (1: least waiting on a busy CPU)")
     return p.parse_args(argv)
@@ -296,6 +326,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     methods = make_methods(args.methods, args.seq_len)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
+    if args.check_protocol:
+        means = protocol_means(args.config, src, args.way, args.shots, args.query,
+                               args.episodes)
+        (out / f"{src.name}_protocol.json").write_text(json.dumps(means, indent=1) + "\n")
+        print(json.dumps({"protocol": means}), flush=True)
     for path in run_settings(src, methods, args.way, args.shots, args.query, args.episodes,
                              out, str(minilm_dir())):
         print(json.dumps(summarize(path)), flush=True)

@@ -34,7 +34,10 @@ def read_rows(path: Path) -> list[dict]:
 
 def summarize(path: Path) -> dict:
     """``{"source", "way", "shot", "query", "methods": {m: {"episodes", "mean", "ci95",
-    "fit_s", "predict_s", "vs_setfit": {"episodes", "mean", "ci95"}}}}`` of one file."""
+    "fit_s", "predict_s", "vs_setfit": {"episodes", "mean", "ci95"},
+    "protocol_twin_mean"}}}`` of one file; ``protocol_twin_mean`` (when
+    ``setfit_episodes.py --check-protocol`` wrote it for the same episodes) is what
+    ``jaxmaml eval`` scores for the method's twin on those episodes."""
     rows = read_rows(path)
     by = {}
     for r in rows:
@@ -43,6 +46,7 @@ def summarize(path: Path) -> dict:
     out = {k: first.get(k) for k in ("source", "way", "shot", "query")}
     out["methods"] = {}
     ref = by.get(REFERENCE, {})
+    twins = _protocol_means(Path(path), first)
     for m, eps in by.items():
         acc = np.array([eps[i]["accuracy"] for i in sorted(eps)])
         entry = {"episodes": len(acc), **mean_ci95(acc),
@@ -52,8 +56,21 @@ def summarize(path: Path) -> dict:
         if m != REFERENCE and both:
             diff = np.array([eps[i]["accuracy"] - ref[i]["accuracy"] for i in both])
             entry["vs_setfit"] = {"episodes": len(both), **mean_ci95(diff)}
+        if m in twins and twins["episodes"] == len(acc) == max(eps) + 1:
+            entry["protocol_twin_mean"] = twins[m]
         out["methods"][m] = entry
     return out
+
+
+def _protocol_means(path: Path, first: dict) -> dict:
+    """``{"episodes", method: mean}`` of ``{source}_protocol.json`` beside ``path`` for
+    this setting (``--check-protocol``), else ``{}``."""
+    f = path.parent / f"{first.get('source')}_protocol.json"
+    if not first or not f.exists():
+        return {}
+    means = json.loads(f.read_text())
+    return {"episodes": means["episodes"],
+            **means.get(f"{first['way']}w{first['shot']}s", {})}
 
 
 def _pm(mean: float, ci: float, scale: float = 100.0, sign: str = "") -> str:
@@ -64,17 +81,19 @@ def _pm(mean: float, ci: float, scale: float = 100.0, sign: str = "") -> str:
 def table(summaries: Sequence[dict]) -> str:
     """A markdown table: one row per (source, setting, method)."""
     lines = ["| source | setting | method | episodes | accuracy % (95% CI) | "
-             "minus SetFit, paired (points) | fit s (median) | predict s (median) |",
-             "|---|---|---|---:|---:|---:|---:|---:|"]
+             "minus SetFit, paired (points) | fit s (median) | predict s (median) | "
+             "jaxmaml eval's twin % |", "|---|---|---|---:|---:|---:|---:|---:|---:|"]
     for s in summaries:
         setting = f"{s['way']}-way {s['shot']}-shot"
         for m, e in sorted(s["methods"].items(), key=lambda kv: kv[0] != REFERENCE):
             vs = e.get("vs_setfit")
+            twin = ("—" if "protocol_twin_mean" not in e
+                    else f"{100 * e['protocol_twin_mean']:.2f}")
             vs_text = "—" if vs is None else (_pm(vs["mean"], vs["ci95"], sign="+")
                                               + f" (n={vs['episodes']})")
             lines.append(f"| {s['source']} | {setting} | {m} | {e['episodes']} | "
                          f"{_pm(e['mean'], e['ci95'])} | {vs_text} | {e['fit_s']:.2f} | "
-                         f"{e['predict_s']:.2f} |")
+                         f"{e['predict_s']:.2f} | {twin} |")
     return "\n".join(lines)
 
 
