@@ -16,6 +16,15 @@ number of classes and shots per class (unbalanced too); labels are any hashable 
 (``classes_`` sorted like scikit-learn's). Both steps are jitted: the support set is padded
 with zero-weight rows to the next power of two (the probe: compiled per support size) and
 texts are scored in fixed batches, so a shape compiles once.
+
+``adapt="finetune"`` fine-tunes the encoder on the support set instead (a cosine head
+started at the class prototypes; :mod:`jaxmaml.meta.finetune`, options
+:class:`~jaxmaml.meta.finetune.FinetuneOptions`); ``fit(..., label_texts=...)`` adds class
+names or descriptions as one more example per class; ``predict(..., transductive=True)``
+refines the classes over the texts being labelled (:mod:`jaxmaml.adaptation`)::
+
+    clf = FewShotClassifier.from_run(run, adapt="finetune")
+    clf.fit(texts, labels, label_texts=True).predict(new_texts, transductive=True)
 """
 
 from __future__ import annotations
@@ -27,6 +36,9 @@ from typing import Any, Callable, Sequence
 import jax
 import numpy as np
 
+from jaxmaml import adaptation
+from jaxmaml.meta.finetune import FinetuneOptions
+from jaxmaml.meta.priors import NAME_WEIGHT, with_label_rows
 from jaxmaml.run.load import Loaded, load_export, load_run
 from jaxmaml.types import Examples
 
@@ -99,15 +111,30 @@ class FewShotClassifier:
       batch_size: texts per jitted forward pass in :meth:`predict` / :meth:`embed`.
       head: ``"learner"`` (default): the learner's own adaptation; ``"probe"``: a
         logistic-regression probe on the frozen encoder's sentence features.
+      adapt: ``"learner"`` (default): the learner's own adaptation (or ``head``);
+        ``"finetune"``: test-time fine-tuning of the encoder with a cosine head started at
+        the class prototypes (:func:`jaxmaml.meta.finetune.finetune_adapt`), configured by
+        ``finetune`` (:class:`~jaxmaml.meta.finetune.FinetuneOptions`; ``steps=0`` is the
+        cosine centroid of the encoder's mean-pooled, L2-normalized features).
+      label_weight: how many support examples a class's label text counts as (``fit``'s
+        ``label_texts``).
     """
 
     def __init__(self, loaded: Loaded, *, seq_len: int | None = None, batch_size: int = 64,
-                 head: str = "learner"):
+                 head: str = "learner", adapt: str = "learner",
+                 finetune: FinetuneOptions | None = None, label_weight: float = NAME_WEIGHT):
         from jaxmaml.data.tokenize import _load_tokenizer
 
         if head not in HEADS:
             raise ValueError(f"head={head!r}: use one of {', '.join(HEADS)}.")
-        self.head = head
+        if adapt not in adaptation.ADAPTS:
+            raise ValueError(f"adapt={adapt!r}: use one of {', '.join(adaptation.ADAPTS)}.")
+        if adapt == "finetune" and head != "learner":
+            raise ValueError("adapt='finetune' trains its own cosine head; drop head='probe'.")
+        if label_weight <= 0:
+            raise ValueError(f"label_weight={label_weight} must be > 0.")
+        self.head, self.adapt, self.label_weight = head, adapt, float(label_weight)
+        self.finetune = finetune or FinetuneOptions()
         self.meta_params = loaded.meta_params
         self.cfg = loaded.meta
         self.step = loaded.step
@@ -118,6 +145,7 @@ class FewShotClassifier:
         self.batch_size = int(batch_size)
         self.tokenizer = _load_tokenizer(loaded.tokenizer_dir)
         self.task_params_: dict | None = None
+        self.support_: Examples | None = None
         self.classes_: np.ndarray | None = None
 
     @classmethod
@@ -155,11 +183,17 @@ class FewShotClassifier:
 
     # ------------------------------------------------------------------ estimator API
     def fit(self, texts: Sequence[str], labels: Sequence[Any],
-            classes: Sequence[Any] | None = None) -> "FewShotClassifier":
+            classes: Sequence[Any] | None = None, label_texts: Any = None
+            ) -> "FewShotClassifier":
         """Adapt to the support set ``texts`` with ``labels`` (any hashable values).
 
         ``classes`` (optional) fixes the class list and its order; each needs at least one
-        support example.
+        support example or a label text.
+
+        ``label_texts`` (optional) gives classes names or descriptions that act as one more
+        support example of each class (weight ``label_weight``): ``True`` (the labels
+        themselves), a dict ``class -> text`` (a class only named there is zero-shot: its
+        prototype is its name) or a list aligned with the classes.
         """
         texts = _check_texts(texts, "the support texts")
         labels = list(labels)
@@ -173,9 +207,13 @@ class FewShotClassifier:
         present = sorted(set(labels), key=lambda y: (str(type(y)), y))
         if classes is None:
             classes = present
+            if isinstance(label_texts, dict):  # a class only named there is zero-shot
+                classes = sorted(set(present) | set(label_texts),
+                                 key=lambda y: (str(type(y)), y))
         else:
             classes = list(classes)
-            missing = [c for c in classes if c not in set(labels)]
+            missing = [c for c in classes if c not in set(labels)
+                       and not adaptation.has_label_text(label_texts, c)]
             if missing:
                 raise ValueError(f"class {missing[0]!r} has no support example; give every "
                                  "class at least one labelled text (or drop it from classes).")
@@ -188,7 +226,11 @@ class FewShotClassifier:
         index = {c: i for i, c in enumerate(classes)}
         classes_ = np.array(classes, dtype=object if not all(
             isinstance(c, (int, np.integer)) for c in classes) else np.int64)
+        names = None if label_texts is None else adaptation.label_text_list(label_texts, classes)
         if self.head == "probe":
+            if names is not None:
+                raise ValueError("label_texts needs head='learner' (the probe has no "
+                                 "weighted rows); drop one of them.")
             y = np.array([index[y] for y in labels], np.int32)
             self.task_params_ = _probe_fit_fn(len(classes))(
                 self._sentence_features(texts, "the support texts"), y)
@@ -200,18 +242,31 @@ class FewShotClassifier:
                            np.pad(mask, ((0, rows - n), (0, 0))),
                            np.array([index[y] for y in labels] + [0] * (rows - n), np.int32),
                            np.array([1.0] * n + [0.0] * (rows - n), np.float32))
-        self.task_params_ = _adapt_fn(self.cfg, len(classes))(self.meta_params, support)
+        if names is not None:
+            support = with_label_rows(support, adaptation.label_rows(self._tokenize, names),
+                                      self.label_weight)
+        if self.adapt == "finetune":
+            self.task_params_ = adaptation.finetune_fit_fn(self.cfg, self.finetune, len(classes))(
+                self.meta_params["encoder"], support)
+        else:
+            self.task_params_ = _adapt_fn(self.cfg, len(classes))(self.meta_params, support)
+        self.support_ = support
         self.classes_ = classes_
         self._predict_cfg = self.cfg.replace(way=len(classes))
         return self
 
-    def _log_proba(self, texts: Sequence[str], progress: Callable[[int], None] | None = None
-                   ) -> np.ndarray:
+    def _log_proba(self, texts: Sequence[str], progress: Callable[[int], None] | None = None,
+                   transductive: bool = False) -> np.ndarray:
         if self.task_params_ is None:
             raise ValueError("call fit(texts, labels) with a labelled support set first.")
+        if transductive:
+            return self._transductive_log_proba(texts, progress)
         out = []
         for batch, n in self._batches(texts, "the texts to classify"):
-            if self.head == "probe":
+            if self.adapt == "finetune":
+                logp = adaptation.finetune_log_proba_fn(self.cfg, self.finetune)(
+                    self.task_params_, batch)
+            elif self.head == "probe":
                 logp = _probe_log_proba(self.task_params_, self._features(batch))
             else:
                 logp = _predict_fn(self._predict_cfg)(self.task_params_, batch)
@@ -220,15 +275,38 @@ class FewShotClassifier:
                 progress(n)
         return np.concatenate(out)
 
-    def predict_proba(self, texts: Sequence[str], progress: Callable[[int], None] | None = None
-                      ) -> np.ndarray:
-        """Class probabilities ``[n, len(classes_)]`` (rows sum to 1), columns in
-        ``classes_`` order. ``progress(k)`` is called after each batch of ``k`` texts."""
-        return np.exp(self._log_proba(texts, progress))
+    def _transductive_log_proba(self, texts: Sequence[str],
+                                progress: Callable[[int], None] | None) -> np.ndarray:
+        if self.adapt != "finetune":
+            raise ValueError("transductive=True refines a cosine head: use adapt='finetune' "
+                             "(finetune=FinetuneOptions(steps=0) is the plain centroid).")
+        fn = adaptation.finetune_features_fn(self.cfg, self.finetune)
+        feats = []
+        for batch, n in self._batches(texts, "the texts to classify"):
+            feats.append(np.asarray(fn(self.task_params_, batch))[:n])
+            if progress is not None:
+                progress(n)
+        return adaptation.transductive_log_proba(
+            self.task_params_, self.support_, np.concatenate(feats),
+            lambda ex: fn(self.task_params_, ex), self.finetune)
 
-    def predict(self, texts: Sequence[str]) -> np.ndarray:
-        """The most probable class of each text, ``[n]`` (values from ``classes_``)."""
-        return self.classes_[np.argmax(self._log_proba(texts), -1)]
+    def predict_proba(self, texts: Sequence[str], progress: Callable[[int], None] | None = None,
+                      transductive: bool = False) -> np.ndarray:
+        """Class probabilities ``[n, len(classes_)]`` (rows sum to 1), columns in
+        ``classes_`` order. ``progress(k)`` is called after each batch of ``k`` texts.
+
+        ``transductive=True`` (``adapt='finetune'``) first refines the class prototypes by
+        soft k-means over ``texts`` (:mod:`jaxmaml.meta.transductive`), so a text's
+        prediction then depends on the other texts of the batch: pass everything to label
+        in one call."""
+        return np.exp(self._log_proba(texts, progress, transductive))
+
+    def predict(self, texts: Sequence[str], transductive: bool = False) -> np.ndarray:
+        """The most probable class of each text, ``[n]`` (values from ``classes_``).
+
+        ``transductive``: as in :meth:`predict_proba` (predictions then depend on the batch).
+        """
+        return self.classes_[np.argmax(self._log_proba(texts, transductive=transductive), -1)]
 
     def embed(self, texts: Sequence[str]) -> np.ndarray:
         """The meta-learned encoder's pooled features ``[n, hidden]`` (float32; L2-normalized
@@ -252,4 +330,5 @@ class FewShotClassifier:
     def __repr__(self) -> str:
         fitted = "unfitted" if self.classes_ is None else f"{len(self.classes_)} classes"
         head = "" if self.head == "learner" else ", head=probe"
+        head += "" if self.adapt == "learner" else f", adapt={self.adapt}"
         return f"FewShotClassifier({self.algorithm}, seq_len={self.seq_len}{head}, {fitted})"

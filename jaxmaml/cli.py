@@ -88,6 +88,15 @@ def _parser() -> argparse.ArgumentParser:
     pr.add_argument("--head", choices=("learner", "probe"), default="learner",
                     help="learner (default): the learner's own adaptation; probe: a "
                     "logistic-regression probe on the encoder's sentence features")
+    pr.add_argument("--adapt", choices=("learner", "finetune"), default="learner",
+                    help="learner (default): the learner's own adaptation; finetune: "
+                    "fine-tune the encoder's top layers with a cosine head on the support set")
+    pr.add_argument("--label-texts", metavar="FILE|labels", help="class names or "
+                    "descriptions as one more example per class: a csv/json file with label "
+                    "and text columns, or `labels` for the label strings themselves")
+    pr.add_argument("--transductive", action="store_true", help="refine the classes over "
+                    "all of --texts (soft k-means; needs --adapt finetune); a text's "
+                    "prediction then depends on the others")
     pr.add_argument("--no-progress", action="store_true", help="no progress bar")
 
     d = sub.add_parser("data", help="print a config's dataset statistics and class split")
@@ -192,7 +201,8 @@ def cmd_predict(args) -> int:
     info = predict_files(args.model, args.support, args.texts, args.out,
                          text_column=args.text_column, label_column=args.label_column,
                          proba=args.proba, checkpoint=args.checkpoint, seq_len=args.seq_len,
-                         progress=not args.no_progress, head=args.head)
+                         progress=not args.no_progress, head=args.head, adapt=args.adapt,
+                         label_texts=args.label_texts, transductive=args.transductive)
     print(f"labelled {info['rows']} texts with {len(info['classes'])} classes "
           f"({', '.join(info['classes'])}) into {info['out']}")
     return 0

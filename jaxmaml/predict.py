@@ -65,15 +65,33 @@ def _texts(values: list[Any], what: str, path) -> list[str]:
     return values
 
 
-def _labels(values: list[Any], path) -> list[Any]:
+def _labels(values: list[Any], path, what: str = "support file") -> list[Any]:
     import math
 
     for i, y in enumerate(values):
         if y is None or (isinstance(y, float) and math.isnan(y)) or (isinstance(y, str)
                                                                      and not y.strip()):
-            raise ConfigError(f"support file {path} row {i} has no label; label every "
-                              "support example.")
+            rows = "support example" if what == "support file" else "row"
+            raise ConfigError(f"{what} {path} row {i} has no label; label every {rows}.")
     return [y.item() if hasattr(y, "item") else y for y in values]
+
+
+def read_label_texts(path: str | Path, label_column: str = "label",
+                     text_column: str = "text") -> dict[Any, str] | bool:
+    """``--label-texts``: ``labels`` (the label strings themselves: ``True``) or a table with
+    one row per class, ``label_column`` and ``text_column`` -> ``{label: text}``."""
+    if str(path) == "labels":
+        return True
+    df = read_table(path, "label-texts file")
+    labels = _labels(_column(df, label_column, "label-texts file", path, "--label-column"),
+                     path, "label-texts file")
+    texts = _texts(_column(df, text_column, "label-texts file", path, "--text-column"),
+                   "label-texts file", path)
+    dup = next((y for i, y in enumerate(labels) if y in labels[:i]), None)
+    if dup is not None:
+        raise ConfigError(f"label-texts file {path} has two rows for label {dup!r}; keep one "
+                          "text per class.")
+    return dict(zip(labels, texts))
 
 
 def write_table_atomically(df, out: str | Path) -> Path:
@@ -90,11 +108,16 @@ def write_table_atomically(df, out: str | Path) -> Path:
 def predict_files(model: str | Path, support: str | Path, texts: str | Path, out: str | Path,
                   text_column: str = "text", label_column: str = "label", proba: bool = False,
                   checkpoint: str = "best", seq_len: int | None = None,
-                  progress: bool = True, head: str = "learner") -> dict[str, Any]:
+                  progress: bool = True, head: str = "learner", adapt: str = "learner",
+                  label_texts: str | Path | None = None, transductive: bool = False
+                  ) -> dict[str, Any]:
     """Fit a :class:`~jaxmaml.FewShotClassifier` on ``support``, label ``texts``, write ``out``.
 
     ``head``: ``learner`` (the learner's own adaptation) or ``probe`` (a logistic-regression
-    probe on the encoder's sentence features).
+    probe on the encoder's sentence features). ``adapt``: ``learner`` or ``finetune``
+    (test-time fine-tuning with a cosine head). ``label_texts``: a label/text table, or
+    ``"labels"`` (the label strings), as class priors. ``transductive`` (``finetune``):
+    refine the classes over all of ``texts`` (predictions then depend on the whole file).
 
     Returns ``{"rows", "classes", "out"}``. Bad input raises :class:`ConfigError` (one line)
     before anything is written.
@@ -107,6 +130,12 @@ def predict_files(model: str | Path, support: str | Path, texts: str | Path, out
     out = Path(out)
     if out.suffix.lower() not in WRITERS:
         raise ConfigError(f"--out {out}: write .csv or .jsonl.")
+    if transductive and adapt != "finetune":
+        raise ConfigError("--transductive refines a cosine head: add --adapt finetune.")
+    if adapt == "finetune" and head != "learner":
+        raise ConfigError("--adapt finetune trains its own cosine head; drop --head probe.")
+    names = None if label_texts is None else read_label_texts(label_texts, label_column,
+                                                              text_column)
     sup = read_table(support, "support file")
     sup_texts = _texts(_column(sup, text_column, "support file", support, "--text-column"),
                        "support file", support)
@@ -116,8 +145,9 @@ def predict_files(model: str | Path, support: str | Path, texts: str | Path, out
     new_texts = _texts(_column(df, text_column, "texts file", texts, "--text-column"),
                        "texts file", texts)
     try:
-        clf = FewShotClassifier(load(model, checkpoint), seq_len=seq_len, head=head)
-        clf.fit(sup_texts, sup_labels)
+        clf = FewShotClassifier(load(model, checkpoint), seq_len=seq_len, head=head,
+                                adapt=adapt)
+        clf.fit(sup_texts, sup_labels, label_texts=names)
     except ValueError as e:
         raise ConfigError(str(e)) from e
     bar = None
@@ -125,7 +155,8 @@ def predict_files(model: str | Path, support: str | Path, texts: str | Path, out
         from tqdm.auto import tqdm
         bar = tqdm(total=len(new_texts), unit="text", desc="predict")
     try:
-        p = clf.predict_proba(new_texts, progress=bar.update if bar else None)
+        p = clf.predict_proba(new_texts, progress=bar.update if bar else None,
+                              transductive=transductive)
     finally:
         if bar is not None:
             bar.close()

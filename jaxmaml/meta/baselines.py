@@ -40,6 +40,7 @@ import optax
 from jaxmaml.meta import inner
 from jaxmaml.meta.inner import l2_normalize
 from jaxmaml.meta.config import MetaConfig
+from jaxmaml.meta.finetune import cosine_head_init, cosine_head_logits
 from jaxmaml.types import Episodes, Examples
 
 PROBE_C = 1.0        # inverse L2 strength, scikit-learn's default
@@ -150,12 +151,7 @@ def frozen_accuracy(method: str, s_feats: jax.Array, s_labels: jax.Array, q_feat
 
 
 # ---------------------------------------------------------------- pretrained + cosine head
-def cosine_head_logits(head: dict, feats: jax.Array, scale: float) -> jax.Array:
-    """``scale * cos(feats, kernel columns)``: ``feats`` ``[n, H]``, kernel ``[H, way]``."""
-    k = head["kernel"]
-    return scale * l2_normalize(feats) @ l2_normalize(k, axis=0)
-
-
+# The cosine head (logits, prototype init) has one home: jaxmaml.meta.finetune.
 def cosine_adapt_task(encoder: Any, episode: Episodes, cfg: MetaConfig) -> jax.Array:
     """Query accuracy of ``encoder`` adapted to one task with a cosine head.
 
@@ -169,8 +165,8 @@ def cosine_adapt_task(encoder: Any, episode: Episodes, cfg: MetaConfig) -> jax.A
     bottom_s = inner.bottom_features(encoder, support, cfg)
     bottom_q = inner.bottom_features(encoder, query, cfg)
     feats0 = l2_normalize(inner.features(encoder, support, cfg, bottom_s))
-    protos = inner.prototypes(feats0, support.labels, support.weights, cfg.way)
-    params = {"encoder": encoder, "head": {"kernel": l2_normalize(protos).T}}
+    params = {"encoder": encoder,
+              "head": cosine_head_init(feats0, support.labels, support.weights, cfg.way)}
     adapted, frozen = inner.partition(params, cfg)
 
     def loss_fn(p):

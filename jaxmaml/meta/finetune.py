@@ -1,0 +1,252 @@
+"""Test-time fine-tuning: adapt an encoder and a cosine head to one task's support set.
+
+The features are mean-pooled hidden states, L2-normalized. The head is a **cosine head**:
+``logits = scale * cos(f(x), w_c)`` with a kernel ``w`` ``[H, way]`` that starts at the
+L2-normalized class prototypes (weighted means of the support features), so zero steps is
+the cosine-centroid classifier. Fine-tuning minimizes the weighted support cross-entropy for
+``steps`` full-batch Optax AdamW steps inside ``lax.scan``; the body (a part of the encoder,
+or LoRA factors of it) and the head have their own learning rates. Deterministic: no
+dropout, LoRA factors drawn from ``FinetuneOptions.seed``.
+
+Parts (``FinetuneOptions.part``):
+
+- ``head``: the cosine head only (the encoder stays frozen);
+- ``top_k``: the top ``top_k`` encoder layers and the head;
+- ``lora``: rank-``lora_rank`` factors ``W + A @ B`` (``A ~ N(0, 1/in)``, ``B = 0``) of the
+  weight kernels of the top ``top_k`` layers, and the head (the kernels stay frozen);
+- ``all``: every encoder layer above the run's never-trained bottom
+  (``MetaConfig.outer_frozen_layers``; with none, the embeddings too) and the head.
+
+Everything below the first fine-tuned layer is constant during fine-tuning, so it is
+computed once (:func:`finetune_bottom`; callers may precompute it, e.g. for a pool of
+evaluation texts). Written for one task, unbatched; ``vmap`` it over tasks.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import optax
+
+from jaxmaml.meta import inner, lora
+from jaxmaml.meta.config import MetaConfig
+from jaxmaml.meta.inner import l2_normalize
+from jaxmaml.tree import flatten, unflatten
+from jaxmaml.types import Examples
+
+Params = dict[str, Any]
+PARTS = ("top_k", "lora", "all", "head")
+# Defaults, one constant each (to be re-chosen by measurement).
+PART = "top_k"
+TOP_K = 2
+LORA_RANK = 8
+STEPS = 10
+LR = 5e-5
+HEAD_LR = 1e-2
+SCALE = 10.0
+WEIGHT_DECAY = 0.0
+
+
+@dataclasses.dataclass(frozen=True)
+class FinetuneOptions:
+    """How test-time fine-tuning adapts to a task (frozen, hashable: compile-time constants).
+
+    Attributes:
+      part: what is trained besides the head: ``top_k``, ``lora``, ``all`` or ``head``
+        (see the module docstring).
+      top_k: encoder layers fine-tuned by ``top_k`` and ``lora`` (counted from the top).
+      lora_rank: rank of the LoRA factors (``part='lora'``).
+      steps: full-batch optimizer steps on the support set (0 = the cosine centroid).
+      lr: AdamW learning rate of the encoder part (or its LoRA factors).
+      head_lr: AdamW learning rate of the cosine head's kernel.
+      scale: the cosine logit scale (1 / temperature).
+      weight_decay: AdamW decoupled weight decay of the encoder part (the cosine head is
+        scale-invariant, so it is not decayed).
+      seed: draws the LoRA ``A`` factors (the only random numbers).
+    """
+
+    part: str = PART
+    top_k: int = TOP_K
+    lora_rank: int = LORA_RANK
+    steps: int = STEPS
+    lr: float = LR
+    head_lr: float = HEAD_LR
+    scale: float = SCALE
+    weight_decay: float = WEIGHT_DECAY
+    seed: int = 0
+
+    def __post_init__(self):
+        if self.part not in PARTS:
+            raise ValueError(f"finetune part={self.part!r} is not one of {', '.join(PARTS)}.")
+        if self.top_k < 1:
+            raise ValueError(f"finetune top_k={self.top_k} must be >= 1 (layers from the top).")
+        if self.lora_rank < 1:
+            raise ValueError(f"finetune lora_rank={self.lora_rank} must be >= 1.")
+        if self.steps < 0:
+            raise ValueError(f"finetune steps={self.steps} must be >= 0 (0 = the centroid).")
+        if self.lr < 0 or self.head_lr < 0:
+            raise ValueError(f"finetune lr={self.lr} and head_lr={self.head_lr} must be >= 0.")
+        if self.scale <= 0:
+            raise ValueError(f"finetune scale={self.scale} must be > 0 (1/temperature).")
+        if self.weight_decay < 0:
+            raise ValueError(f"finetune weight_decay={self.weight_decay} must be >= 0.")
+
+    def replace(self, **changes) -> "FinetuneOptions":
+        return dataclasses.replace(self, **changes)
+
+
+# ---------------------------------------------------------------- the cosine head
+def cosine_head_logits(head: Params, feats: jax.Array, scale: float) -> jax.Array:
+    """``scale * cos(feats, kernel columns)``: ``feats`` ``[n, H]``, kernel ``[H, way]``."""
+    k = head["kernel"]
+    return scale * l2_normalize(feats) @ l2_normalize(k, axis=0)
+
+
+def cosine_head_init(feats: jax.Array, labels: jax.Array, weights: jax.Array, way: int
+                     ) -> Params:
+    """``{"kernel": [H, way]}``: the L2-normalized weighted class means of ``feats`` ``[n, H]``
+    (rows of weight 0 ignored; a class without rows gets a zero column)."""
+    return {"kernel": l2_normalize(inner.prototypes(feats, labels, weights, way)).T}
+
+
+# ---------------------------------------------------------------- which layers are trained
+def finetune_config(cfg: MetaConfig, opts: FinetuneOptions, way: int | None = None
+                    ) -> MetaConfig:
+    """``cfg`` as the feature extractor of fine-tuning: mean pooling, and an adapt filter
+    (:func:`jaxmaml.meta.inner.is_adapted`) that selects the part ``opts`` trains.
+
+    Raises ``ValueError`` when ``top_k`` exceeds the layers the run leaves trainable.
+    """
+    n = cfg.model.num_hidden_layers
+    if opts.part in ("top_k", "lora") and opts.top_k > n - cfg.outer_frozen_layers:
+        raise ValueError(f"finetune top_k={opts.top_k} exceeds the {n - cfg.outer_frozen_layers}"
+                         f" trainable layers of this model ({n} layers, "
+                         f"{cfg.outer_frozen_layers} never trained); lower it.")
+    if opts.part == "head":
+        adapt = dict(adapt="head")
+    elif opts.part == "all" and not cfg.outer_frozen_layers:
+        adapt = dict(adapt="all")
+    else:
+        adapt = dict(adapt="top_k_layers", adapt_top_k=n if opts.part == "all" else opts.top_k)
+    # algorithm="maml": no implied settings override the filter; nothing here is meta-trained
+    return cfg.replace(algorithm="maml", pooling="mean", normalize_features=False, lora_rank=0,
+                       first_order=True, remat="none", outer_regex="", fce=False,
+                       way=way or cfg.way, **adapt)
+
+
+def _trained_encoder_leaves(encoder: Params, fcfg: MetaConfig) -> dict[str, jax.Array]:
+    """``{path in encoder: leaf}`` that the filter trains (never the pooler: mean pooling)."""
+    return {k: v for k, v in flatten(encoder).items()
+            if inner.is_adapted(f"encoder/{k}", fcfg) and not k.startswith("pooler/")}
+
+
+def init_lora_factors(encoder: Params, fcfg: MetaConfig, opts: FinetuneOptions
+                      ) -> dict[str, dict[str, jax.Array]]:
+    """LoRA factors (:mod:`jaxmaml.meta.lora` keys) of the trained layers' 2-D kernels:
+    ``{"a": [in, r] ~ N(0, 1/in), "b": [r, out] = 0}`` in the kernel's dtype, target ``i``
+    (sorted paths) drawn from ``fold_in(key(opts.seed), i)``."""
+    key = jax.random.key(opts.seed)
+    targets = sorted((k, v.shape, v.dtype) for k, v in
+                     _trained_encoder_leaves(encoder, fcfg).items()
+                     if k.endswith("kernel") and len(v.shape) == 2)
+    out = {}
+    for i, (path, (n_in, n_out), dtype) in enumerate(targets):  # in the kernel's dtype
+        a = jax.random.normal(jax.random.fold_in(key, i), (n_in, opts.lora_rank), dtype)
+        out[path.replace("/", lora.SEP)] = {"a": a / jnp.sqrt(n_in).astype(dtype),
+                                            "b": jnp.zeros((opts.lora_rank, n_out), dtype)}
+    return out
+
+
+def _body(encoder: Params, fcfg: MetaConfig, opts: FinetuneOptions):
+    """(initial trainable body, ``body -> full encoder``)."""
+    if opts.part == "head":
+        return {}, lambda body: encoder
+    if opts.part == "lora":
+        return init_lora_factors(encoder, fcfg, opts), lambda body: lora.merge(encoder, body)
+    trained = _trained_encoder_leaves(encoder, fcfg)
+    frozen = {k: v for k, v in flatten(encoder).items() if k not in trained}
+    return trained, lambda body: unflatten({**frozen, **body})
+
+
+# ---------------------------------------------------------------- adapt / predict
+def finetune_bottom(encoder: Params, examples: Examples, opts: FinetuneOptions,
+                    cfg: MetaConfig) -> jax.Array | None:
+    """Hidden states ``[n, seq_len, H]`` below the first fine-tuned layer (constant while
+    fine-tuning; ``examples.bottom`` is used when present), or ``None`` when the part
+    includes the embeddings. Pass it to :func:`finetune_adapt` / :func:`finetune_predict`."""
+    return inner.bottom_features(encoder, examples, finetune_config(cfg, opts))
+
+
+def _optimizer(opts: FinetuneOptions) -> optax.GradientTransformation:
+    return optax.multi_transform(
+        {"body": optax.adamw(opts.lr, weight_decay=opts.weight_decay),
+         "head": optax.adam(opts.head_lr)},
+        {"body": "body", "head": "head"})
+
+
+def finetune_adapt(encoder: Params, support: Examples, way: int, opts: FinetuneOptions,
+                   cfg: MetaConfig, bottom: jax.Array | None = None) -> Params:
+    """Fine-tune ``encoder`` and a cosine head on one task's support set.
+
+    Args:
+      encoder: BERT params (a plain nested dict).
+      support: ``[n, seq_len]`` examples, labels in ``[0, way)``; rows of weight 0 (padding)
+        change nothing, other weights scale a row's share of the prototypes and the loss.
+      way: number of classes.
+      opts: what is trained and how (static).
+      cfg: the run's config (the encoder's architecture, ``outer_frozen_layers``).
+      bottom: optional :func:`finetune_bottom` of ``support`` (computed here otherwise).
+
+    Returns:
+      task params ``{"encoder": the fine-tuned encoder (LoRA merged: plain BERT params),
+      "head": {"kernel": [H, way]}}``, a pytree of arrays.
+    """
+    fcfg = finetune_config(cfg, opts, way)
+    if bottom is None:
+        bottom = inner.bottom_features(encoder, support, fcfg)
+
+    def feats_of(enc):
+        return inner.features(enc, support, fcfg, bottom)
+
+    head = cosine_head_init(l2_normalize(feats_of(encoder)), support.labels, support.weights,
+                            way)
+    body, encoder_of = _body(encoder, fcfg, opts)
+    params = {"body": body, "head": head}
+
+    def loss_fn(p):
+        logits = cosine_head_logits(p["head"], feats_of(encoder_of(p["body"])), opts.scale)
+        return inner.weighted_xent(logits, support.labels, support.weights)[0]
+
+    tx = _optimizer(opts)
+
+    def step(carry, _):
+        p, state = carry
+        updates, state = tx.update(jax.grad(loss_fn)(p), state, p)
+        return (optax.apply_updates(p, updates), state), None
+
+    if opts.steps:
+        params = jax.lax.scan(step, (params, tx.init(params)), None, length=opts.steps)[0][0]
+    return {"encoder": encoder_of(params["body"]), "head": params["head"]}
+
+
+def finetune_features(task_params: Params, examples: Examples, opts: FinetuneOptions,
+                      cfg: MetaConfig, bottom: jax.Array | None = None) -> jax.Array:
+    """L2-normalized mean-pooled features ``[n, H]`` of the fine-tuned encoder.
+
+    ``bottom``: optional :func:`finetune_bottom` of ``examples`` (of the ORIGINAL encoder:
+    fine-tuning never changes the layers below it)."""
+    f = inner.features(task_params["encoder"], examples, finetune_config(cfg, opts), bottom)
+    return l2_normalize(f)
+
+
+def finetune_predict(task_params: Params, examples: Examples, opts: FinetuneOptions,
+                     cfg: MetaConfig, bottom: jax.Array | None = None) -> jax.Array:
+    """Logits ``[n, way]``: ``opts.scale * cos(f(x), w_c)`` of :func:`finetune_adapt`'s
+    task params on ``examples`` ``[n, seq_len]`` (``bottom`` as in
+    :func:`finetune_features`)."""
+    return cosine_head_logits(task_params["head"],
+                              finetune_features(task_params, examples, opts, cfg, bottom),
+                              opts.scale)
