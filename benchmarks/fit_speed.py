@@ -30,10 +30,13 @@ sys.path[:0] = [str(ROOT), str(ROOT / "benchmarks")]
 import setfit_episodes as se  # noqa: E402
 from setfit_report import cpu_name, read_rows  # noqa: E402
 
-# name -> FewShotClassifier keyword arguments (on the original all-MiniLM-L6-v2)
+# table name -> setfit_episodes.JAXMAML method (on the original all-MiniLM-L6-v2)
 ADAPTATIONS = {
-    "default (ProtoNet on a plain encoder)": {"head": "learner"},
-    "probe (logistic regression)": {"head": "probe"},
+    "default (ProtoNet on a plain encoder)": "jaxmaml_learner",
+    "probe (logistic regression)": "jaxmaml_probe",
+    "finetune (default FinetuneOptions)": "jaxmaml_finetune",
+    "finetune + class names": "jaxmaml_finetune_names",
+    "finetune + transductive": "jaxmaml_finetune_transductive",
 }
 
 
@@ -104,8 +107,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     src = se.load_source(args.config, args.source, None, args.seq_len)
     episode = se.text_episodes(src, 5, 5, 15, 1)[0]
     rows = {}
-    for name, kwargs in ADAPTATIONS.items():
-        run = se.jaxmaml_method(kwargs.pop("head"), args.seq_len, **kwargs)
+    for name, method in ADAPTATIONS.items():
+        run = se.jaxmaml_method(method, args.seq_len)
         rows[name] = time_runs(run, episode, args.repeats)
         print(json.dumps({"method": name, **rows[name]}), flush=True)
     if not args.no_setfit:

@@ -22,6 +22,14 @@ Methods on each episode (fit on the ``way*shot`` support texts, predict the
   features).
 - ``jaxmaml_probe``: the same with ``head="probe"`` (logistic regression on the
   L2-normalized sentence features).
+- ``jaxmaml_finetune``: ``adapt="finetune"`` with its default ``FinetuneOptions``
+  (test-time fine-tuning of the top layers with a cosine head started at the prototypes);
+  ``jaxmaml_finetune_names``: the same with ``fit(..., label_texts=True)`` (the class
+  names, e.g. ``admin``, as one more example per class); ``jaxmaml_finetune_transductive``:
+  with ``predict(..., transductive=True)`` (over the episode's query texts).
+
+Our classifiers get the class names as labels (what a user passes); accuracy is against
+the protocol's task-local labels.
 
 Output: one JSON line per (episode, method) appended to
 ``OUT_DIR/{source}_{way}w{shot}s.jsonl`` as it is measured (a partial run is usable; a
@@ -49,8 +57,15 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "benchmarks")]  # this jaxmaml; setfit_report beside
 BATCH_TASKS = 20  # protocol.evaluate's default: episode i is task i % 20 of step i // 20
-METHODS = ("setfit", "jaxmaml_learner", "jaxmaml_probe")
-JAXMAML_HEADS = {"jaxmaml_learner": "learner", "jaxmaml_probe": "probe"}
+# our methods: FewShotClassifier keyword arguments, and fit's / predict's extra options
+JAXMAML = {
+    "jaxmaml_learner": ({}, {}, {}),
+    "jaxmaml_probe": ({"head": "probe"}, {}, {}),
+    "jaxmaml_finetune": ({"adapt": "finetune"}, {}, {}),
+    "jaxmaml_finetune_names": ({"adapt": "finetune"}, {"label_texts": True}, {}),
+    "jaxmaml_finetune_transductive": ({"adapt": "finetune"}, {}, {"transductive": True}),
+}
+METHODS = ("setfit", *JAXMAML)
 SETFIT_ARGS = {"num_iterations": 20, "num_epochs": 1, "batch_size": 16}
 
 
@@ -69,7 +84,8 @@ class EpisodeSource(NamedTuple):
 
 class TextEpisode(NamedTuple):
     """One episode as texts: support ``[way*shot]``, query ``[way*query]``, task-local
-    labels, and the dataset rows behind them (for the check against the protocol)."""
+    labels, the dataset rows behind them (for the check against the protocol) and the
+    name of each task-local label without its ``source/`` prefix (``[way]``)."""
 
     support: list[str]
     support_labels: np.ndarray
@@ -77,6 +93,7 @@ class TextEpisode(NamedTuple):
     query_labels: np.ndarray
     support_rows: np.ndarray
     query_rows: np.ndarray
+    class_names: list[str]
 
 
 MISSING_SETFIT = ("setfit_episodes: the setfit package is not installed; install the "
@@ -141,6 +158,7 @@ def text_episodes(src: EpisodeSource, way: int, shot: int, query: int, episodes:
     """Episodes ``0 .. episodes-1`` of ``jaxmaml eval``'s ``(way, shot, query)`` setting
     as texts; each checked to re-tokenize to the protocol's token rows."""
     from jaxmaml.data.episodes import EpisodeSampler
+    from jaxmaml.data.mixture import SEP
 
     pool, rows = pool_rows(src)
     sampler = EpisodeSampler(pool, list(src.classes), way, shot, query, BATCH_TASKS, src.seed)
@@ -148,9 +166,10 @@ def text_episodes(src: EpisodeSource, way: int, shot: int, query: int, episodes:
     for i in range(episodes):
         idx = sampler.indices(i // BATCH_TASKS, slice(i % BATCH_TASKS, i % BATCH_TASKS + 1))
         s_rows, q_rows = rows[idx.support_idx[0]], rows[idx.query_idx[0]]
+        names = [src.data.class_names[c].split(SEP, 1)[-1] for c in idx.classes[0]]
         out.append(TextEpisode([src.texts[r] for r in s_rows], idx.support_labels[0],
                                [src.texts[r] for r in q_rows], idx.query_labels[0],
-                               s_rows, q_rows))
+                               s_rows, q_rows, names))
     return out
 
 
@@ -196,8 +215,9 @@ def setfit_method(seq_len: int) -> Callable:
     return run
 
 
-def jaxmaml_method(head: str, seq_len: int, **kwargs) -> Callable:
-    """``run(episode, seed)`` with ``FewShotClassifier`` on the original all-MiniLM-L6-v2."""
+def jaxmaml_method(name: str, seq_len: int) -> Callable:
+    """``run(episode, seed)`` with ``FewShotClassifier`` on the original all-MiniLM-L6-v2,
+    set up as :data:`JAXMAML` ``[name]`` says (``label_texts=True``: the class names)."""
     import warnings
 
     import jax
@@ -205,28 +225,27 @@ def jaxmaml_method(head: str, seq_len: int, **kwargs) -> Callable:
     from jaxmaml.classifier import FewShotClassifier
     from jaxmaml.run.config_load import minilm_dir
 
+    init_kw, fit_kw, predict_kw = JAXMAML[name]
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # "not a jaxmaml export": the original encoder, meant
-        clf = FewShotClassifier.from_pretrained(minilm_dir(), seq_len=seq_len, head=head,
-                                                **kwargs)
+        clf = FewShotClassifier.from_pretrained(minilm_dir(), seq_len=seq_len, **init_kw)
 
     def run(ep: TextEpisode, seed: int):
+        labels = [ep.class_names[y] for y in ep.support_labels]
         t0 = time.perf_counter()
-        clf.fit(ep.support, [int(y) for y in ep.support_labels])
+        clf.fit(ep.support, labels, **fit_kw)
         jax.block_until_ready(clf.task_params_)  # fit dispatches asynchronously
         t1 = time.perf_counter()
-        pred = np.asarray(clf.predict(ep.query))
-        return pred, t1 - t0, time.perf_counter() - t1
+        pred = np.asarray(clf.predict(ep.query, **predict_kw))
+        index = {c: j for j, c in enumerate(ep.class_names)}
+        return np.array([index[c] for c in pred]), t1 - t0, time.perf_counter() - t1
 
     return run
 
 
 def make_methods(names: Sequence[str], seq_len: int) -> dict[str, Callable]:
-    out = {}
-    for m in names:
-        out[m] = (setfit_method(seq_len) if m == "setfit"
-                  else jaxmaml_method(JAXMAML_HEADS[m], seq_len))
-    return out
+    return {m: setfit_method(seq_len) if m == "setfit" else jaxmaml_method(m, seq_len)
+            for m in names}
 
 
 def done_keys(path: Path) -> set[tuple[int, str]]:
