@@ -1,124 +1,163 @@
-"""How long ``FewShotClassifier.fit`` + ``predict`` take on one 5-way 5-shot task (75 texts
-to classify), beside SetFit on the same task.
+"""Seconds of ``FewShotClassifier.fit`` + ``predict`` per task, after compile, on all-MiniLM-L6-v2.
 
-The task is episode 0 of ``jaxmaml eval``'s 5-way 5-shot setting on ``--source`` of
-``--config`` (:mod:`setfit_episodes`, 64 tokens). Each adaptation runs once to compile
-(reported as ``compile_s``: the first call's time minus the median of the rest), then
-``--repeats`` times; the medians are reported. SetFit's time is the median ``fit_s`` /
-``predict_s`` of ``setfit_episodes.py``'s 5-shot JSON lines when they exist (the same
-episodes, the same machine), else one live SetFit run (``--setfit-live`` forces it).
+A 5-way 5-shot support set and 75 texts to classify (short synthetic sentences: 5-9 words,
+at most 16 tokens, so ``--seq-len 16`` drops only padding), for a few
+test-time adaptations (``adapt="finetune"`` settings, the centroid, transductive). Each
+setting is compiled on one task, then timed on ``--tasks`` others of the same shape; prints
+one JSON object (median and min seconds per task)::
 
-    HF_HUB_OFFLINE=1 nice -n 10 .venv/bin/python benchmarks/fit_speed.py
+    python benchmarks/fit_speed.py                  # default settings, seq_len 64
+    python benchmarks/fit_speed.py --seq-len 128 --tasks 5
+    python benchmarks/fit_speed.py --setfit --md benchmarks/results/fit_speed.md
 
-Prints one JSON object per method and writes ``benchmarks/results/fit_speed.md``.
+The default adaptation of a plain encoder (ProtoNet, nearest class mean) and the linear
+probe (``head="probe"``) are timed the same way. ``--setfit`` also runs SetFit once on
+the first timed task (the ``setfit`` extra; :mod:`setfit_episodes`' settings: its
+few-shot defaults, torch on one thread) and prints its seconds beside ours; ``--md``
+writes the table.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from pathlib import Path
-from typing import Callable, Sequence
 
-import numpy as np
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parent))
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(ROOT), str(ROOT / "benchmarks")]
+import jax  # noqa: E402
+import numpy as np  # noqa: E402
 
-import setfit_episodes as se  # noqa: E402
-from setfit_report import cpu_name, read_rows  # noqa: E402
+from jaxmaml.classifier import FewShotClassifier  # noqa: E402
+from jaxmaml.meta.finetune import FinetuneOptions  # noqa: E402
+from jaxmaml.run.config_load import minilm_dir  # noqa: E402
+from jaxmaml.run.load import load_export  # noqa: E402
 
-# table name -> setfit_episodes.JAXMAML method (on the original all-MiniLM-L6-v2)
-ADAPTATIONS = {
-    "default (ProtoNet on a plain encoder)": "jaxmaml_learner",
-    "probe (logistic regression)": "jaxmaml_probe",
-    "finetune (default FinetuneOptions)": "jaxmaml_finetune",
-    "finetune + class names": "jaxmaml_finetune_names",
-    "finetune + transductive": "jaxmaml_finetune_transductive",
+TOPICS = {"sports": "the team won the match after a late goal in the final minutes",
+          "weather": "heavy rain and strong wind are expected across the coast tonight",
+          "cooking": "simmer the onions in butter then add garlic and fresh herbs",
+          "finance": "the bank raised interest rates as inflation kept climbing",
+          "music": "the band played a new song on guitar before the crowd sang along",
+          "travel": "our flight landed early so we took a train to the old town",
+          "health": "regular exercise and sleep lower the risk of heart disease"}
+SETTINGS = {
+    "default adaptation (ProtoNet)": dict(kwargs={}),
+    "probe (logistic regression)": dict(kwargs={"head": "probe"}),
+    "centroid (steps=0)": dict(opts=FinetuneOptions(steps=0)),
+    "head, 10 steps": dict(opts=FinetuneOptions(part="head", steps=10)),
+    "top_k=1, 10 steps": dict(opts=FinetuneOptions(part="top_k", top_k=1, steps=10)),
+    "top_k=2, 10 steps (default)": dict(opts=FinetuneOptions()),
+    "top_k=2, 10 steps, transductive": dict(opts=FinetuneOptions(), transductive=True),
+    "lora r=8 top_k=2, 10 steps": dict(opts=FinetuneOptions(part="lora", top_k=2, steps=10)),
+    "all, 10 steps": dict(opts=FinetuneOptions(part="all", steps=10)),
 }
 
 
-def time_runs(run: Callable, episode, repeats: int) -> dict:
-    """``{"compile_s", "fit_s", "predict_s", "total_s", "accuracy"}``: ``run`` once to
-    compile, then ``repeats`` times (medians)."""
-    pred, fit0, pred0 = run(episode, 0)
-    times = np.array([run(episode, 0)[1:] for _ in range(repeats)])
-    fit_s, predict_s = np.median(times, axis=0)
-    return {"compile_s": float(fit0 + pred0 - np.median(times.sum(1))),
-            "fit_s": float(fit_s), "predict_s": float(predict_s),
-            "total_s": float(np.median(times.sum(1))),
-            "accuracy": float(np.mean(pred == episode.query_labels)), "repeats": repeats}
+def task(rng: np.random.Generator, way: int, shot: int, query: int):
+    """(support texts, labels, texts to classify): noisy word samples of ``way`` topics."""
+    names = rng.choice(sorted(TOPICS), way, replace=False)
+
+    def text(topic):
+        words = TOPICS[topic].split()
+        return " ".join(rng.choice(words, rng.integers(5, 10)))
+
+    support = [(text(c), c) for c in names for _ in range(shot)]
+    new = [text(names[i % way]) for i in range(query)]
+    return [t for t, _ in support], [c for _, c in support], new
 
 
-def setfit_time(episode, seq_len: int, jsonl: Path, live: bool) -> dict:
-    """SetFit's fit/predict seconds: medians from ``jsonl`` (5-shot lines of
-    setfit_episodes.py), or one live run."""
-    rows = [r for r in read_rows(jsonl) if r["method"] == "setfit"] if jsonl.exists() else []
-    if rows and not live:
-        fit = float(np.median([r["fit_s"] for r in rows]))
-        predict = float(np.median([r["predict_s"] for r in rows]))
-        return {"fit_s": fit, "predict_s": predict, "total_s": fit + predict,
-                "accuracy": float(np.mean([r["accuracy"] for r in rows])),
-                "repeats": len(rows), "from": str(jsonl.relative_to(ROOT))}
-    pred, fit, predict = se.setfit_method(seq_len)(episode, 0)
-    return {"fit_s": fit, "predict_s": predict, "total_s": fit + predict,
-            "accuracy": float(np.mean(pred == episode.query_labels)), "repeats": 1,
-            "from": "live"}
+def time_setting(loaded, setting: dict, tasks: list, seq_len: int) -> dict:
+    kwargs = setting.get("kwargs", {"adapt": "finetune", "finetune": setting.get("opts")})
+    clf = FewShotClassifier(loaded, seq_len=seq_len, batch_size=75, **kwargs)
+    transductive = setting.get("transductive", False)
+    t0 = time.perf_counter()
+    clf.fit(*tasks[0][:2]).predict(tasks[0][2], transductive=transductive)
+    compile_s = time.perf_counter() - t0
+    times, cpu = [], []
+    for texts, labels, new in tasks[1:]:
+        t0, c0 = time.perf_counter(), time.process_time()
+        clf.fit(texts, labels).predict(new, transductive=transductive)
+        times.append(time.perf_counter() - t0)
+        cpu.append(time.process_time() - c0)
+    # cpu_s: CPU seconds of all threads (on a shared machine, wall time also waits for others)
+    return {"first_call_s": round(compile_s, 2), "median_s": round(float(np.median(times)), 3),
+            "min_s": round(min(times), 3), "median_cpu_s": round(float(np.median(cpu)), 3)}
 
 
-def markdown(rows: dict[str, dict], command: str) -> str:
+def setfit_seconds(texts, labels, new, seq_len: int) -> dict:
+    """SetFit's fit and predict seconds on one task (a fresh model, as a user runs it)."""
+    sys.path.insert(0, str(HERE))
+    import setfit_episodes as se
+    import torch
+
+    if not se.setfit_installed():
+        raise SystemExit(se.MISSING_SETFIT)
+    torch.set_num_threads(1)
+    names = sorted(set(labels))
+    ep = se.TextEpisode(list(texts), np.array([names.index(y) for y in labels]), list(new),
+                        np.zeros(len(new), np.int64), None, None, names)
+    _, fit_s, predict_s = se.setfit_method(seq_len)(ep, 0)
+    return {"fit_s": round(fit_s, 2), "predict_s": round(predict_s, 2),
+            "median_s": round(fit_s + predict_s, 2)}
+
+
+def markdown(out: dict, command: str) -> str:
+    """The settings' medians as a table, with SetFit's seconds beside when measured."""
     import datetime
-    import os
 
+    sf = out.get("setfit", {}).get("median_s")
     date = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
-    setfit_total = rows.get("SetFit", {}).get("total_s")
-    lines = ["# Fit + predict time: one 5-way 5-shot task, 75 texts to classify", "",
-             f"Measured {date} on {cpu_name()} ({os.cpu_count()} cores, shared with other "
-             "jobs: times are upper bounds), by", "", "```", command, "```", "",
-             "| method | fit s | predict s | fit + predict s | compile s (once) | "
-             "x faster than SetFit | repeats |", "|---|---:|---:|---:|---:|---:|---:|"]
-    for name, r in rows.items():
-        speedup = ("—" if name == "SetFit" or not setfit_total
-                   else f"{setfit_total / r['total_s']:.0f}")
-        compile_s = f"{r['compile_s']:.1f}" if "compile_s" in r else "—"
-        lines.append(f"| {name} | {r['fit_s']:.3f} | {r['predict_s']:.3f} | "
-                     f"{r['total_s']:.3f} | {compile_s} | {speedup} | {r['repeats']} |")
-    if "from" in rows.get("SetFit", {}):
-        lines += ["", f"SetFit: {rows['SetFit']['from']} (medians over its 5-shot episodes; "
-                  "each loads the model and fine-tunes it from scratch)."]
+    lines = [f"# fit + predict seconds: one 5-way 5-shot task, 75 texts, seq_len "
+             f"{out['seq_len']}", "",
+             f"Measured {date}, {out['device']}, {out['cpu_count']} CPU cores shared with other "
+             f"jobs (1-min load average {out['load_average_1min']:.1f}: upper bounds), by",
+             "", "```", command, "```", "",
+             "| adaptation | median s per task | first call s (compile) | CPU s | "
+             "SetFit s / this |", "|---|---:|---:|---:|---:|"]
+    for name, r in out["settings"].items():
+        ratio = "—" if not sf else f"{sf / r['median_s']:.1f}"
+        lines.append(f"| {name} | {r['median_s']:.2f} | {r['first_call_s']:.1f} | "
+                     f"{r['median_cpu_s']:.2f} | {ratio} |")
+    if sf:
+        s = out["setfit"]
+        lines.append(f"| SetFit (setfit 1.2.0, 20 iterations, 1 epoch, batch 16) | {sf:.2f} "
+                     f"(fit {s['fit_s']:.1f} + predict {s['predict_s']:.1f}) | — | — | 1 |")
     return "\n".join(lines) + "\n"
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--config", default=str(ROOT / "configs" / "quickstart.yaml"))
-    p.add_argument("--source", default="debian")
-    p.add_argument("--seq-len", type=int, default=64)
-    p.add_argument("--repeats", type=int, default=5)
-    p.add_argument("--setfit-live", action="store_true", help="run SetFit here once")
-    p.add_argument("--no-setfit", action="store_true")
-    p.add_argument("--md", default=str(ROOT / "benchmarks" / "results" / "fit_speed.md"))
-    args = p.parse_args(argv)
-    if not args.no_setfit and args.setfit_live and not se.setfit_installed():
-        print(se.MISSING_SETFIT, file=sys.stderr)
-        return 2
-    src = se.load_source(args.config, args.source, None, args.seq_len)
-    episode = se.text_episodes(src, 5, 5, 15, 1)[0]
-    rows = {}
-    for name, method in ADAPTATIONS.items():
-        run = se.jaxmaml_method(method, args.seq_len)
-        rows[name] = time_runs(run, episode, args.repeats)
-        print(json.dumps({"method": name, **rows[name]}), flush=True)
-    if not args.no_setfit:
-        jsonl = Path(se.parse_args(["--source", args.source]).out) / f"{src.name}_5w5s.jsonl"
-        rows["SetFit"] = setfit_time(episode, args.seq_len, jsonl, args.setfit_live)
-        print(json.dumps({"method": "SetFit", **rows["SetFit"]}), flush=True)
-    command = "python benchmarks/fit_speed.py " + " ".join(argv or sys.argv[1:])
-    Path(args.md).write_text(markdown(rows, command.strip()))
-    return 0
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--seq-len", type=int, default=64)
+    ap.add_argument("--tasks", type=int, default=3, help="timed tasks per setting")
+    ap.add_argument("--only", nargs="*", help="substrings of the settings to run")
+    ap.add_argument("--setfit", action="store_true", help="also time SetFit on one task")
+    ap.add_argument("--md", help="write the table to this markdown file")
+    args = ap.parse_args()
+    loaded = load_export(minilm_dir(), args.seq_len)
+    rng = np.random.default_rng(0)
+    tasks = [task(rng, 5, 5, 75) for _ in range(args.tasks + 1)]
+    out = {"model": "all-MiniLM-L6-v2", "way": 5, "shot": 5, "texts": 75,
+           "seq_len": args.seq_len, "device": str(jax.devices()[0]),
+           "cpu_count": os.cpu_count(), "load_average_1min": os.getloadavg()[0],
+           "settings": {}}
+    for name, setting in SETTINGS.items():
+        if args.only and not any(s in name for s in args.only):
+            continue
+        out["settings"][name] = time_setting(loaded, setting, tasks, args.seq_len)
+        print(name, out["settings"][name], file=sys.stderr, flush=True)
+    if args.setfit:
+        out["setfit"] = setfit_seconds(*tasks[1], args.seq_len)
+        print("setfit", out["setfit"], file=sys.stderr, flush=True)
+    print(json.dumps(out, indent=1))
+    if args.md:
+        Path(args.md).write_text(markdown(out, "python benchmarks/fit_speed.py "
+                                          + " ".join(sys.argv[1:])))
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    main()

@@ -92,8 +92,9 @@ def _parser() -> argparse.ArgumentParser:
                     help="learner (default): the learner's own adaptation; finetune: "
                     "fine-tune the encoder's top layers with a cosine head on the support set")
     pr.add_argument("--label-texts", metavar="FILE|labels", help="class names or "
-                    "descriptions as one more example per class: a csv/json file with label "
-                    "and text columns, or `labels` for the label strings themselves")
+                    "descriptions as one more example per class: a csv/json file with the "
+                    "--label-column and --text-column columns, or `labels` for the label "
+                    "strings themselves")
     pr.add_argument("--transductive", action="store_true", help="refine the classes over "
                     "all of --texts (soft k-means; needs --adapt finetune); a text's "
                     "prediction then depends on the others")

@@ -114,7 +114,10 @@ def _reference(encoder, support, opts, model):
     return enc_of(body), kernel
 
 
-@pytest.mark.parametrize("part", ["top_k", "lora", "all", "head"])
+# The default suite keeps top_k and lora (a trained body of each kind); all and head
+# (the same loop over more or fewer leaves) run under -m slow.
+@pytest.mark.parametrize("part", ["top_k", "lora", pytest.param("all", marks=pytest.mark.slow),
+                                  pytest.param("head", marks=pytest.mark.slow)])
 def test_jitted_finetune_equals_a_python_loop_of_optax_updates(encoder, part):
     opts = FinetuneOptions(part=part, top_k=2, lora_rank=3, steps=3, lr=0.05, head_lr=0.2,
                            scale=10.0, weight_decay=0.1 if part != "head" else 0.0, seed=4)
@@ -152,7 +155,8 @@ def test_padding_rows_change_nothing(encoder):
     np.testing.assert_allclose(a, b, atol=1e-5)
 
 
-@pytest.mark.parametrize("part", ["top_k", "lora", "head"])
+@pytest.mark.parametrize("part", ["top_k", pytest.param("lora", marks=pytest.mark.slow),
+                                  pytest.param("head", marks=pytest.mark.slow)])
 def test_a_precomputed_bottom_equals_computing_it(encoder, part):
     """Fine-tuning reuses the bottom given (and Examples.bottom of a frozen-bottom run).
     float64: Adam's first steps are ~lr * sign(grad), which float32 round-off flips for
@@ -211,3 +215,26 @@ def test_options_are_validated():
         adapt_jit(init_params(MODEL, jax.random.key(0)), _examples(0, 4), WAY,
                   FinetuneOptions(top_k=4), MetaConfig(model=MODEL, way=WAY))
     assert lora.SEP == "__"  # the LoRA factor keys are meta.lora's
+
+
+def test_vmapped_over_tasks_equals_one_task_at_a_time(encoder):
+    """float64: batched matmuls round differently, and Adam's ~lr * sign(grad) first steps
+    amplify float32 round-off of near-zero gradients."""
+    opts = FinetuneOptions(part="lora", top_k=1, lora_rank=2, steps=2, lr=0.01, head_lr=0.1)
+    with jax.enable_x64():
+        model = MODEL.replace(dtype="float64")
+        enc = jax.tree.map(lambda x: jnp.asarray(x, jnp.float64), encoder)
+        cfg = MetaConfig(model=model, way=WAY)
+        tasks = [(_examples(20 + t, 6), _examples(30 + t, 5)) for t in range(3)]
+        stack = lambda xs: jax.tree.map(lambda *a: np.stack(a), *xs)  # noqa: E731
+
+        @jax.jit
+        def batched(support, query):
+            def one(s, q):
+                return finetune_predict(finetune_adapt(enc, s, WAY, opts, cfg), q, opts, cfg)
+            return jax.vmap(one)(support, query)
+
+        got = batched(stack([s for s, _ in tasks]), stack([q for _, q in tasks]))
+        for t, (s, q) in enumerate(tasks):
+            one = predict_jit(adapt_jit(enc, s, WAY, opts, cfg), q, opts, cfg)
+            np.testing.assert_allclose(got[t], one, rtol=1e-10, atol=1e-10)
