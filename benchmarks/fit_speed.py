@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shlex
 import sys
 import time
 from pathlib import Path
@@ -156,7 +157,7 @@ def main() -> None:
     print(json.dumps(out, indent=1))
     if args.md:
         Path(args.md).write_text(markdown(out, "python benchmarks/fit_speed.py "
-                                          + " ".join(sys.argv[1:])))
+                                          + shlex.join(sys.argv[1:])))
 
 
 if __name__ == "__main__":
