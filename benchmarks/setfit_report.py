@@ -26,6 +26,17 @@ sys.path.insert(0, str(ROOT))
 from jaxmaml.run.protocol import mean_ci95  # noqa: E402
 
 REFERENCE = "setfit"
+NOTES = """Episodes: `jaxmaml eval`'s own (protocol pool and sampler, eval.seed, eval.max_per_class,
+64 tokens), episode i of each setting identical for every method, re-tokenized and checked
+against the protocol's rows. setfit: setfit 1.2.0 on all-MiniLM-L6-v2, num_iterations=20,
+1 epoch, batch 16, logistic-regression head, max_seq_length 64, a fresh model per episode,
+torch on 1 thread. jaxmaml_learner: FewShotClassifier on the original encoder, default
+adaptation (ProtoNet, squared euclidean on mean-pooled features = jaxmaml eval's
+nearest_centroid); jaxmaml_probe: head="probe" (= jaxmaml eval's linear_probe). Paired:
+per-episode accuracy minus SetFit's on the same episode, mean ± 1.96 std / sqrt(n).
+Pairing check (benchmarks/results/setfit_check, `--check-protocol`): on debian's first 4
+episodes of each setting, jaxmaml eval's nearest_centroid / linear_probe means equal ours to
+float32 precision."""
 
 
 def read_rows(path: Path) -> list[dict]:
@@ -116,7 +127,7 @@ def write_markdown(summaries: Sequence[dict], path: Path, command: str) -> None:
         "# SetFit vs jaxmaml on the same episodes", "",
         f"Measured {date} on {cpu_name()} ({os.cpu_count()} cores, shared with other jobs: "
         "times are upper bounds), by", "", "```", command, "```", "",
-        table(summaries), ""])
+        table(summaries), "", NOTES, ""])
     Path(path).write_text(text)
 
 
