@@ -32,7 +32,11 @@ against the protocol's rows. setfit: setfit 1.2.0 on all-MiniLM-L6-v2, num_itera
 1 epoch, batch 16, logistic-regression head, max_seq_length 64, a fresh model per episode,
 torch on 1 thread. jaxmaml_learner: FewShotClassifier on the original encoder, default
 adaptation (ProtoNet, squared euclidean on mean-pooled features = jaxmaml eval's
-nearest_centroid); jaxmaml_probe: head="probe" (= jaxmaml eval's linear_probe). Paired:
+nearest_centroid); jaxmaml_probe: head="probe" (= jaxmaml eval's linear_probe);
+jaxmaml_finetune: adapt="finetune" with the default FinetuneOptions (test-time fine-tuning,
+cosine head started at the prototypes); _names: + fit(label_texts=True), the class names
+(e.g. "admin") as one more example per class; _transductive: + predict(transductive=True).
+Paired:
 per-episode accuracy minus SetFit's on the same episode, mean ± 1.96 std / sqrt(n).
 Pairing check (benchmarks/results/setfit_check, `--check-protocol`): on debian's first 4
 episodes of each setting, jaxmaml eval's nearest_centroid / linear_probe means equal ours to
