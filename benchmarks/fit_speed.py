@@ -8,6 +8,13 @@ one JSON object (median and min seconds per task)::
 
     python benchmarks/fit_speed.py                  # default settings, seq_len 64
     python benchmarks/fit_speed.py --seq-len 128 --tasks 5
+    python benchmarks/fit_speed.py --setfit --md benchmarks/results/fit_speed.md
+
+The default adaptation of a plain encoder (ProtoNet, nearest class mean) and the linear
+probe (``head="probe"``) are timed the same way. ``--setfit`` also runs SetFit once on
+the first timed task (the ``setfit`` extra; :mod:`setfit_episodes`' settings: its
+few-shot defaults, torch on one thread) and prints its seconds beside ours; ``--md``
+writes the table.
 """
 
 from __future__ import annotations
@@ -15,6 +22,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shlex
 import sys
 import time
 from pathlib import Path
@@ -39,6 +47,8 @@ TOPICS = {"sports": "the team won the match after a late goal in the final minut
           "travel": "our flight landed early so we took a train to the old town",
           "health": "regular exercise and sleep lower the risk of heart disease"}
 SETTINGS = {
+    "default adaptation (ProtoNet)": dict(kwargs={}),
+    "probe (logistic regression)": dict(kwargs={"head": "probe"}),
     "centroid (steps=0)": dict(opts=FinetuneOptions(steps=0)),
     "head, 10 steps": dict(opts=FinetuneOptions(part="head", steps=10)),
     "top_k=1, 10 steps": dict(opts=FinetuneOptions(part="top_k", top_k=1, steps=10)),
@@ -63,8 +73,8 @@ def task(rng: np.random.Generator, way: int, shot: int, query: int):
 
 
 def time_setting(loaded, setting: dict, tasks: list, seq_len: int) -> dict:
-    clf = FewShotClassifier(loaded, adapt="finetune", finetune=setting["opts"],
-                            seq_len=seq_len, batch_size=75)
+    kwargs = setting.get("kwargs", {"adapt": "finetune", "finetune": setting.get("opts")})
+    clf = FewShotClassifier(loaded, seq_len=seq_len, batch_size=75, **kwargs)
     transductive = setting.get("transductive", False)
     t0 = time.perf_counter()
     clf.fit(*tasks[0][:2]).predict(tasks[0][2], transductive=transductive)
@@ -80,11 +90,54 @@ def time_setting(loaded, setting: dict, tasks: list, seq_len: int) -> dict:
             "min_s": round(min(times), 3), "median_cpu_s": round(float(np.median(cpu)), 3)}
 
 
+def setfit_seconds(texts, labels, new, seq_len: int) -> dict:
+    """SetFit's fit and predict seconds on one task (a fresh model, as a user runs it)."""
+    sys.path.insert(0, str(HERE))
+    import setfit_episodes as se
+    import torch
+
+    if not se.setfit_installed():
+        raise SystemExit(se.MISSING_SETFIT)
+    torch.set_num_threads(1)
+    names = sorted(set(labels))
+    ep = se.TextEpisode(list(texts), np.array([names.index(y) for y in labels]), list(new),
+                        np.zeros(len(new), np.int64), None, None, names)
+    _, fit_s, predict_s = se.setfit_method(seq_len)(ep, 0)
+    return {"fit_s": round(fit_s, 2), "predict_s": round(predict_s, 2),
+            "median_s": round(fit_s + predict_s, 2)}
+
+
+def markdown(out: dict, command: str) -> str:
+    """The settings' medians as a table, with SetFit's seconds beside when measured."""
+    import datetime
+
+    sf = out.get("setfit", {}).get("median_s")
+    date = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    lines = [f"# fit + predict seconds: one 5-way 5-shot task, 75 texts, seq_len "
+             f"{out['seq_len']}", "",
+             f"Measured {date}, {out['device']}, {out['cpu_count']} CPU cores shared with other "
+             f"jobs (1-min load average {out['load_average_1min']:.1f}: upper bounds), by",
+             "", "```", command, "```", "",
+             "| adaptation | median s per task | first call s (compile) | CPU s | "
+             "SetFit s / this |", "|---|---:|---:|---:|---:|"]
+    for name, r in out["settings"].items():
+        ratio = "—" if not sf else f"{sf / r['median_s']:.1f}"
+        lines.append(f"| {name} | {r['median_s']:.2f} | {r['first_call_s']:.1f} | "
+                     f"{r['median_cpu_s']:.2f} | {ratio} |")
+    if sf:
+        s = out["setfit"]
+        lines.append(f"| SetFit (setfit 1.2.0, 20 iterations, 1 epoch, batch 16) | {sf:.2f} "
+                     f"(fit {s['fit_s']:.1f} + predict {s['predict_s']:.1f}) | — | — | 1 |")
+    return "\n".join(lines) + "\n"
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--seq-len", type=int, default=64)
     ap.add_argument("--tasks", type=int, default=3, help="timed tasks per setting")
     ap.add_argument("--only", nargs="*", help="substrings of the settings to run")
+    ap.add_argument("--setfit", action="store_true", help="also time SetFit on one task")
+    ap.add_argument("--md", help="write the table to this markdown file")
     args = ap.parse_args()
     loaded = load_export(minilm_dir(), args.seq_len)
     rng = np.random.default_rng(0)
@@ -98,7 +151,13 @@ def main() -> None:
             continue
         out["settings"][name] = time_setting(loaded, setting, tasks, args.seq_len)
         print(name, out["settings"][name], file=sys.stderr, flush=True)
+    if args.setfit:
+        out["setfit"] = setfit_seconds(*tasks[1], args.seq_len)
+        print("setfit", out["setfit"], file=sys.stderr, flush=True)
     print(json.dumps(out, indent=1))
+    if args.md:
+        Path(args.md).write_text(markdown(out, "python benchmarks/fit_speed.py "
+                                          + shlex.join(sys.argv[1:])))
 
 
 if __name__ == "__main__":

@@ -136,8 +136,13 @@ def features(encoder: Params, examples: Examples, cfg: MetaConfig,
 
 
 def l2_normalize(x: jax.Array, axis: int = -1) -> jax.Array:
-    """``x / max(|x|, NORM_EPS)`` along ``axis``: unit vectors (a zero vector stays zero)."""
-    return x / jnp.maximum(jnp.linalg.norm(x, axis=axis, keepdims=True), NORM_EPS)
+    """``x / max(|x|, NORM_EPS)`` along ``axis``: unit vectors (a zero vector stays zero).
+
+    The norm is ``sqrt(max(sum x^2, NORM_EPS^2))`` so the gradient at a zero vector is
+    finite (``jnp.linalg.norm``'s is NaN there, and NaN times a zero weight is still NaN:
+    zero-weight padding rows of a fine-tuned support set pool to zero vectors)."""
+    sq = jnp.sum(x * x, axis=axis, keepdims=True)
+    return x / jnp.sqrt(jnp.maximum(sq, NORM_EPS * NORM_EPS))
 
 
 def embedding(encoder: Params, examples: Examples, cfg: MetaConfig) -> jax.Array:

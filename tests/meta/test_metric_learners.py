@@ -163,3 +163,20 @@ def test_l2_normalize_rows_columns_and_zero_vectors():
                                       [1 / 3, -2 / 3, 2 / 3]], rtol=1e-6)
     cols = np.asarray(inner.l2_normalize(jnp.asarray(x), axis=0))
     np.testing.assert_allclose(cols, x / np.linalg.norm(x, axis=0), rtol=1e-6)
+
+
+def test_l2_normalize_gradient_is_finite_at_a_zero_vector_and_exact_elsewhere():
+    """A zero-weight padding row pools to a zero vector; its gradient must be finite, not NaN
+    (NaN times the zero weight stays NaN and poisons every fine-tuned parameter): there the
+    function is x / NORM_EPS, so the gradient is the upstream vector / NORM_EPS (and 0 for
+    a zero upstream). Elsewhere it is the analytic (I - u u^T) / |x| times the upstream."""
+    x = jnp.array([[0.0, 0.0, 0.0], [1.0, -2.0, 2.0]], jnp.float32)
+    w = jnp.array([[0.3, -1.0, 2.0], [0.5, 0.25, -1.5]], jnp.float32)
+    g = np.asarray(jax.grad(lambda v: (w * inner.l2_normalize(v)).sum())(x))
+    assert np.isfinite(g).all()
+    np.testing.assert_allclose(g[0], np.asarray(w[0]) / inner.NORM_EPS, rtol=1e-6)
+    g0 = jax.grad(lambda v: (0.0 * inner.l2_normalize(v)).sum())(x)
+    np.testing.assert_array_equal(np.asarray(g0), 0.0)
+    v, up = np.asarray(x[1], np.float64), np.asarray(w[1], np.float64)
+    u = v / np.linalg.norm(v)
+    np.testing.assert_allclose(g[1], (up - u * (u @ up)) / np.linalg.norm(v), rtol=1e-5)
