@@ -46,6 +46,42 @@ def _run_commands(sub) -> None:
     d.add_argument("--json", action="store_true")
 
 
+def _predict_command(sub) -> None:
+    """``jaxmaml predict``: label a file of texts with a model adapted to a support file."""
+    pr = sub.add_parser("predict", help="adapt a model to a labelled support file and "
+                        "label a file of texts")
+    pr.add_argument("model", help="a run directory, an export directory, or a fitted "
+                    "classifier saved with FewShotClassifier.save_pretrained")
+    pr.add_argument("--support", help="labelled examples of your task "
+                    "(csv/tsv/json/jsonl/parquet); optional for a fitted classifier")
+    pr.add_argument("--texts", required=True, help="the texts to label (same formats)")
+    pr.add_argument("--out", required=True, help="output .csv or .jsonl: the --texts rows "
+                    "plus a prediction column")
+    pr.add_argument("--text-column", default="text", help="text column of both files "
+                    "(default: text)")
+    pr.add_argument("--label-column", default="label", help="label column of --support "
+                    "(default: label)")
+    pr.add_argument("--proba", action="store_true", help="add a proba_<class> column per class")
+    pr.add_argument("--checkpoint", default="best", help="of a run directory: best (default), "
+                    "latest or a step")
+    pr.add_argument("--seq-len", type=int, help="most tokens per text (default: the base "
+                    "sentence encoder's max_seq_length, else the model's position limit)")
+    pr.add_argument("--head", choices=("learner", "probe"), default="learner",
+                    help="learner (default): the learner's own adaptation; probe: a "
+                    "logistic-regression probe on the encoder's sentence features")
+    pr.add_argument("--adapt", choices=("learner", "finetune"), default="learner",
+                    help="learner (default): the learner's own adaptation; finetune: "
+                    "fine-tune the encoder's top layers with a cosine head on the support set")
+    pr.add_argument("--label-texts", metavar="FILE|labels", help="class names or "
+                    "descriptions as one more example per class: a csv/json file with the "
+                    "--label-column and --text-column columns, or `labels` for the label "
+                    "strings themselves")
+    pr.add_argument("--transductive", action="store_true", help="refine the classes over "
+                    "all of --texts (soft k-means; needs --adapt finetune); a text's "
+                    "prediction then depends on the others")
+    pr.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="jaxmaml", description="Meta-learning for BERT text "
                                 "encoders (MAML family) in JAX.")
@@ -93,38 +129,7 @@ def _parser() -> argparse.ArgumentParser:
                    "a list for several; a multi-source run without --data: a list of one "
                    "object per source and setting, its `data` the source's name)")
 
-    pr = sub.add_parser("predict", help="adapt a model to a labelled support file and "
-                        "label a file of texts")
-    pr.add_argument("model", help="a run directory, an export directory, or a fitted "
-                    "classifier saved with FewShotClassifier.save_pretrained")
-    pr.add_argument("--support", help="labelled examples of your task "
-                    "(csv/tsv/json/jsonl/parquet); optional for a fitted classifier")
-    pr.add_argument("--texts", required=True, help="the texts to label (same formats)")
-    pr.add_argument("--out", required=True, help="output .csv or .jsonl: the --texts rows "
-                    "plus a prediction column")
-    pr.add_argument("--text-column", default="text", help="text column of both files "
-                    "(default: text)")
-    pr.add_argument("--label-column", default="label", help="label column of --support "
-                    "(default: label)")
-    pr.add_argument("--proba", action="store_true", help="add a proba_<class> column per class")
-    pr.add_argument("--checkpoint", default="best", help="of a run directory: best (default), "
-                    "latest or a step")
-    pr.add_argument("--seq-len", type=int, help="most tokens per text (default: the base "
-                    "sentence encoder's max_seq_length, else the model's position limit)")
-    pr.add_argument("--head", choices=("learner", "probe"), default="learner",
-                    help="learner (default): the learner's own adaptation; probe: a "
-                    "logistic-regression probe on the encoder's sentence features")
-    pr.add_argument("--adapt", choices=("learner", "finetune"), default="learner",
-                    help="learner (default): the learner's own adaptation; finetune: "
-                    "fine-tune the encoder's top layers with a cosine head on the support set")
-    pr.add_argument("--label-texts", metavar="FILE|labels", help="class names or "
-                    "descriptions as one more example per class: a csv/json file with the "
-                    "--label-column and --text-column columns, or `labels` for the label "
-                    "strings themselves")
-    pr.add_argument("--transductive", action="store_true", help="refine the classes over "
-                    "all of --texts (soft k-means; needs --adapt finetune); a text's "
-                    "prediction then depends on the others")
-    pr.add_argument("--no-progress", action="store_true", help="no progress bar")
+    _predict_command(sub)
 
     from jaxmaml.bench.grid import DESCRIPTION, add_arguments
 
