@@ -25,7 +25,7 @@ What is dropped, and why:
 
 The built-in ``appstream`` source is the **bundled snapshot** :data:`SNAPSHOT` (Debian 12
 bookworm ``main`` DEP-11 metadata, generated 2023-06-09), written by :func:`write_snapshot`
-(``python scripts/appstream_snapshot.py``) from the Components file APT fetches when DEP-11
+(``python scripts/bundle_snapshot.py appstream``) from the Components file APT fetches when DEP-11
 targets are enabled; ``load_appstream(FILE)`` reads such a file instead.
 
 Licence: each component's own metadata licence; AppStream metainfo files must declare a

@@ -2,7 +2,7 @@
 sources that ship as a gzipped JSON file of ``{class: [texts]}`` (``chatterbot``,
 ``appstream``, ``pydocs``, ``pyhowto``, ``emoji``).
 
-A bundle is written once from the upstream package by a ``scripts/<name>_snapshot.py``
+A bundle is written once from the upstream package by a ``scripts/bundle_snapshot.py NAME``
 (:func:`write_bundle`: reproducible bytes, atomic), with the upstream licence file beside
 it, and read by the source's loader (:func:`load_bundle`), which applies the cleaning rules
 at load time, so a rule change needs no new bundle:
@@ -91,7 +91,7 @@ def read_bundle(path: str | os.PathLike) -> dict:
         payload = json.load(f)
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         raise ValueError(f"{path} is not a {FORMAT} file; reinstall jaxmaml or rerun its "
-                         "scripts/<name>_snapshot.py.")
+                         "scripts/bundle_snapshot.py NAME.")
     return payload
 
 

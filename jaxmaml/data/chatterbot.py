@@ -19,7 +19,7 @@ What is dropped, and why:
 
 The built-in ``chatterbot`` source is the **bundled snapshot** :data:`SNAPSHOT` (each kept
 file's exchanges, gzipped JSON), written by :func:`write_snapshot`
-(``python scripts/chatterbot_snapshot.py``) from the package's data folder; ``load_chatterbot
+(``python scripts/bundle_snapshot.py chatterbot``) from the package's data folder; ``load_chatterbot
 (DIR)`` reads such a folder instead.
 
 Licence: BSD 3-clause (the package's ``license.md``, Copyright (c) 2017 Gunther Cox), kept

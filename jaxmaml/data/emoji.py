@@ -23,7 +23,7 @@ What is dropped, and why:
   than ``min_examples`` names (73 of the 96 left; 23 keep 20 or more).
 
 The built-in ``emoji`` source is the **bundled snapshot** :data:`SNAPSHOT`, written by
-:func:`write_snapshot` (``python scripts/emoji_snapshot.py``) from the package's
+:func:`write_snapshot` (``python scripts/bundle_snapshot.py emoji``) from the package's
 ``emoji-test.txt``; ``load_emoji(FILE)`` reads such a file instead.
 
 Licence: the Unicode License (Unicode, Inc. license agreement for data files: permissive,

@@ -27,7 +27,7 @@ reaches it: the chapter's own page, the module pages it lists and the pages they
 
 The built-in ``pydocs`` source is the **bundled snapshot** :data:`SNAPSHOT` (Debian 12's
 ``python3.11-doc`` 3.11.2-6+deb12u9), written by :func:`write_snapshot`
-(``python scripts/pydocs_snapshot.py``) from the package's ``html/library`` folder;
+(``python scripts/bundle_snapshot.py pydocs``) from the package's ``html/library`` folder;
 ``load_pydocs(DIR)`` reads such a folder instead.
 
 The built-in ``pyhowto`` source is the same package's HOWTO guides (``html/howto``: the
