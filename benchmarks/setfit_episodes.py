@@ -112,8 +112,8 @@ def load_source(config: str, source: str | None, data: str | None, seq_len: int
     from jaxmaml.data.mixture import SEP
     from jaxmaml.run.config_load import load_config
     from jaxmaml.run.evaluate import load_eval_data
-    from jaxmaml.run.experiment import cap_per_class, load_data, load_text
-    from jaxmaml.run.multisource import source_config
+    from jaxmaml.run.data import cap_per_class, load_data, load_text
+    from jaxmaml.run.data import source_config
 
     cfg = load_config(config)
     cfg = cfg.replace(data=dataclasses.replace(cfg.data, seq_len=seq_len))
@@ -290,7 +290,7 @@ def protocol_means(config: str, src: EpisodeSource, way: int, shots: Sequence[in
     :func:`jaxmaml.run.protocol.evaluate` on the same classes, seed and episodes: equal
     means (to float precision) show the text episodes and ours are the protocol's."""
     from jaxmaml.run.config_load import load_config
-    from jaxmaml.run.experiment import initial_encoder
+    from jaxmaml.run.state import initial_encoder
     from jaxmaml.run.protocol import evaluate
 
     cfg = load_config(config)
