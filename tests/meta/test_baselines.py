@@ -4,23 +4,14 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from eval_cases import CLASSES, MODEL, eval_pool
+from eval_cases import CLASSES, MODEL
+from eval_cases import data, encoders  # noqa: F401 -- shared fixtures
 
 from jaxmaml.meta import baselines
 from jaxmaml.data.episodes import EpisodeSampler
 from jaxmaml.run.protocol import BASELINES, METHODS, evaluate, mean_ci95
 from jaxmaml.meta.config import MetaConfig
-from jaxmaml.models.bert import encode, init_params
-
-
-@pytest.fixture(scope="module")
-def data():
-    return eval_pool()
-
-
-@pytest.fixture(scope="module")
-def encoders():
-    return init_params(MODEL, jax.random.key(0)), init_params(MODEL, jax.random.key(9))
+from jaxmaml.models.bert import encode
 
 
 def _np_sentence_features(encoder, data):

@@ -4,13 +4,14 @@ on the same episodes: token episodes, no cached bottoms, one task at a time."""
 import jax
 import numpy as np
 import pytest
-from eval_cases import CLASSES, MODEL, VOCAB, eval_pool
+from eval_cases import CLASSES, MODEL, VOCAB
+from eval_cases import data, encoders  # noqa: F401 -- shared fixtures
 
 from jaxmaml.data.episodes import EpisodeSampler
 from jaxmaml.meta import finetune, priors, transductive
 from jaxmaml.meta.config import MetaConfig
 from jaxmaml.meta.finetune import FinetuneOptions
-from jaxmaml.models.bert import encode, init_params
+from jaxmaml.models.bert import encode
 from jaxmaml.run import finetune_eval
 from jaxmaml.run.protocol import BASELINES, METHODS, PAIRED_WITH, evaluate, mean_ci95
 from jaxmaml.types import Examples
@@ -18,16 +19,6 @@ from jaxmaml.types import Examples
 CFG = MetaConfig(model=MODEL, way=3, pooling="mean")
 OPTS = FinetuneOptions(part="top_k", top_k=1, steps=3, lr=1e-3, head_lr=1e-2, scale=10.0)
 WAY, SHOT, QUERY, EPISODES, SEED = 3, 2, 3, 8, 4
-
-
-@pytest.fixture(scope="module")
-def data():
-    return eval_pool()
-
-
-@pytest.fixture(scope="module")
-def encoders():
-    return init_params(MODEL, jax.random.key(0)), init_params(MODEL, jax.random.key(9))
 
 
 @pytest.fixture(scope="module")

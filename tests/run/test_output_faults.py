@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from jaxmaml.cli import main
+from test_faults import run_cli
 from jaxmaml.run.checkpoint import CheckpointWriteError, RunCheckpoints
 from jaxmaml.run.config import dump_yaml
 from jaxmaml.run.config_load import load_config
@@ -28,15 +28,6 @@ def file_hashes(root: Path) -> dict[str, str]:
     return {str(p.relative_to(root)): (hashlib.sha256(p.read_bytes()).hexdigest()
                                        if p.is_file() else "dir")
             for p in sorted(root.rglob("*"))}
-
-
-def run_cli(capsys, *argv) -> tuple[int, str]:
-    capsys.readouterr()
-    try:
-        code = main([str(a) for a in argv])
-    except SystemExit as e:
-        code = e.code
-    return code, capsys.readouterr().err
 
 
 def one_error_line(err: str) -> str:
