@@ -54,16 +54,19 @@ JAX_FLAGS = ("jax_enable_x64", "jax_default_matmul_precision", "jax_default_prng
 
 def global_state() -> dict:
     """What :func:`_restore_global_state` saves: JAX flags, the absl logger's level (the CLI
-    lowers it), the SIGINT handler, the unraisable-exception hook, NumPy's error mode and,
-    once torch is imported, its thread count and default dtype."""
+    lowers it), the SIGINT handler, the unraisable-exception hook, how warnings are printed
+    (the CLI prints them on one line), NumPy's error mode and, once torch is imported, its
+    thread count and default dtype."""
     import logging
     import signal
+    import warnings
 
     import numpy as np
 
     state = {f: getattr(jax.config, f) for f in JAX_FLAGS}
     state.update(absl_level=logging.getLogger("absl").level, sigint=signal.getsignal(
-        signal.SIGINT), unraisablehook=sys.unraisablehook, np_err=np.geterr())
+        signal.SIGINT), unraisablehook=sys.unraisablehook, np_err=np.geterr(),
+        formatwarning=warnings.formatwarning)
     if "torch" in sys.modules:
         torch = sys.modules["torch"]
         state.update(torch_threads=torch.get_num_threads(),
@@ -74,6 +77,7 @@ def global_state() -> dict:
 def restore_global_state(state: dict) -> None:
     import logging
     import signal
+    import warnings
 
     import numpy as np
 
@@ -84,6 +88,7 @@ def restore_global_state(state: dict) -> None:
     if signal.getsignal(signal.SIGINT) is not state["sigint"]:
         signal.signal(signal.SIGINT, state["sigint"])
     sys.unraisablehook = state["unraisablehook"]
+    warnings.formatwarning = state["formatwarning"]
     np.seterr(**state["np_err"])
     if "torch_threads" in state:
         torch = sys.modules["torch"]

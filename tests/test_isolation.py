@@ -1,11 +1,13 @@
 """Tests do not depend on their order: a test that changes process-wide settings (JAX
-flags, the absl log level, the SIGINT handler, the unraisable hook, NumPy's error mode)
+flags, the absl log level, the SIGINT handler, the unraisable hook, how warnings print,
+NumPy's error mode)
 leaves them as it found them (``conftest._restore_global_state``). The second test of each
 pair fails if the first one's change leaked."""
 
 import logging
 import signal
 import sys
+import warnings
 
 import jax
 import numpy as np
@@ -23,6 +25,7 @@ def test_a_test_may_change_process_wide_settings():
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     sys.unraisablehook = lambda u: None
     np.seterr(all="raise")
+    warnings.formatwarning = lambda message, *args, **kwargs: f"{message}\n"
     assert global_state() != BASELINE
 
 
