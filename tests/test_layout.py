@@ -9,6 +9,8 @@ import sys
 from collections import defaultdict
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGE = ROOT / "jaxmaml"
 # The library: it never imports the run layer (jaxmaml.run), the classifier, the CLI or
@@ -130,3 +132,21 @@ def test_no_function_over_80_lines():
                 if n > 80:
                     long[f"{path.relative_to(ROOT)}::{node.name}"] = n
     assert long == {}
+
+
+@pytest.mark.slow  # a profile hook on every Python call of a train and an eval (~1-2 min)
+def test_a_run_config_visits_at_most_10_modules_on_train_and_eval(tmp_path):
+    """``benchmarks/cfg_trace.py``: the functions that receive the ExperimentConfig on a real
+    2-step ``train`` and an ``eval`` of it live in at most 10 modules, all in ``run/``."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("cfg_trace", ROOT / "benchmarks/cfg_trace.py")
+    cfg_trace = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(cfg_trace)
+    out = tmp_path / "trace.json"
+    assert cfg_trace.main(["--out", str(out)]) == 0
+    trace = json.loads(out.read_text())
+    for command in ("train", "eval"):
+        modules = trace[command]["modules"]
+        assert 2 <= len(modules) <= 10, modules  # at least the command's own module and more
+        assert all(m.startswith("jaxmaml.run.") for m in modules), modules
