@@ -49,11 +49,11 @@ def main() -> None:
     ap.add_argument("--seq-len", type=int, default=64)
     ap.add_argument("--reps", type=int, default=3)
     a = ap.parse_args()
-    point = BenchPoint(model=a.model, tasks=a.tasks, seq_len=a.seq_len)
+    point = BenchPoint.of(model=a.model, tasks=a.tasks, seq_len=a.seq_len)
     enc, config = resolve_model(point.model, point.dtype)
     cfg = point.meta_config(config)
     sup = jax.tree.map(jnp.asarray, make_episodes(point, config).support)
-    head = {"kernel": jnp.zeros((config.hidden_size, point.way)), "bias": jnp.zeros(point.way)}
+    head = {"kernel": jnp.zeros((config.hidden_size, point.meta.way)), "bias": jnp.zeros(point.meta.way)}
     params = {"encoder": enc, "head": head}
 
     def grad_one(p, ex):

@@ -26,7 +26,7 @@ def main() -> int:
 
     policy, dtype = sys.argv[1], (sys.argv[2] if len(sys.argv) > 2 else "f32")
     hvp.KEEP = getattr(jax.checkpoint_policies, policy)  # read when the step is traced
-    point = BenchPoint(model="mini", way=5, shot=5, query=5, seq_len=64, tasks=4,
+    point = BenchPoint.of(model="mini", way=5, shot=5, query=5, seq_len=64, tasks=4,
                        inner_steps=5, order="second", second_order="linearize", dtype=dtype,
                        warmup=1, reps=2)
     row = run_jax_point(point)

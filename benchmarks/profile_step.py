@@ -62,7 +62,7 @@ def main(argv: list[str] | None = None) -> int:
     from jaxmaml.bench.point import BenchPoint, make_episodes, resolve_model
     from jaxmaml.meta.outer import jit_meta_step, new_state
 
-    point = BenchPoint(model=args.model, order=args.order, task_chunk=args.task_chunk,
+    point = BenchPoint.of(model=args.model, order=args.order, task_chunk=args.task_chunk,
                        remat=args.remat, tasks=args.tasks, inner_steps=args.inner_steps,
                        second_order=args.second_order, dtype=args.dtype)
     params, config = resolve_model(point.model, point.dtype)

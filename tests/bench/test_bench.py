@@ -1,7 +1,6 @@
 """The benchmark runner: JSON fields on a tiny grid, FLOP counts vs a hand count, the
 PyTorch peer computing the same meta-loss, and CLI/grid-file handling."""
 
-import dataclasses
 import functools
 import json
 
@@ -61,14 +60,14 @@ def test_flops_scale_with_inner_steps_and_order(tiny_rows):
         assert by[(2, order)] > by[(1, order)]
     assert by[(1, "second")] > by[(1, "first")] and by[(2, "second")] > by[(2, "first")]
     # first order: one more inner step = one more support forward+backward per task
-    p = BenchPoint(**TINY)
-    per_step = inner_step_matmul_flops(BertConfig.tiny(), p.way * p.shot, p.seq_len, p.way)
+    p = BenchPoint.of(**TINY)
+    per_step = inner_step_matmul_flops(BertConfig.tiny(), p.meta.way * p.shot, p.seq_len, p.meta.way)
     assert by[(2, "first")] - by[(1, "first")] == pytest.approx(p.tasks * per_step, rel=1e-9)
 
 
 def _one_inner_step(config: BertConfig, way=5, shot=5, seq_len=16):
     cfg = MetaConfig(model=config, way=way, num_inner_steps=1)
-    point = BenchPoint(model="tiny", way=way, shot=shot, query=1, seq_len=seq_len, tasks=1)
+    point = BenchPoint.of(model="tiny", way=way, shot=shot, query=1, seq_len=seq_len, tasks=1)
     support = jax.tree.map(lambda x: jnp.asarray(x[0]), make_episodes(point, config).support)
     params = {"encoder": init_params(config, jax.random.key(0)),
               "head": {"kernel": jnp.zeros((config.hidden_size, way)), "bias": jnp.zeros(way)}}
@@ -113,7 +112,7 @@ def test_grid_file_expands_products(tmp_path):
     name, points = bench.load_grid(grid)
     assert name == "g" and len(points) == 8
     assert {p.seq_len for p in points} == {16}
-    assert {(p.inner_steps, p.order) for p in points[:6]} == {
+    assert {(p.meta.num_inner_steps, p.order) for p in points[:6]} == {
         (s, o) for s in (1, 2, 3) for o in ("second", "first")}
 
 
@@ -134,9 +133,9 @@ def test_second_order_axis_dedupes_first_order_and_ratios_match_it():
     """``second_order`` is moot for first-order points: one first-order point per setting,
     and both second-order variants get their ratios against it."""
     points = bench.expand({**TINY, "order": "both", "second_order": ["hvp", "autodiff"]})
-    assert [(p.order, p.second_order) for p in points] == [
+    assert [(p.order, p.meta.second_order) for p in points] == [
         ("second", "hvp"), ("second", "autodiff"), ("first", "hvp")]
-    rows = [{**dataclasses.asdict(p), "step_time_s": t, "peak_bytes": b}
+    rows = [{**p.settings(), "step_time_s": t, "peak_bytes": b}
             for p, t, b in zip(points, (3.0, 6.0, 1.0), (20, 80, 10))]
     bench.add_ratios(rows)
     assert [r.get("second_over_first_time") for r in rows] == [3.0, 6.0, None]
@@ -145,7 +144,7 @@ def test_second_order_axis_dedupes_first_order_and_ratios_match_it():
 
 def test_seq_len_beyond_positions_is_rejected():
     with pytest.raises(ValueError, match="max_position_embeddings"):
-        make_episodes(BenchPoint(model="tiny", seq_len=65), BertConfig.tiny())
+        make_episodes(BenchPoint.of(model="tiny", seq_len=65), BertConfig.tiny())
 
 
 @pytest.mark.slow  # ~55 s: compiles and times a full point via the CLI
@@ -179,7 +178,7 @@ def _jax_meta_step(order: str):
     from jaxmaml.meta.outer import jit_meta_step, make_optimizer, new_state
     from jaxmaml.models.hf import to_hf_state_dict
 
-    point = BenchPoint(**{**TINY, "inner_steps": 1, "order": order})
+    point = BenchPoint.of(**{**TINY, "inner_steps": 1, "order": order})
     params, config = resolve_model(point.model, point.dtype, point.seed)
     cfg = point.meta_config(config)
     opt = make_optimizer(BENCH_OPTIM)
@@ -198,7 +197,7 @@ def test_torch_peer_computes_the_same_meta_loss_and_update(mode, order):
     from jaxmaml.bench.torch_peer import TorchMAML, build_model, to_torch_batch
     from jaxmaml.models.hf import to_hf_state_dict
 
-    point = BenchPoint(**{**TINY, "inner_steps": 1, "order": order, "backend": "torch",
+    point = BenchPoint.of(**{**TINY, "inner_steps": 1, "order": order, "backend": "torch",
                           "torch_mode": mode})
     params, config = resolve_model(point.model, point.dtype, point.seed)
     episodes = make_episodes(point, config)

@@ -20,9 +20,9 @@ def test_grids_load_with_both_dtypes_imaml_and_the_peer(grid):
     name, points = load_grid(ROOT / "benchmarks" / "grids" / f"{grid}.yaml")
     assert name == grid
     assert {p.dtype for p in points} == {"f32", "bf16"}
-    assert any(p.algorithm == "imaml" for p in points)
+    assert any(p.meta.algorithm == "imaml" for p in points)
     assert any(p.backend == "torch" for p in points)
-    assert any(p.second_order == "linearize" and p.order == "second" for p in points)
+    assert any(p.meta.second_order == "linearize" and p.order == "second" for p in points)
 
 
 def test_gpu_points_run_grouped_by_model_jax_first():
@@ -36,7 +36,7 @@ def test_gpu_points_run_grouped_by_model_jax_first():
 
 def test_imaml_has_no_torch_peer():
     with pytest.raises(ValueError, match="no PyTorch peer"):
-        BenchPoint(algorithm="imaml", backend="torch")
+        BenchPoint.of(algorithm="imaml", backend="torch")
 
 
 def test_gpu_sh_usage_error():
