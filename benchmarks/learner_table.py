@@ -59,7 +59,7 @@ Notes:
 - **maml and anil are the same computation here**: anil implies `adapt: head`, which this
   recipe already sets for every MAML-family learner, and both use the same task loss and
   seed, so they differ only by name (any difference in their rows is run-to-run noise).
-- **mamlpp**: `msl_steps: 30` (multi-step loss for the first 30 meta-steps),
+- **mamlpp**: `mamlpp: {msl_steps: 30}` (multi-step loss for the first 30 meta-steps),
   `first_order_steps: 20` (derivative-order annealing), learned per-step inner LRs.
 - **metasgd and mamlpp land on maml's numbers** because on this budget their learned inner
   LRs barely move: they are stored as log(lr) and updated by the same AdamW (lr <= 3e-4,
@@ -75,7 +75,7 @@ Notes:
 - **reptile** uses `adapt: top_k_layers` with `adapt_top_k: 2` (the 2 meta-learned layers +
   head) instead of `adapt: head`: Reptile moves only what its inner loop adapts and the head
   is re-initialized per task, so with `adapt: head` its update would be exactly zero. Its
-  inner loop trains on support + query (`reptile_all_data: true`); AdamW outer optimizer.
+  inner loop trains on support + query (`reptile: {all_data: true}`); AdamW outer optimizer.
 - **Metric learners** (protonet, matchingnet, relationnet) have no inner loop; protonet
   squared euclidean, matchingnet cosine (scale 10) without FCE, relationnet a 64-unit MLP.
 - **Baselines**: `nearest_centroid` is the frozen pretrained encoder (all 6 layers, mean

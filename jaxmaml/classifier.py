@@ -47,7 +47,7 @@ from jaxmaml.labels import check_printable, classes_array, plain, sorted_classes
 from jaxmaml.learners import from_config
 from jaxmaml.meta.baselines import fit_probe, probe_logits, sentence_features
 from jaxmaml.meta.finetune import FinetuneOptions
-from jaxmaml.meta.inner import embedding
+from jaxmaml.meta.encoding import embedding
 from jaxmaml.meta.priors import NAME_WEIGHT, with_label_rows
 from jaxmaml.run.load import Loaded, load_export, load_run
 from jaxmaml.text_batches import TextTokenizer
@@ -342,7 +342,7 @@ class FewShotClassifier:
 
     def embed(self, texts: Sequence[str]) -> np.ndarray:
         """The meta-learned encoder's pooled features ``[n, hidden]`` (float32; L2-normalized
-        with ``meta.normalize_features``): what the learner compares or feeds its head
+        with ``meta.protonet.normalize_features``): what the learner compares or feeds its head
         (before any inner-loop adaptation)."""
         fn = _embed_fn(self.cfg)
         with self._texts.call("the texts to embed"):

@@ -322,6 +322,7 @@ def _data_sources(cfg: ExperimentConfig, as_json: bool) -> int:
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``jaxmaml`` console script."""
     import logging
+    import warnings
 
     argv = list(sys.argv[1:] if argv is None else argv)
     logging.getLogger("absl").setLevel(logging.ERROR)  # Orbax's informational warnings
@@ -330,6 +331,7 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     commands = {"train": cmd_train, "eval": cmd_eval, "export": cmd_export, "data": cmd_data,
                 "predict": cmd_predict, "bench": cmd_bench}
+    formatwarning, warnings.formatwarning = warnings.formatwarning, _one_line_warning
     try:
         return commands[args.command](args)
     except BaseException as e:  # noqa: BLE001 -- every failure becomes one line + exit code
@@ -338,6 +340,13 @@ def main(argv: list[str] | None = None) -> int:
         code, message = _failure(e)
         print(f"{'' if code == 130 else 'error: '}{message}", file=sys.stderr)
         return code
+    finally:
+        warnings.formatwarning = formatwarning
+
+
+def _one_line_warning(message, category, filename, lineno, line=None) -> str:
+    """A warning on the command line: one line, no source location."""
+    return f"warning: {message}\n"
 
 
 def _failure(e: BaseException) -> tuple[int, str]:

@@ -1,6 +1,6 @@
-"""Learner factories: a function of hyperparameters returning a :class:`TaskLearner`.
+"""Learner factories: a function of hyperparameters returning a :class:`Learner`.
 
-A :class:`TaskLearner` is what meta-training, ``jaxmaml eval``, :class:`~jaxmaml.FewShotClassifier`
+A :class:`Learner` is what meta-training, ``jaxmaml eval``, :class:`~jaxmaml.FewShotClassifier`
 and ``jaxmaml predict`` all run for one task:
 
 - ``adapt(meta_params, support, way) -> task_params``: a labelled support set (unbatched
@@ -38,17 +38,18 @@ from typing import Any, Callable, NamedTuple
 
 import jax
 
-from jaxmaml.meta.config import MetaConfig
+from jaxmaml.meta.config import meta_config, MetaConfig
+from jaxmaml.meta.options import group_flat_keys
 from jaxmaml.meta.registry import get_learner, LEARNERS, resolve_config
 from jaxmaml.models.bert import BertConfig
 from jaxmaml.types import Examples
 
-__all__ = ["TaskLearner", "anil", "finetune", "fomaml", "from_config", "imaml", "maml",
+__all__ = ["Learner", "anil", "finetune", "fomaml", "from_config", "imaml", "maml",
            "mamlpp", "matchingnet", "metasgd", "protomaml", "protonet", "relationnet",
            "reptile"]
 
 
-class TaskLearner(NamedTuple):
+class Learner(NamedTuple):
     """One learner, bound to its resolved :class:`MetaConfig` (pure, jittable functions).
 
     Attributes:
@@ -70,8 +71,8 @@ class TaskLearner(NamedTuple):
         return self.cfg.algorithm
 
 
-def from_config(cfg: MetaConfig, explicit: dict[str, Any] | None = None) -> TaskLearner:
-    """The :class:`TaskLearner` of ``cfg.algorithm`` (implied settings resolved)."""
+def from_config(cfg: MetaConfig, explicit: dict[str, Any] | None = None) -> Learner:
+    """The :class:`Learner` of ``cfg.algorithm`` (implied settings resolved)."""
     cfg = resolve_config(cfg, explicit)
     learner = get_learner(cfg.algorithm)
 
@@ -87,19 +88,18 @@ def from_config(cfg: MetaConfig, explicit: dict[str, Any] | None = None) -> Task
     def task_loss(meta_params: dict, episode):
         return learner.task_loss(meta_params, episode, cfg)
 
-    return TaskLearner(cfg, adapt, predict, init, task_loss)
+    return Learner(cfg, adapt, predict, init, task_loss)
 
 
-def _factory(algorithm: str, doc: str) -> Callable[..., TaskLearner]:
-    def make(*, model: BertConfig | None = None, **settings: Any) -> TaskLearner:
-        unknown = set(settings) - {f.name for f in dataclasses.fields(MetaConfig)}
+def _factory(algorithm: str, doc: str) -> Callable[..., Learner]:
+    def make(*, model: BertConfig | None = None, **settings: Any) -> Learner:
+        grouped, _ = group_flat_keys(settings)  # distance="cosine" = protonet.distance
+        unknown = set(grouped) - {f.name for f in dataclasses.fields(MetaConfig)}
         if unknown:
             raise TypeError(f"{algorithm}() got unknown settings {sorted(unknown)}; use "
                             "MetaConfig field names (inner_lr, num_inner_steps, adapt, ...).")
-        kwargs = dict(settings, algorithm=algorithm)
-        if model is not None:
-            kwargs["model"] = model
-        return from_config(MetaConfig(**kwargs), explicit=settings)
+        fixed = {"algorithm": algorithm, **({"model": model} if model is not None else {})}
+        return from_config(meta_config(grouped, **fixed), explicit=settings)
 
     make.__name__ = make.__qualname__ = algorithm
     make.__doc__ = doc + """
@@ -110,7 +110,7 @@ def _factory(algorithm: str, doc: str) -> Callable[..., TaskLearner]:
         ``inner_lr``, ``num_inner_steps``, ``adapt``, ``pooling``, ...).
 
     Returns:
-      A :class:`TaskLearner`.
+      A :class:`Learner`.
     """
     return make
 
@@ -151,10 +151,10 @@ protonet = _factory("protonet", """Prototypical Networks (Snell et al. 2017).
 
     ``adapt``: the prototypes ``c_k = mean_{i: y_i = k} f(x_i)``; ``predict``:
     ``logits_k = -|f(x) - c_k|^2`` (or ``cosine_scale * cos(f(x), c_k)`` with
-    ``distance='cosine'``). No inner loop.""")
+    ``protonet.distance='cosine'``). No inner loop.""")
 matchingnet = _factory("matchingnet", """Matching Networks (Vinyals et al. 2016).
 
-    ``adapt``: the embedded support set ``g(x_i)`` (with ``fce=True`` after one
+    ``adapt``: the embedded support set ``g(x_i)`` (with ``matching.fce=True`` after one
     self-attention layer); ``predict``: ``log p(y=k|x) = log sum_{i: y_i = k}
     softmax_i(cosine_scale * cos(f(x), g(x_i)))``.""")
 relationnet = _factory("relationnet", """Relation Networks (Sung et al. 2018).
@@ -162,4 +162,4 @@ relationnet = _factory("relationnet", """Relation Networks (Sung et al. 2018).
     ``adapt``: the prototypes ``c_k``; ``predict``: the pre-sigmoid relation scores
     ``MLP([f(x), c_k, |f(x) - c_k|, f(x) * c_k])`` (relation score = sigmoid).""")
 
-assert set(__all__) - {"TaskLearner", "from_config"} == set(LEARNERS)
+assert set(__all__) - {"Learner", "from_config"} == set(LEARNERS)

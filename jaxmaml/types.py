@@ -6,6 +6,9 @@ from typing import Any, NamedTuple
 
 import jax
 
+Params = dict[str, Any]  # a params tree, e.g. {"encoder": BERT params, "head": {...}}
+Flat = dict[str, jax.Array]  # the same as {"/"-joined path: leaf} (jaxmaml.tree.flatten)
+
 
 class Examples(NamedTuple):
     """A padded set of tokenized examples (one task, or a batch of tasks with a leading axis).
@@ -16,7 +19,7 @@ class Examples(NamedTuple):
 
     ``bottom`` optionally carries precomputed hidden states ``[n, seq_len, hidden]`` after
     the ``MetaConfig.outer_frozen_layers`` bottom layers (which are never trained), so
-    neither loop recomputes them (see :func:`jaxmaml.meta.inner.precompute_bottom`).
+    neither loop recomputes them (see :func:`jaxmaml.meta.encoding.precompute_bottom`).
     ``None`` is an empty pytree: vmap, jit and ``jax.tree.map`` pass it through.
     """
 

@@ -41,7 +41,7 @@ def _run(tmp_path, algorithm="protonet", extra=()):
 def protonet(tmp_path_factory):
     """(cfg, run dir, export dir) of an init ProtoNet with normalized features."""
     tmp = tmp_path_factory.mktemp("use")
-    cfg, run = _run(tmp, "protonet", ["meta.distance=cosine", "meta.normalize_features=true",
+    cfg, run = _run(tmp, "protonet", ["meta.protonet.distance=cosine", "meta.protonet.normalize_features=true",
                                       "meta.pooling=mean"])
     loaded = load_run(run, "init")
     out = export(run, tmp / "export", cfg, 0, loaded.meta_params["encoder"],
@@ -182,8 +182,8 @@ def test_plain_directory_uses_its_sentence_layout_and_a_cosine_centroid(protonet
     with pytest.warns(UserWarning, match="cosine-centroid head on mean-pooled, L2-normalized "
                       "features .no sentence-transformers modules.json"):
         clf = FewShotClassifier.from_pretrained(bare)
-    assert (clf.cfg.algorithm, clf.cfg.distance, clf.cfg.pooling,
-            clf.cfg.normalize_features) == ("protonet", "cosine", "mean", True)
+    assert (clf.cfg.algorithm, clf.cfg.protonet.distance, clf.cfg.pooling,
+            clf.cfg.protonet.normalize_features) == ("protonet", "cosine", "mean", True)
     assert clf.seq_len == 64  # the position limit
     _quiet(clf.fit, TEXTS, LABELS)
     s, q = _quiet(clf.embed, TEXTS), _quiet(clf.embed, NEW)
@@ -195,7 +195,7 @@ def test_plain_directory_uses_its_sentence_layout_and_a_cosine_centroid(protonet
     declared = _plain_copy(out, tmp_path / "st", st_files=True)
     with pytest.warns(UserWarning, match="cls-pooled features as its sentence-transformers"):
         clf = FewShotClassifier.from_pretrained(declared)
-    assert (clf.cfg.pooling, clf.cfg.normalize_features, clf.cfg.distance, clf.seq_len) == (
+    assert (clf.cfg.pooling, clf.cfg.protonet.normalize_features, clf.cfg.protonet.distance, clf.seq_len) == (
         "cls", False, "cosine", 32)
 
 

@@ -206,7 +206,7 @@ def test_bench_dispatches_through_argparse(monkeypatch, capsys):
     monkeypatch.setattr(grid, "run", lambda args, name, points: seen.append(
         (args.json, name, points)) or 0)
     assert main(["bench", "--tasks", "4", "--json"]) == 0
-    assert seen == [(True, "bench", [grid.BenchPoint(tasks=4)])]
+    assert seen == [(True, "bench", [grid.BenchPoint.of(tasks=4)])]
     assert main(["bench", "--order", "first", "--remat", "some"]) == 2  # bad point: exit 2
     assert "remat='some'" in capsys.readouterr().err
 
@@ -309,3 +309,17 @@ def test_compare_runs_script_pairs_the_same_episodes(run_dir, capsys):
     assert {r["shot"] for r in rows} == {1, 2} and all(r["episodes"] == 6 for r in rows)
     for r in rows:
         assert r["new"] == r["old"] and r["new_minus_old_points"] == 0 == r["ci95_points"]
+
+
+def test_old_flat_meta_keys_load_with_one_warning_line():
+    """``--set meta.cg_steps=3`` (a key of earlier versions) still works; the command line says
+    so in one ``warning:`` line naming the grouped keys, and nothing else on stderr."""
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONWARNINGS": "default::FutureWarning"}
+    done = subprocess.run([sys.executable, "-m", "jaxmaml.cli", "data", str(TINY), "--set",
+                           "meta.cg_steps=3", "--set", "meta.fce=true"], env=env, cwd=ROOT,
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert done.stderr.splitlines() == [
+        "warning: deprecated flat meta keys (still read; write them in their options group): "
+        "meta.fce -> meta.matching.fce, meta.cg_steps -> meta.imaml.cg_steps."]
+    assert "meta-train" in done.stdout

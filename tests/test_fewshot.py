@@ -27,8 +27,8 @@ from jaxmaml.types import Episodes, Examples
 ROOT = Path(__file__).resolve().parents[1]
 TINY = ROOT / "configs" / "tiny.yaml"
 # Per learner: what makes the tiny config (adapt: top_k_layers) valid and non-trivial.
-SETTINGS = {"anil": ["meta.adapt=head"], "matchingnet": ["meta.fce=true"],
-            "protonet": ["meta.distance=cosine"], "fomaml": [], "reptile": [],
+SETTINGS = {"anil": ["meta.adapt=head"], "matchingnet": ["meta.matching.fce=true"],
+            "protonet": ["meta.protonet.distance=cosine"], "fomaml": [], "reptile": [],
             "mamlpp": ["meta.first_order=false"], "metasgd": ["meta.first_order=false"]}
 WAY, SHOT, QUERY, EPISODES = 3, 2, 3, 4  # 3-way: not the 2-way the tiny config trains
 
@@ -151,7 +151,7 @@ def test_trained_run_export_and_references(trained):
 
 
 def test_unbalanced_protonet_predictions_match_a_numpy_reference(tmp_path):
-    cfg, run = _run_dir(tmp_path, "protonet", ["meta.distance=sqeuclidean"])
+    cfg, run = _run_dir(tmp_path, "protonet", ["meta.protonet.distance=sqeuclidean"])
     clf = FewShotClassifier.from_run(run, "init", batch_size=4)  # several batches
     texts, labels = _unbalanced()
     new = ["bird dog", "bus road", "star sun moon", "cat", "car", "moon"]
@@ -167,11 +167,11 @@ def test_unbalanced_protonet_predictions_match_a_numpy_reference(tmp_path):
 
 @pytest.mark.torch
 def test_normalized_protonet_export_is_a_normalizing_sentence_transformer(tmp_path):
-    """``meta.normalize_features``: ``embed`` gives unit rows, prototypes are their class
+    """``meta.protonet.normalize_features``: ``embed`` gives unit rows, prototypes are their class
     means (numpy), and the export's sentence-transformers layout ends in ``Normalize`` (as
     all-MiniLM-L6-v2's does), so ``SentenceTransformer.encode`` equals ``embed``."""
     st = pytest.importorskip("sentence_transformers")
-    cfg, run = _run_dir(tmp_path, "protonet", ["meta.normalize_features=true",
+    cfg, run = _run_dir(tmp_path, "protonet", ["meta.protonet.normalize_features=true",
                                                "meta.pooling=mean"])
     loaded = load_run(run, "init")
     out = export(run, tmp_path / "export", cfg, 0, loaded.meta_params["encoder"],
@@ -349,7 +349,7 @@ def test_plain_hf_directory_is_encoder_only_cosine_centroid(trained, tmp_path, c
     with pytest.warns(UserWarning, match="no jaxmaml.json .*cosine-centroid head on "
                       "mean-pooled, L2-normalized"):
         clf = FewShotClassifier.from_pretrained(plain, seq_len=16)
-    assert (clf.algorithm, clf.cfg.pooling, clf.cfg.distance, clf.cfg.normalize_features) == (
+    assert (clf.algorithm, clf.cfg.pooling, clf.cfg.protonet.distance, clf.cfg.protonet.normalize_features) == (
         "protonet", "mean", "cosine", True)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")

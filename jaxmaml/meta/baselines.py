@@ -37,10 +37,11 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from jaxmaml.meta import inner
+from jaxmaml.meta import encoding, filters, heads, inner
+from jaxmaml.tree import unflatten
 from jaxmaml.meta.config import MetaConfig
 from jaxmaml.meta.finetune import cosine_head_init, cosine_head_logits
-from jaxmaml.meta.inner import l2_normalize
+from jaxmaml.meta.encoding import l2_normalize
 from jaxmaml.types import Episodes, Examples
 
 PROBE_C = 1.0        # inverse L2 strength, scikit-learn's default
@@ -62,7 +63,7 @@ def sentence_config(cfg: MetaConfig) -> MetaConfig:
 @functools.lru_cache(maxsize=16)
 def _sentence_fn(cfg: MetaConfig):
     return jax.jit(lambda enc, i, m: l2_normalize(
-        inner.features(enc, Examples(i, m, None, None), cfg)))
+        encoding.features(enc, Examples(i, m, None, None), cfg)))
 
 
 def sentence_features(encoder: Any, cfg: MetaConfig, input_ids: np.ndarray,
@@ -71,7 +72,7 @@ def sentence_features(encoder: Any, cfg: MetaConfig, input_ids: np.ndarray,
 
     Computed in fixed-size batches (one compiled program per shape).
     """
-    return inner.map_padded_batches(_sentence_fn(sentence_config(cfg)), encoder, input_ids,
+    return encoding.map_padded_batches(_sentence_fn(sentence_config(cfg)), encoder, input_ids,
                                     attention_mask, batch_size)
 
 
@@ -82,7 +83,7 @@ def cosine_centroid_logits(s_feats: jax.Array, s_labels: jax.Array, q_feats: jax
 
     One task: ``s_feats`` ``[way*shot, H]``, ``q_feats`` ``[way*query, H]``.
     """
-    protos = inner.prototypes(s_feats, s_labels, jnp.ones(s_labels.shape, s_feats.dtype), way)
+    protos = heads.prototypes(s_feats, s_labels, jnp.ones(s_labels.shape, s_feats.dtype), way)
     return l2_normalize(q_feats) @ l2_normalize(protos).T
 
 
@@ -162,23 +163,23 @@ def cosine_adapt_task(encoder: Any, episode: Episodes, cfg: MetaConfig) -> jax.A
     """
     cfg = cfg.replace(pooling="mean", first_order=True)  # nothing is meta-trained here
     support, query = episode
-    bottom_s = inner.bottom_features(encoder, support, cfg)
-    bottom_q = inner.bottom_features(encoder, query, cfg)
-    feats0 = l2_normalize(inner.features(encoder, support, cfg, bottom_s))
+    bottom_s = encoding.bottom_features(encoder, support, cfg)
+    bottom_q = encoding.bottom_features(encoder, query, cfg)
+    feats0 = l2_normalize(encoding.features(encoder, support, cfg, bottom_s))
     params = {"encoder": encoder,
               "head": cosine_head_init(feats0, support.labels, support.weights, cfg.way)}
-    adapted, frozen = inner.partition(params, cfg)
+    adapted, frozen = filters.partition(params, cfg)
 
     def loss_fn(p):
-        logits = cosine_head_logits(p["head"], inner.features(p["encoder"], support, cfg,
+        logits = cosine_head_logits(p["head"], encoding.features(p["encoder"], support, cfg,
                                                               bottom_s), cfg.cosine_scale)
-        return inner.weighted_xent(logits, support.labels, support.weights)[0]
+        return heads.weighted_xent(logits, support.labels, support.weights)[0]
 
     adapted, _ = inner.inner_adapt(adapted, frozen, loss_fn, cfg)
-    p = inner.unflatten({**frozen, **adapted})
-    logits = cosine_head_logits(p["head"], inner.features(p["encoder"], query, cfg, bottom_q),
+    p = unflatten({**frozen, **adapted})
+    logits = cosine_head_logits(p["head"], encoding.features(p["encoder"], query, cfg, bottom_q),
                                 cfg.cosine_scale)
-    return inner.weighted_xent(logits, query.labels, query.weights)[1]
+    return heads.weighted_xent(logits, query.labels, query.weights)[1]
 
 
 @functools.lru_cache(maxsize=32)

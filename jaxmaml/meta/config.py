@@ -10,7 +10,9 @@ import dataclasses
 import re
 from typing import Any, Mapping
 
-from jaxmaml.meta.options import FinetuneOptions
+from jaxmaml.meta.options import (FinetuneOptions, group_flat_keys, ImamlOptions, MamlppOptions,
+                                  MatchingOptions, ProtoNetOptions, RelationOptions,
+                                  ReptileOptions)
 from jaxmaml.models.bert import BertConfig
 
 ADAPT_CHOICES = ("all", "head", "top_k_layers", "regex")
@@ -18,14 +20,13 @@ REMAT_CHOICES = ("none", "full", "dots_saveable")
 SECOND_ORDER_CHOICES = ("hvp", "linearize", "autodiff")
 POOLING_CHOICES = ("cls", "mean")
 HEAD_INIT_CHOICES = ("zeros", "proto")
-DISTANCE_CHOICES = ("sqeuclidean", "cosine")
 
 
 # Settings an algorithm name implies, applied when a MetaConfig is built (once: every call
 # site sees the resolved values). Metric learners have no inner loop; ``adapt="head"`` marks
 # the whole encoder as inner-frozen so evaluation computes every example's features once.
 _METRIC = dict(adapt="head", num_inner_steps=0)
-# Learners that supply their own meta-gradient (Learner.meta_grad) instead of the gradient
+# Learners that supply their own meta-gradient (Algorithm.meta_grad) instead of the gradient
 # of the mean task loss: what wraps that loss (meta.lora_rank) does not apply to them.
 OWN_META_GRAD = ("reptile", "mamlpp", "imaml")
 IMPLIED: dict[str, dict[str, Any]] = {
@@ -62,13 +63,42 @@ def check_implied(algorithm: str, explicit: Mapping[str, Any]) -> None:
                 f"sets meta.{field}={explicit[field]!r}: remove meta.{field} ({hint}).")
 
 
-@dataclasses.dataclass(frozen=True)
-class MetaConfig:
+def implied_settings(fields: Mapping[str, Any]) -> dict[str, Any]:
+    """The settings that the algorithm of a :class:`MetaConfig` built from the keyword
+    arguments ``fields`` implies (:data:`IMPLIED`; for ``finetune`` also the adapt filter of
+    its fine-tuned part)."""
+    defaults = {f.name: f.default for f in dataclasses.fields(MetaConfig)}
+    get = lambda name: fields.get(name, defaults[name])  # noqa: E731
+    algorithm = get("algorithm")
+    out = dict(IMPLIED.get(algorithm, {}))
+    if algorithm == "finetune":  # its inner loop trains the fine-tuned part
+        model, frozen, options = get("model"), get("outer_frozen_layers"), get("finetune")
+        trainable = model.num_hidden_layers - frozen
+        if options.part in ("top_k", "lora") and options.top_k > trainable:
+            raise ValueError(f"meta.finetune.top_k={options.top_k} exceeds the {trainable} "
+                             f"layers this model trains (its {model.num_hidden_layers} layers "
+                             "less meta.outer_frozen_layers); lower it.")
+        out.update(options.adapt_filter(model.num_hidden_layers, frozen))
+    return out
+
+
+class _Implying(type):
+    """Builds a :class:`MetaConfig` with the settings its algorithm implies already in its
+    arguments: no field is rewritten after construction, and ``dataclasses.replace`` (which
+    constructs anew) resolves them the same way."""
+
+    def __call__(cls, **fields):
+        return super().__call__(**{**fields, **implied_settings(fields)})
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class MetaConfig(metaclass=_Implying):
     """How one task is adapted and scored.
 
     The settings ``algorithm`` implies (:data:`IMPLIED`: ``fomaml``/``reptile`` are first
     order, ``anil`` adapts the head, ``protomaml`` uses the prototype head, metric learners
-    have no inner loop) are applied when the config is built.
+    have no inner loop) are part of the arguments it is constructed with
+    (:func:`implied_settings`), whatever was passed for them.
 
     Attributes:
       model: the encoder's :class:`BertConfig`.
@@ -122,30 +152,11 @@ class MetaConfig:
       pooling: ``cls`` or ``mean`` (mask-weighted) sentence feature for the head.
       head_init: ``zeros`` or ``proto`` (Proto-MAML: W = 2c, b = -|c|^2 from support
         prototypes c).
-      msl_steps: MAML++ multi-step loss: the query losses after every inner step are
-        weighted, annealed towards the last step over the first ``msl_steps`` meta-steps
-        (0 = last step only).
-      first_order_steps: MAML++ derivative-order annealing: first order for the first
-        ``first_order_steps`` meta-steps, second order after (0 = second order throughout).
-      distance: ProtoNet metric, ``sqeuclidean`` or ``cosine``.
       cosine_scale: multiplies cosine similarities before the softmax (ProtoNet with
-        ``distance='cosine'`` and Matching Networks).
-      normalize_features: ProtoNet L2-normalizes each pooled feature before it forms the
-        class means (sentence-transformers' cosine centroid: with ``distance='cosine'`` the
-        meta-learned classifier is then exactly ``meta_learned_centroid``); False: means of
-        raw features (Snell et al.).
-      fce: Matching Networks full-context embeddings (support self-attention + query
-        attention-LSTM).
-      fce_steps: attention-LSTM read steps of the query FCE.
-      relation_hidden: hidden width of the Relation Network's relation MLP.
-      reptile_all_data: Reptile's inner loop trains on the support and query examples
-        together (all of a meta-training task's data, as in Nichol et al. 2018); False:
-        support only. Evaluation always adapts on the support set.
-      imaml_lambda: iMAML's proximal strength: the inner loop minimizes
-        ``L_support + imaml_lambda/2 |phi - theta|^2`` (:mod:`jaxmaml.meta.imaml`).
-      cg_steps: iMAML's conjugate-gradient steps for ``(I + H/lambda)^-1 v``.
-      cg_damping: iMAML solves ``((1 + cg_damping) I + H/lambda) x = v`` (> 0 keeps the
-        system positive definite where the support loss is not convex).
+        ``protonet.distance='cosine'`` and Matching Networks).
+      protonet, matching, relation, reptile, imaml, mamlpp: the options of one learner
+        family each (:mod:`jaxmaml.meta.options`: YAML ``meta: {imaml: {lam: 0.5}}``,
+        ``--set meta.imaml.lam=0.5``), unused by the other learners.
       finetune: the test-time fine-tuning of ``algorithm: finetune`` (its inner loop; the
         adapt filter is the fine-tuned part) and of ``FewShotClassifier(adapt="finetune")``
         on a run: :class:`~jaxmaml.meta.options.FinetuneOptions`.
@@ -170,23 +181,16 @@ class MetaConfig:
     remat: str = "none"
     pooling: str = "cls"
     head_init: str = "zeros"
-    msl_steps: int = 0
-    first_order_steps: int = 0
-    distance: str = "sqeuclidean"
     cosine_scale: float = 10.0
-    normalize_features: bool = False
-    fce: bool = False
-    fce_steps: int = 2
-    relation_hidden: int = 64
-    reptile_all_data: bool = True
-    imaml_lambda: float = 1.0
-    cg_steps: int = 5
-    cg_damping: float = 0.0
+    protonet: ProtoNetOptions = ProtoNetOptions()
+    matching: MatchingOptions = MatchingOptions()
+    relation: RelationOptions = RelationOptions()
+    reptile: ReptileOptions = ReptileOptions()
+    imaml: ImamlOptions = ImamlOptions()
+    mamlpp: MamlppOptions = MamlppOptions()
     finetune: FinetuneOptions = FinetuneOptions()
 
     def __post_init__(self):
-        self._apply_implied()
-
         def check(name, value, choices):
             if value not in choices:
                 raise ValueError(f"meta.{name}={value!r} is not one of {', '.join(choices)}.")
@@ -202,25 +206,13 @@ class MetaConfig:
                 "none, or meta.second_order: autodiff to keep remat.")
         check("pooling", self.pooling, POOLING_CHOICES)
         check("head_init", self.head_init, HEAD_INIT_CHOICES)
-        check("distance", self.distance, DISTANCE_CHOICES)
-        for name in ("msl_steps", "first_order_steps", "task_chunk"):
-            if getattr(self, name) < 0:
-                raise ValueError(f"meta.{name}={getattr(self, name)} must be >= 0.")
-        if self.imaml_lambda <= 0:
-            raise ValueError(f"meta.imaml_lambda={self.imaml_lambda} must be > 0 (the "
-                             "proximal term's strength; 0.5-2 is typical).")
-        if self.cg_steps < 1 or self.cg_damping < 0:
-            raise ValueError(f"meta.cg_steps={self.cg_steps} must be >= 1 and "
-                             f"meta.cg_damping={self.cg_damping} >= 0.")
-        if self.normalize_features and self.algorithm != "protonet":
-            raise ValueError(f"meta.normalize_features applies to meta.algorithm='protonet', "
-                             f"not {self.algorithm!r}; remove it.")
+        if self.task_chunk < 0:
+            raise ValueError(f"meta.task_chunk={self.task_chunk} must be >= 0.")
+        if self.protonet.normalize_features and self.algorithm != "protonet":
+            raise ValueError(f"meta.protonet.normalize_features applies to meta.algorithm="
+                             f"'protonet', not {self.algorithm!r}; remove it.")
         if self.cosine_scale <= 0:
             raise ValueError(f"meta.cosine_scale={self.cosine_scale} must be > 0.")
-        if self.fce_steps < 1:
-            raise ValueError(f"meta.fce_steps={self.fce_steps} must be >= 1.")
-        if self.relation_hidden < 1:
-            raise ValueError(f"meta.relation_hidden={self.relation_hidden} must be >= 1.")
         if self.way < 2:
             raise ValueError(f"meta.way={self.way}: a task needs at least 2 classes.")
         if self.num_inner_steps < 0:
@@ -259,24 +251,25 @@ class MetaConfig:
                 raise ValueError(f"meta.adapt_regex={self.adapt_regex!r} is not a valid "
                                  f"regular expression: {e}") from e
 
-    def _apply_implied(self) -> None:
-        """The settings ``algorithm`` implies (:data:`IMPLIED`; for ``finetune`` the adapt
-        filter of its fine-tuned part), resolved once, when the config is built."""
-        for name, value in IMPLIED.get(self.algorithm, {}).items():
-            object.__setattr__(self, name, value)
-        if self.algorithm == "finetune":  # its inner loop trains the fine-tuned part
-            trainable = self.model.num_hidden_layers - self.outer_frozen_layers
-            if self.finetune.part in ("top_k", "lora") and self.finetune.top_k > trainable:
-                raise ValueError(f"meta.finetune.top_k={self.finetune.top_k} exceeds the "
-                                 f"{trainable} layers this model trains (its "
-                                 f"{self.model.num_hidden_layers} layers less "
-                                 "meta.outer_frozen_layers); lower it.")
-            for name, value in self.finetune.adapt_filter(
-                    self.model.num_hidden_layers, self.outer_frozen_layers).items():
-                object.__setattr__(self, name, value)
-
     def replace(self, **changes) -> "MetaConfig":
         return dataclasses.replace(self, **changes)
+
+
+# The options groups of a MetaConfig: field name -> its dataclass.
+OPTION_GROUPS: dict[str, type] = {
+    "protonet": ProtoNetOptions, "matching": MatchingOptions, "relation": RelationOptions,
+    "reptile": ReptileOptions, "imaml": ImamlOptions, "mamlpp": MamlppOptions,
+    "finetune": FinetuneOptions}
+
+
+def meta_config(settings: Mapping[str, Any], **fixed) -> MetaConfig:
+    """A :class:`MetaConfig` from plain settings (an export's ``jaxmaml.json`` ``meta``, a
+    learner factory's keywords): options groups as mappings or dataclasses, and the flat keys
+    of earlier versions (``imaml_lambda``, ``distance``, ...) read into their groups."""
+    settings, _ = group_flat_keys(settings)
+    return MetaConfig(**fixed, **{
+        k: OPTION_GROUPS[k](**v) if k in OPTION_GROUPS and isinstance(v, Mapping) else v
+        for k, v in settings.items()})
 
 
 OPTIMIZERS = ("adamw", "adam", "sgd")

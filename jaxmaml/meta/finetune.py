@@ -30,10 +30,11 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from jaxmaml.meta import inner, lora
+from jaxmaml.meta import encoding, filters, heads, lora
 from jaxmaml.meta.config import MetaConfig
 from jaxmaml.meta.options import FinetuneOptions  # noqa: F401 -- part of this module's API
-from jaxmaml.meta.inner import l2_normalize
+from jaxmaml.meta.options import MatchingOptions, ProtoNetOptions
+from jaxmaml.meta.encoding import l2_normalize
 from jaxmaml.tree import flatten, unflatten
 from jaxmaml.types import Examples
 
@@ -49,14 +50,14 @@ def cosine_head_init(feats: jax.Array, labels: jax.Array, weights: jax.Array, wa
                      ) -> Params:
     """``{"kernel": [H, way]}``: the L2-normalized weighted class means of ``feats`` ``[n, H]``
     (rows of weight 0 ignored; a class without rows gets a zero column)."""
-    return {"kernel": l2_normalize(inner.prototypes(feats, labels, weights, way)).T}
+    return {"kernel": l2_normalize(heads.prototypes(feats, labels, weights, way)).T}
 
 
 # ---------------------------------------------------------------- which layers are trained
 def finetune_config(cfg: MetaConfig, opts: FinetuneOptions, way: int | None = None
                     ) -> MetaConfig:
     """``cfg`` as the feature extractor of fine-tuning: mean pooling, and an adapt filter
-    (:func:`jaxmaml.meta.inner.is_adapted`) that selects the part ``opts`` trains.
+    (:func:`jaxmaml.meta.filters.is_adapted`) that selects the part ``opts`` trains.
 
     Raises ``ValueError`` when ``top_k`` exceeds the layers the run leaves trainable.
     """
@@ -67,15 +68,15 @@ def finetune_config(cfg: MetaConfig, opts: FinetuneOptions, way: int | None = No
                          f"{cfg.outer_frozen_layers} never trained); lower it.")
     adapt = opts.adapt_filter(n, cfg.outer_frozen_layers)
     # algorithm="maml": no implied settings override the filter; nothing here is meta-trained
-    return cfg.replace(algorithm="maml", pooling="mean", normalize_features=False, lora_rank=0,
-                       first_order=True, remat="none", outer_regex="", fce=False,
+    return cfg.replace(algorithm="maml", pooling="mean", protonet=ProtoNetOptions(), lora_rank=0,
+                       first_order=True, remat="none", outer_regex="", matching=MatchingOptions(),
                        way=way or cfg.way, **adapt)
 
 
 def _trained_encoder_leaves(encoder: Params, fcfg: MetaConfig) -> dict[str, jax.Array]:
     """``{path in encoder: leaf}`` that the filter trains (never the pooler: mean pooling)."""
     return {k: v for k, v in flatten(encoder).items()
-            if inner.is_adapted(f"encoder/{k}", fcfg) and not k.startswith("pooler/")}
+            if filters.is_adapted(f"encoder/{k}", fcfg) and not k.startswith("pooler/")}
 
 
 def init_lora_factors(encoder: Params, fcfg: MetaConfig, opts: FinetuneOptions
@@ -112,7 +113,7 @@ def finetune_bottom(encoder: Params, examples: Examples, opts: FinetuneOptions,
     """Hidden states ``[n, seq_len, H]`` below the first fine-tuned layer (constant while
     fine-tuning; ``examples.bottom`` is used when present), or ``None`` when the part
     includes the embeddings. Pass it to :func:`finetune_adapt` / :func:`finetune_predict`."""
-    return inner.bottom_features(encoder, examples, finetune_config(cfg, opts))
+    return encoding.bottom_features(encoder, examples, finetune_config(cfg, opts))
 
 
 def _optimizer(opts: FinetuneOptions) -> optax.GradientTransformation:
@@ -141,10 +142,10 @@ def finetune_adapt(encoder: Params, support: Examples, way: int, opts: FinetuneO
     """
     fcfg = finetune_config(cfg, opts, way)
     if bottom is None:
-        bottom = inner.bottom_features(encoder, support, fcfg)
+        bottom = encoding.bottom_features(encoder, support, fcfg)
 
     def feats_of(enc):
-        return inner.features(enc, support, fcfg, bottom)
+        return encoding.features(enc, support, fcfg, bottom)
 
     head = cosine_head_init(l2_normalize(feats_of(encoder)), support.labels, support.weights,
                             way)
@@ -153,7 +154,7 @@ def finetune_adapt(encoder: Params, support: Examples, way: int, opts: FinetuneO
 
     def loss_fn(p):
         logits = cosine_head_logits(p["head"], feats_of(encoder_of(p["body"])), opts.scale)
-        return inner.weighted_xent(logits, support.labels, support.weights)[0]
+        return heads.weighted_xent(logits, support.labels, support.weights)[0]
 
     tx = _optimizer(opts)
 
@@ -173,7 +174,7 @@ def finetune_features(task_params: Params, examples: Examples, opts: FinetuneOpt
 
     ``bottom``: optional :func:`finetune_bottom` of ``examples`` (of the ORIGINAL encoder:
     fine-tuning never changes the layers below it)."""
-    f = inner.features(task_params["encoder"], examples, finetune_config(cfg, opts), bottom)
+    f = encoding.features(task_params["encoder"], examples, finetune_config(cfg, opts), bottom)
     return l2_normalize(f)
 
 

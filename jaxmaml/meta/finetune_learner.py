@@ -19,11 +19,11 @@ from __future__ import annotations
 
 import jax
 
-from jaxmaml.meta import inner
+from jaxmaml.meta import encoding, heads
 from jaxmaml.meta.config import MetaConfig
 from jaxmaml.meta.finetune import (cosine_head_init, finetune_adapt, finetune_config,
                                    finetune_predict)
-from jaxmaml.meta.inner import l2_normalize
+from jaxmaml.meta.encoding import l2_normalize
 from jaxmaml.types import Episodes, Examples
 
 
@@ -38,12 +38,12 @@ def task_loss(meta_params: dict, episode: Episodes, cfg: MetaConfig):
     opts, encoder = cfg.finetune, meta_params["encoder"]
     task = finetune_adapt(jax.lax.stop_gradient(encoder), support, cfg.way, opts, cfg)
     fcfg = finetune_config(cfg, opts, cfg.way)
-    feats = l2_normalize(inner.features(encoder, support, fcfg))
+    feats = l2_normalize(encoding.features(encoder, support, fcfg))
     head0 = cosine_head_init(feats, support.labels, support.weights, cfg.way)
     params = {"encoder": _straight_through(encoder, task["encoder"]),
               "head": _straight_through(head0, task["head"])}
     logits = finetune_predict(params, query, opts, cfg)
-    loss, acc = inner.weighted_xent(logits, query.labels, query.weights)
+    loss, acc = heads.weighted_xent(logits, query.labels, query.weights)
     return loss, {"loss": loss, "accuracy": acc}
 
 

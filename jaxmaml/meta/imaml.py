@@ -7,7 +7,7 @@ Per task the inner loop approximately solves
     phi* = argmin_phi  L_s(phi, c) + lam/2 |phi - theta|^2
 
 (``theta``: the adapted leaves' initial values, ``c``: everything else ``L_s`` reads: frozen
-leaves, cached bottom features; ``lam`` = ``meta.imaml_lambda``) with
+leaves, cached bottom features; ``lam`` = ``meta.imaml.lam``) with
 ``meta.num_inner_steps`` SGD steps of size ``meta.inner_lr`` from ``theta``. At the
 optimum ``grad L_s(phi*) + lam (phi* - theta) = 0``, so by the implicit function theorem,
 with ``H = d^2 L_s / d phi^2`` and ``M = d^2 L_s / (d phi d c)`` at ``phi*``:
@@ -15,7 +15,7 @@ with ``H = d^2 L_s / d phi^2`` and ``M = d^2 L_s / (d phi d c)`` at ``phi*``:
     d phi*/d theta = (I + H/lam)^-1          d phi*/d c = -(H + lam I)^-1 M
 
 The outer VJP of ``v = dL_q/d phi*`` is therefore ``x = (I + H/lam)^-1 v`` for ``theta``
-(``meta.cg_steps`` conjugate-gradient steps on ``(1 + meta.cg_damping) x + H x / lam = v``,
+(``meta.imaml.cg_steps`` conjugate-gradient steps on ``(1 + meta.imaml.cg_damping) x + H x / lam = v``,
 each one Hessian-vector product of a ``jax.linearize``d gradient) and ``-M^T x / lam`` for
 ``c`` (one more product). Nothing of the inner loop is stored: memory is that of one support
 gradient and its linearization, whatever ``num_inner_steps``.
@@ -37,7 +37,8 @@ import jax.numpy as jnp
 
 from jaxmaml.meta import hvp
 from jaxmaml.meta.config import MetaConfig
-from jaxmaml.meta.inner import Flat, Params, unflatten
+from jaxmaml.types import Flat, Params
+from jaxmaml.tree import unflatten
 from jaxmaml.meta.maml import adapt_task, head_adapt
 from jaxmaml.types import Examples
 
@@ -141,8 +142,8 @@ def implicit_adapt(adapted: Flat, frozen: Flat, loss_fn: Callable[[Params], jax.
         return loss_fn(unflatten({**frozen, **a_}))
 
     loss, consts = hvp.stage(loss_of_adapted, adapted)
-    hyper = _Hyper(float(cfg.imaml_lambda), float(cfg.inner_lr), int(cfg.num_inner_steps),
-                   int(cfg.cg_steps), float(cfg.cg_damping))
+    hyper = _Hyper(float(cfg.imaml.lam), float(cfg.inner_lr), int(cfg.num_inner_steps),
+                   int(cfg.imaml.cg_steps), float(cfg.imaml.cg_damping))
     probe = jnp.zeros((), jnp.float32) if probe is None else probe
     return _implicit(loss, hyper, adapted, consts, probe)
 

@@ -21,7 +21,7 @@ import jax
 import jax.numpy as jnp
 
 from jaxmaml.meta.config import MetaConfig
-from jaxmaml.meta.inner import is_outer_frozen
+from jaxmaml.meta.filters import is_outer_frozen
 from jaxmaml.tree import path_str
 
 SEP = "__"  # "/" of a kernel's path, in the keys of meta_params["lora"]

@@ -1,4 +1,4 @@
-"""What every learner shares: the :class:`Learner` record, adapting one task, scoring it.
+"""The MAML family's task: adapting one task with the inner loop, scoring it.
 
 ``task_loss(meta_params, episode, cfg) -> (loss, metrics)`` is written for ONE task
 (unbatched :class:`~jaxmaml.types.Episodes`) and vmapped over the task axis in
@@ -13,33 +13,12 @@ from typing import Any, Callable, NamedTuple
 import jax
 import jax.numpy as jnp
 
-from jaxmaml.meta import inner
+from jaxmaml.meta import encoding, filters, heads, inner
+from jaxmaml.tree import flatten, unflatten
 from jaxmaml.meta.config import MetaConfig
 from jaxmaml.types import Episodes, Examples
 
 WORD_EMBEDDINGS = "encoder/embeddings/word_embeddings/embedding"
-
-
-class Learner(NamedTuple):
-    """One algorithm of the registry.
-
-    Attributes:
-      task_loss: ``(meta_params, episode, cfg) -> (loss, {"loss", "accuracy"})`` for
-        one task; also what evaluation runs.
-      init_extras: ``(encoder, cfg, key) -> dict`` of meta-learned leaves stored next to
-        ``"encoder"`` in ``meta_params`` (learned inner LRs, a relation module, ...).
-      meta_grad: optional ``(meta_params, episodes, cfg, step) -> ((loss, metrics),
-        grads)`` replacing ``value_and_grad`` of the mean task loss (Reptile, MAML++).
-      adapt: ``(meta_params, support, cfg) -> task_params`` for one task: what a user's
-        support set turns into (adapted encoder + head, prototypes, the support set).
-      predict: ``(task_params, examples, cfg) -> logits [n, way]``.
-    """
-
-    task_loss: Callable[..., tuple[jax.Array, dict[str, jax.Array]]]
-    init_extras: Callable[[Any, MetaConfig, jax.Array], dict[str, Any]] = lambda enc, cfg, key: {}
-    meta_grad: Callable | None = None
-    adapt: Callable[[dict, Examples, MetaConfig], dict] | None = None
-    predict: Callable[[dict, Examples, MetaConfig], jax.Array] | None = None
 
 
 class Adapted(NamedTuple):
@@ -106,7 +85,7 @@ def embedding_row_view(encoder: dict, support: Examples, query: Examples, cfg: M
     """
     vocab = cfg.model.vocab_size
     n = support.input_ids.size + query.input_ids.size
-    if (not cfg.embedding_rows or not inner.is_adapted(WORD_EMBEDDINGS, cfg) or n >= vocab
+    if (not cfg.embedding_rows or not filters.is_adapted(WORD_EMBEDDINGS, cfg) or n >= vocab
             or support.bottom is not None or query.bottom is not None):
         return encoder, support, query, cfg, lrs, None
     ids = jnp.concatenate([support.input_ids.ravel(), query.input_ids.ravel()])
@@ -145,35 +124,35 @@ def adapt_task(meta_params: dict, episode: Episodes, cfg: MetaConfig, *, lrs: An
     """
     encoder = meta_params["encoder"]
     if not cfg.meta_learn_frozen:  # inner-frozen leaves get no meta-gradient by any path
-        encoder = inner.unflatten({
-            k: v if inner.is_adapted(k, cfg) else jax.lax.stop_gradient(v)
-            for k, v in inner.flatten({"encoder": encoder}).items()})["encoder"]
+        encoder = unflatten({
+            k: v if filters.is_adapted(k, cfg) else jax.lax.stop_gradient(v)
+            for k, v in flatten({"encoder": encoder}).items()})["encoder"]
     encoder, support, query, cfg, lrs, rows = embedding_row_view(encoder, *episode, cfg, lrs)
-    bottom_s = inner.bottom_features(encoder, support, cfg)
-    bottom_q = inner.bottom_features(encoder, query, cfg)
+    bottom_s = encoding.bottom_features(encoder, support, cfg)
+    bottom_q = encoding.bottom_features(encoder, query, cfg)
     if query_step_metrics:
         if step_fn_out is not None:
             raise ValueError("pass either step_fn_out or query_step_metrics, not both.")
         step_fn_out = lambda p: loss_and_accuracy(p, query, cfg, bottom_q)  # noqa: E731
     if cfg.head_init == "zeros":
-        head = inner.init_head(jnp.zeros((1, cfg.model.hidden_size)), support, cfg)
+        head = heads.init_head(jnp.zeros((1, cfg.model.hidden_size)), support, cfg)
     else:
-        head = inner.init_head(inner.features(encoder, support, cfg, bottom_s), support, cfg)
-    adapted, frozen = inner.partition({"encoder": encoder, "head": head}, cfg)
+        head = heads.init_head(encoding.features(encoder, support, cfg, bottom_s), support, cfg)
+    adapted, frozen = filters.partition({"encoder": encoder, "head": head}, cfg)
     if solve is not None:
         adapted = solve(adapted, frozen, inner.support_loss_fn(support, cfg, bottom_s), cfg)
-        return Adapted(inner.unflatten({**frozen, **adapted}), query, bottom_q, cfg, None, rows)
+        return Adapted(unflatten({**frozen, **adapted}), query, bottom_q, cfg, None, rows)
     adapted, outs = inner.inner_adapt(adapted, frozen, inner.support_loss_fn(support, cfg, bottom_s),
                                       cfg, lrs=lrs, per_step_lrs=per_step_lrs,
                                       step_fn_out=step_fn_out)
-    params = inner.unflatten({**frozen, **adapted})
+    params = unflatten({**frozen, **adapted})
     return Adapted(params, query, bottom_q, cfg, outs, rows)
 
 
 def loss_and_accuracy(params: dict, examples, cfg: MetaConfig, bottom=None) -> tuple[jax.Array, jax.Array]:
     """(loss, accuracy) of adapted ``params`` on ``examples``."""
-    feats = inner.features(params["encoder"], examples, cfg, bottom)
-    return inner.weighted_xent(inner.head_logits(params["head"], feats), examples.labels,
+    feats = encoding.features(params["encoder"], examples, cfg, bottom)
+    return heads.weighted_xent(heads.head_logits(params["head"], feats), examples.labels,
                                examples.weights)
 
 
@@ -196,8 +175,8 @@ def head_adapt(meta_params: dict, support: Examples, cfg: MetaConfig, *, lrs: An
 
 def head_predict(task_params: dict, examples: Examples, cfg: MetaConfig) -> jax.Array:
     """``[n, way]`` logits of the adapted head on the adapted encoder's pooled features."""
-    feats = inner.features(task_params["encoder"], examples, cfg)
-    return inner.head_logits(task_params["head"], feats)
+    feats = encoding.features(task_params["encoder"], examples, cfg)
+    return heads.head_logits(task_params["head"], feats)
 
 
 def head_template(cfg: MetaConfig, way: int = 1) -> dict[str, jax.Array]:
@@ -211,6 +190,6 @@ def adapted_shapes(encoder: Any, cfg: MetaConfig) -> dict[str, tuple[tuple[int, 
 
     Works on concrete or abstract (``ShapeDtypeStruct``) encoders.
     """
-    leaves = inner.flatten({"encoder": encoder, "head": head_template(cfg)})
+    leaves = flatten({"encoder": encoder, "head": head_template(cfg)})
     return {k: (tuple(v.shape), v.dtype) for k, v in leaves.items()
-            if inner.is_adapted(k, cfg)}
+            if filters.is_adapted(k, cfg)}

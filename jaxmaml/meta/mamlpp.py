@@ -10,9 +10,9 @@ apply; outer cosine annealing is the outer optimizer's schedule, ``optim.decay_s
   after every inner step ``i = 1..S``, with the paper's annealing (its reference code,
   ``get_per_step_loss_importance_vector``): at meta-step ``t`` the non-final weights are
   ``max(1/S - t/(S*T), 0.03/S)`` and the final one ``min(1/S + t(S-1)/(S*T),
-  1 - 0.03(S-1)/S)`` with ``T = cfg.msl_steps``; from ``t >= T`` on only the last step
-  counts. ``msl_steps=0`` disables MSL.
-- DA (derivative-order annealing): first order while ``t < cfg.first_order_steps``, second
+  1 - 0.03(S-1)/S)`` with ``T = cfg.mamlpp.msl_steps``; from ``t >= T`` on only the last step
+  counts. ``mamlpp.msl_steps=0`` disables MSL.
+- DA (derivative-order annealing): first order while ``t < cfg.mamlpp.first_order_steps``, second
   order after. Both gradients live in ONE compiled program, chosen by ``lax.cond`` on the
   traced meta-step counter, so the switch never recompiles.
 """
@@ -101,8 +101,8 @@ def meta_grad(meta_params: dict, episodes: Episodes, cfg: MetaConfig,
     are the last inner step's query loss and accuracy, ``metrics["second_order"]`` is 1.0
     once derivative-order annealing has switched to second order.
     """
-    use_msl = cfg.msl_steps > 0 and cfg.num_inner_steps > 1
-    weights = msl_weights(step, cfg.num_inner_steps, cfg.msl_steps) if use_msl else None
+    use_msl = cfg.mamlpp.msl_steps > 0 and cfg.num_inner_steps > 1
+    weights = msl_weights(step, cfg.num_inner_steps, cfg.mamlpp.msl_steps) if use_msl else None
 
     def grads_of(c: MetaConfig):
         def objective(mp):
@@ -113,9 +113,9 @@ def meta_grad(meta_params: dict, episodes: Episodes, cfg: MetaConfig,
         metrics = {**metrics, "second_order": jnp.asarray(0.0 if c.first_order else 1.0)}
         return (loss, metrics), grads
 
-    if cfg.first_order or not cfg.first_order_steps:
+    if cfg.first_order or not cfg.mamlpp.first_order_steps:
         return grads_of(cfg)
-    return jax.lax.cond(jnp.asarray(step) < cfg.first_order_steps,
+    return jax.lax.cond(jnp.asarray(step) < cfg.mamlpp.first_order_steps,
                         lambda: grads_of(cfg.replace(first_order=True)),
                         lambda: grads_of(cfg))
 

@@ -17,7 +17,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
-from jaxmaml.meta import inner
+from jaxmaml.tree import flatten, unflatten
 from jaxmaml.meta.config import MetaConfig
 from jaxmaml.meta.maml import adapt_task, adapted_shapes, head_adapt
 from jaxmaml.types import Episodes, Examples
@@ -40,7 +40,7 @@ def init_log_lrs(encoder: Any, cfg: MetaConfig, *, leading: tuple[int, ...] = ()
     """
     _check_lr(cfg)
     value = math.log(cfg.inner_lr)
-    return inner.unflatten({
+    return unflatten({
         path: jnp.full(leading + (shape if per_parameter else ()), value, jnp.float32)
         for path, (shape, _) in adapted_shapes(encoder, cfg).items()})
 
@@ -49,10 +49,10 @@ def learned_lrs(meta_params: dict, extras_name: str = LRS_KEY) -> dict[str, jax.
     """Flat ``{path: lr}``: ``exp`` of the log learning rates stored in
     ``meta_params[extras_name]``, in each adapted leaf's dtype (so a bfloat16 encoder keeps
     a bfloat16 scan carry)."""
-    dtypes = {k: v.dtype for k, v in inner.flatten({"encoder": meta_params["encoder"]}).items()}
+    dtypes = {k: v.dtype for k, v in flatten({"encoder": meta_params["encoder"]}).items()}
     default = jnp.zeros(()).dtype  # the head's dtype (float64 under jax_enable_x64)
     return {k: jnp.exp(v).astype(dtypes.get(k, default))
-            for k, v in inner.flatten(meta_params[extras_name]).items()}
+            for k, v in flatten(meta_params[extras_name]).items()}
 
 
 def init_extras(encoder: Any, cfg: MetaConfig, key: jax.Array) -> dict:

@@ -1,17 +1,17 @@
 """Metric learners: no inner loop, a task is solved by comparing query and support features.
 
-Features are the pooled BERT sentence vectors of :func:`jaxmaml.meta.inner.features`
+Features are the pooled BERT sentence vectors of :func:`jaxmaml.meta.encoding.features`
 (``[n, H]``; the never-trained bottom and ``Examples.bottom`` are honoured). Padding rows
 (weight 0) never enter a prototype, an attention or a loss.
 
 - ProtoNet (Snell et al. 2017): logits ``-|q - c_k|^2`` to the support class means ``c_k``
-  (or ``cosine_scale * cos(q, c_k)`` with ``distance='cosine'``), cross-entropy.
+  (or ``cosine_scale * cos(q, c_k)`` with ``protonet.distance='cosine'``), cross-entropy.
 - Matching Networks (Vinyals et al. 2016): ``p(y|q) = sum_i a(q, s_i) onehot(y_i)``,
   ``a = softmax_i(cosine_scale * cos(f(q), g(s_i)))``, loss ``-log p(y|q)``. With
-  ``cfg.fce`` the support embeddings get one residual self-attention layer over the
+  ``cfg.matching.fce`` the support embeddings get one residual self-attention layer over the
   support set, ``g = g' + softmax(g' W_q (g' W_k)^T / sqrt(H)) g' W_v`` (permutation
   invariant, unlike the paper's BiLSTM over an arbitrary order), and the query embedding
-  is the paper's attention-LSTM with ``cfg.fce_steps`` read steps over ``g``.
+  is the paper's attention-LSTM with ``cfg.matching.fce_steps`` read steps over ``g``.
 - Relation Networks (Sung et al. 2018): a learned MLP scores each (query, prototype)
   pair, ``r = sigmoid(MLP([q, c, |q - c|, q * c]))``, trained with the paper's mean
   squared error against one-hot targets. The pair features add ``|q - c|`` and ``q * c``
@@ -25,7 +25,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
-from jaxmaml.meta import inner
+from jaxmaml.meta import encoding, heads
 from jaxmaml.meta.config import MetaConfig
 from jaxmaml.types import Episodes, Examples
 
@@ -44,12 +44,12 @@ def episode_features(meta_params: dict, episode: Episodes, cfg: MetaConfig
                      ) -> tuple[jax.Array, jax.Array]:
     """(support ``[n_s, H]``, query ``[n_q, H]``) pooled features of the encoder."""
     encoder = meta_params["encoder"]
-    return (inner.features(encoder, episode.support, cfg),
-            inner.features(encoder, episode.query, cfg))
+    return (encoding.features(encoder, episode.support, cfg),
+            encoding.features(encoder, episode.query, cfg))
 
 
 def _metrics(logits: jax.Array, query: Examples):
-    loss, acc = inner.weighted_xent(logits, query.labels, query.weights)
+    loss, acc = heads.weighted_xent(logits, query.labels, query.weights)
     return loss, {"loss": loss, "accuracy": acc}
 
 
@@ -57,7 +57,7 @@ def _metrics(logits: jax.Array, query: Examples):
 def protonet_logits(support_feats: jax.Array, support: Examples, query_feats: jax.Array,
                     cfg: MetaConfig) -> jax.Array:
     """``[n_q, way]``: ``-|q - c_k|^2`` or ``cosine_scale * cos(q, c_k)``."""
-    c = inner.prototypes(support_feats, support.labels, support.weights, cfg.way)
+    c = heads.prototypes(support_feats, support.labels, support.weights, cfg.way)
     return prototype_logits(c, query_feats, cfg)
 
 
@@ -65,22 +65,22 @@ def prototype_logits(prototypes: jax.Array, query_feats: jax.Array, cfg: MetaCon
                      ) -> jax.Array:
     """``[n_q, way]`` ProtoNet logits of query features against class prototypes ``[way, H]``."""
     c = prototypes
-    if cfg.distance == "cosine":
-        return cfg.cosine_scale * inner.l2_normalize(query_feats) @ inner.l2_normalize(c).T
+    if cfg.protonet.distance == "cosine":
+        return cfg.cosine_scale * encoding.l2_normalize(query_feats) @ encoding.l2_normalize(c).T
     return -jnp.sum((query_feats[:, None, :] - c[None, :, :]) ** 2, axis=-1)
 
 
 def protonet_adapt(meta_params: dict, support: Examples, cfg: MetaConfig) -> dict:
     """Task params ``{"encoder", "prototypes": [way, H]}``: the support class means."""
     encoder = meta_params["encoder"]
-    s = inner.embedding(encoder, support, cfg)
+    s = encoding.embedding(encoder, support, cfg)
     return {"encoder": encoder,
-            "prototypes": inner.prototypes(s, support.labels, support.weights, cfg.way)}
+            "prototypes": heads.prototypes(s, support.labels, support.weights, cfg.way)}
 
 
 def protonet_predict(task_params: dict, examples: Examples, cfg: MetaConfig) -> jax.Array:
     """``[n, way]`` ``-|x - c_k|^2`` (or scaled cosine) to the task's prototypes."""
-    q = inner.embedding(task_params["encoder"], examples, cfg)
+    q = encoding.embedding(task_params["encoder"], examples, cfg)
     return prototype_logits(task_params["prototypes"], q, cfg)
 
 
@@ -140,15 +140,15 @@ def matching_log_probs_from(g: jax.Array, onehot: jax.Array, weights: jax.Array,
     embeddings ``g`` ``[n_s, H]``, their masked one-hot labels ``[n_s, way]`` and weights."""
     f = query_feats
     if fce_params is not None:
-        f = fce_query(fce_params, f, g, weights, cfg.fce_steps)
-    sims = cfg.cosine_scale * inner.l2_normalize(f) @ inner.l2_normalize(g).T
+        f = fce_query(fce_params, f, g, weights, cfg.matching.fce_steps)
+    sims = cfg.cosine_scale * encoding.l2_normalize(f) @ encoding.l2_normalize(g).T
     log_attn = jax.nn.log_softmax(jnp.where(weights[None, :] > 0, sims, -jnp.inf), -1)
     # log sum_i a_i [y_i = k], in log space for stability; a class without support gets -inf.
     return jax.nn.logsumexp(log_attn[:, :, None], axis=1, b=onehot[None, :, :])
 
 
 def matching_init_extras(encoder: Any, cfg: MetaConfig, key: jax.Array) -> dict:
-    if not cfg.fce:
+    if not cfg.matching.fce:
         return {}
     h = cfg.model.hidden_size
     kq, kk, kv, kl = jax.random.split(key, 4)
@@ -161,10 +161,10 @@ def matching_adapt(meta_params: dict, support: Examples, cfg: MetaConfig) -> dic
     """Task params: the encoder, the (FCE) support embeddings ``g`` ``[n_s, H]``, their
     masked one-hot labels ``[n_s, way]``, weights ``[n_s]`` (and the FCE module)."""
     encoder = meta_params["encoder"]
-    g = inner.features(encoder, support, cfg)
+    g = encoding.features(encoder, support, cfg)
     out = {"encoder": encoder, "weights": support.weights,
            "onehot": jax.nn.one_hot(support.labels, cfg.way) * (support.weights > 0)[:, None]}
-    if cfg.fce:
+    if cfg.matching.fce:
         g = fce_support(meta_params["fce"], g, support.weights)
         out["fce"] = meta_params["fce"]
     return {**out, "support": g}
@@ -172,7 +172,7 @@ def matching_adapt(meta_params: dict, support: Examples, cfg: MetaConfig) -> dic
 
 def matching_predict(task_params: dict, examples: Examples, cfg: MetaConfig) -> jax.Array:
     """``[n, way]`` log ``p(y=k|x)`` of the attention over the task's support set."""
-    q = inner.features(task_params["encoder"], examples, cfg)
+    q = encoding.features(task_params["encoder"], examples, cfg)
     return matching_log_probs_from(task_params["support"], task_params["onehot"],
                                    task_params["weights"], q, cfg, task_params.get("fce"))
 
@@ -188,14 +188,14 @@ def matching_task_loss(meta_params: dict, episode: Episodes, cfg: MetaConfig):
 def relation_init_extras(encoder: Any, cfg: MetaConfig, key: jax.Array) -> dict:
     """``{"relation": {"hidden": Dense(4H -> relation_hidden), "out": Dense(-> 1)}}``."""
     k1, k2 = jax.random.split(key)
-    return {"relation": {"hidden": _dense_init(k1, 4 * cfg.model.hidden_size, cfg.relation_hidden),
-                         "out": _dense_init(k2, cfg.relation_hidden, 1)}}
+    return {"relation": {"hidden": _dense_init(k1, 4 * cfg.model.hidden_size, cfg.relation.hidden),
+                         "out": _dense_init(k2, cfg.relation.hidden, 1)}}
 
 
 def relation_scores(relation: dict, support_feats: jax.Array, support: Examples,
                     query_feats: jax.Array, cfg: MetaConfig) -> jax.Array:
     """Relation scores in (0, 1) for every (query, class prototype) pair: ``[n_q, way]``."""
-    c = inner.prototypes(support_feats, support.labels, support.weights, cfg.way)
+    c = heads.prototypes(support_feats, support.labels, support.weights, cfg.way)
     return jax.nn.sigmoid(relation_logits(relation, c, query_feats))
 
 
@@ -218,7 +218,7 @@ def relation_adapt(meta_params: dict, support: Examples, cfg: MetaConfig) -> dic
 
 def relation_predict(task_params: dict, examples: Examples, cfg: MetaConfig) -> jax.Array:
     """``[n, way]`` pre-sigmoid relation scores (the logits; scores = sigmoid)."""
-    q = inner.features(task_params["encoder"], examples, cfg)
+    q = encoding.features(task_params["encoder"], examples, cfg)
     return relation_logits(task_params["relation"], task_params["prototypes"], q)
 
 

@@ -5,6 +5,7 @@ overridden as ``--set meta.finetune.steps=10``."""
 from __future__ import annotations
 
 import dataclasses
+from typing import Any, Mapping
 
 PARTS = ("top_k", "lora", "all", "head")
 # Defaults, one constant each (to be re-chosen by measurement).
@@ -75,3 +76,148 @@ class FinetuneOptions:
 
     def replace(self, **changes) -> "FinetuneOptions":
         return dataclasses.replace(self, **changes)
+
+
+DISTANCES = ("sqeuclidean", "cosine")
+
+
+@dataclasses.dataclass(frozen=True)
+class ProtoNetOptions:
+    """Prototypical Networks (``meta.protonet``).
+
+    Attributes:
+      distance: ``sqeuclidean`` (Snell et al.) or ``cosine`` (``meta.cosine_scale`` times the
+        cosine similarity).
+      normalize_features: L2-normalize each pooled feature before it forms the class means
+        (sentence-transformers' cosine centroid: with ``distance='cosine'`` the meta-learned
+        classifier is then exactly ``meta_learned_centroid``); False: means of raw features.
+    """
+
+    distance: str = "sqeuclidean"
+    normalize_features: bool = False
+
+    def __post_init__(self):
+        if self.distance not in DISTANCES:
+            raise ValueError(f"meta.protonet.distance={self.distance!r} is not one of "
+                             f"{', '.join(DISTANCES)}.")
+
+
+@dataclasses.dataclass(frozen=True)
+class MatchingOptions:
+    """Matching Networks (``meta.matching``): ``fce`` turns on the full-context embeddings
+    (support self-attention + query attention-LSTM), ``fce_steps`` is the attention-LSTM's
+    read steps."""
+
+    fce: bool = False
+    fce_steps: int = 2
+
+    def __post_init__(self):
+        if self.fce_steps < 1:
+            raise ValueError(f"meta.matching.fce_steps={self.fce_steps} must be >= 1.")
+
+
+@dataclasses.dataclass(frozen=True)
+class RelationOptions:
+    """Relation Networks (``meta.relation``): ``hidden`` is the relation MLP's width."""
+
+    hidden: int = 64
+
+    def __post_init__(self):
+        if self.hidden < 1:
+            raise ValueError(f"meta.relation.hidden={self.hidden} must be >= 1.")
+
+
+@dataclasses.dataclass(frozen=True)
+class ReptileOptions:
+    """Reptile (``meta.reptile``): ``all_data`` trains the inner loop on the support and query
+    examples together (all of a meta-training task's data, as in Nichol et al. 2018); False:
+    support only. Evaluation always adapts on the support set."""
+
+    all_data: bool = True
+
+
+@dataclasses.dataclass(frozen=True)
+class ImamlOptions:
+    """Implicit MAML (``meta.imaml``).
+
+    Attributes:
+      lam: the proximal strength: the inner loop minimizes
+        ``L_support + lam/2 |phi - theta|^2`` (:mod:`jaxmaml.meta.imaml`).
+      cg_steps: conjugate-gradient steps for ``(I + H/lam)^-1 v``.
+      cg_damping: solve ``((1 + cg_damping) I + H/lam) x = v`` (> 0 keeps the system
+        positive definite where the support loss is not convex).
+    """
+
+    lam: float = 1.0
+    cg_steps: int = 5
+    cg_damping: float = 0.0
+
+    def __post_init__(self):
+        if self.lam <= 0:
+            raise ValueError(f"meta.imaml.lam={self.lam} must be > 0 (the proximal term's "
+                             "strength; 0.5-2 is typical).")
+        if self.cg_steps < 1 or self.cg_damping < 0:
+            raise ValueError(f"meta.imaml.cg_steps={self.cg_steps} must be >= 1 and "
+                             f"meta.imaml.cg_damping={self.cg_damping} >= 0.")
+
+
+@dataclasses.dataclass(frozen=True)
+class MamlppOptions:
+    """MAML++ (``meta.mamlpp``).
+
+    Attributes:
+      msl_steps: multi-step loss: the query losses after every inner step are weighted,
+        annealed towards the last step over the first ``msl_steps`` meta-steps (0 = last step
+        only).
+      first_order_steps: derivative-order annealing: first order for the first
+        ``first_order_steps`` meta-steps, second order after (0 = second order throughout).
+    """
+
+    msl_steps: int = 0
+    first_order_steps: int = 0
+
+    def __post_init__(self):
+        for name in ("msl_steps", "first_order_steps"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"meta.mamlpp.{name}={getattr(self, name)} must be >= 0.")
+
+
+# The flat ``meta`` keys of earlier versions -> (options group, key): YAML configs, saved runs
+# and exports that use them keep loading (see :func:`group_flat_keys`).
+FLAT_KEYS: dict[str, tuple[str, str]] = {
+    "distance": ("protonet", "distance"),
+    "normalize_features": ("protonet", "normalize_features"),
+    "fce": ("matching", "fce"),
+    "fce_steps": ("matching", "fce_steps"),
+    "relation_hidden": ("relation", "hidden"),
+    "reptile_all_data": ("reptile", "all_data"),
+    "imaml_lambda": ("imaml", "lam"),
+    "cg_steps": ("imaml", "cg_steps"),
+    "cg_damping": ("imaml", "cg_damping"),
+    "msl_steps": ("mamlpp", "msl_steps"),
+    "first_order_steps": ("mamlpp", "first_order_steps"),
+}
+
+
+def group_flat_keys(meta: Mapping[str, Any]) -> tuple[dict[str, Any], list[str]]:
+    """``meta`` (a raw ``meta`` mapping) with its flat keys of earlier versions moved into
+    their options groups, and the old keys it had (``[]``: nothing to say). A key given both
+    ways keeps the group's value."""
+    out, moved = dict(meta), []
+    for old, (group, key) in FLAT_KEYS.items():
+        if old not in out:
+            continue
+        value = out.pop(old)
+        moved.append(old)
+        body = out.get(group)
+        body = dict(body) if isinstance(body, Mapping) else {}
+        body.setdefault(key, value)
+        out[group] = body
+    return out, moved
+
+
+def moved_note(moved: list[str]) -> str:
+    """The one-line deprecation note for the flat keys ``moved``."""
+    pairs = ", ".join(f"meta.{k} -> meta.{'.'.join(FLAT_KEYS[k])}" for k in moved)
+    return (f"deprecated flat meta keys (still read; write them in their options group): "
+            f"{pairs}.")

@@ -16,7 +16,7 @@ import optax
 
 from jaxmaml.meta.anchor import pull_to_init
 from jaxmaml.meta.config import MetaConfig, OptimConfig
-from jaxmaml.meta.inner import is_outer_frozen
+from jaxmaml.meta.filters import is_outer_frozen
 from jaxmaml.meta.lora import init_lora, merged_meta_params
 from jaxmaml.meta.registry import get_learner
 from jaxmaml.tree import path_str

@@ -29,37 +29,65 @@ Learners (module in brackets):
 
 from __future__ import annotations
 
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping, NamedTuple
+
+import jax
 
 from jaxmaml.meta import finetune_learner, imaml, mamlpp, metasgd, metric, reptile
 from jaxmaml.meta.config import check_implied, IMPLIED, MetaConfig
-from jaxmaml.meta.maml import (adapt_task, head_adapt, head_predict, Learner, loss_and_accuracy,
+from jaxmaml.meta.maml import (adapt_task, head_adapt, head_predict, loss_and_accuracy,
                                maml_task_loss)
+from jaxmaml.types import Examples
 
-__all__ = ["IMPLIED", "LEARNERS", "Learner", "adapt_task", "get_learner",
+__all__ = ["Algorithm", "IMPLIED", "LEARNERS", "adapt_task", "get_learner",
            "loss_and_accuracy", "maml_task_loss", "resolve_config"]
 
+
+class Algorithm(NamedTuple):
+    """One algorithm of the registry: its functions, unbound (each takes the
+    :class:`MetaConfig`); :func:`jaxmaml.learners.from_config` binds them to a config as a
+    :class:`~jaxmaml.learners.Learner`.
+
+    Attributes:
+      task_loss: ``(meta_params, episode, cfg) -> (loss, {"loss", "accuracy"})`` for
+        one task; also what evaluation runs.
+      init_extras: ``(encoder, cfg, key) -> dict`` of meta-learned leaves stored next to
+        ``"encoder"`` in ``meta_params`` (learned inner LRs, a relation module, ...).
+      meta_grad: optional ``(meta_params, episodes, cfg, step) -> ((loss, metrics),
+        grads)`` replacing ``value_and_grad`` of the mean task loss (Reptile, MAML++).
+      adapt: ``(meta_params, support, cfg) -> task_params`` for one task: what a user's
+        support set turns into (adapted encoder + head, prototypes, the support set).
+      predict: ``(task_params, examples, cfg) -> logits [n, way]``.
+    """
+
+    task_loss: Callable[..., tuple[jax.Array, dict[str, jax.Array]]]
+    init_extras: Callable[[Any, MetaConfig, jax.Array], dict[str, Any]] = lambda enc, cfg, key: {}
+    meta_grad: Callable | None = None
+    adapt: Callable[[dict, Examples, MetaConfig], dict] | None = None
+    predict: Callable[[dict, Examples, MetaConfig], jax.Array] | None = None
+
+
 _HEAD = dict(adapt=head_adapt, predict=head_predict)
-LEARNERS: dict[str, Learner] = {
-    "maml": Learner(maml_task_loss, **_HEAD),
-    "fomaml": Learner(maml_task_loss, **_HEAD),
-    "anil": Learner(maml_task_loss, **_HEAD),
-    "metasgd": Learner(metasgd.task_loss, init_extras=metasgd.init_extras,
+LEARNERS: dict[str, Algorithm] = {
+    "maml": Algorithm(maml_task_loss, **_HEAD),
+    "fomaml": Algorithm(maml_task_loss, **_HEAD),
+    "anil": Algorithm(maml_task_loss, **_HEAD),
+    "metasgd": Algorithm(metasgd.task_loss, init_extras=metasgd.init_extras,
                        adapt=metasgd.adapt, predict=head_predict),
-    "mamlpp": Learner(mamlpp.task_loss, init_extras=mamlpp.init_extras,
+    "mamlpp": Algorithm(mamlpp.task_loss, init_extras=mamlpp.init_extras,
                       meta_grad=mamlpp.meta_grad, adapt=mamlpp.adapt, predict=head_predict),
-    "reptile": Learner(maml_task_loss, meta_grad=reptile.meta_grad, **_HEAD),
-    "protomaml": Learner(maml_task_loss, **_HEAD),
-    "imaml": Learner(imaml.task_loss, meta_grad=imaml.meta_grad, adapt=imaml.adapt,
+    "reptile": Algorithm(maml_task_loss, meta_grad=reptile.meta_grad, **_HEAD),
+    "protomaml": Algorithm(maml_task_loss, **_HEAD),
+    "imaml": Algorithm(imaml.task_loss, meta_grad=imaml.meta_grad, adapt=imaml.adapt,
                      predict=head_predict),
-    "finetune": Learner(finetune_learner.task_loss, adapt=finetune_learner.adapt,
+    "finetune": Algorithm(finetune_learner.task_loss, adapt=finetune_learner.adapt,
                         predict=finetune_learner.predict),
-    "protonet": Learner(metric.protonet_task_loss, adapt=metric.protonet_adapt,
+    "protonet": Algorithm(metric.protonet_task_loss, adapt=metric.protonet_adapt,
                         predict=metric.protonet_predict),
-    "matchingnet": Learner(metric.matching_task_loss, init_extras=metric.matching_init_extras,
+    "matchingnet": Algorithm(metric.matching_task_loss, init_extras=metric.matching_init_extras,
                            adapt=metric.matching_adapt,
                            predict=metric.matching_predict),
-    "relationnet": Learner(metric.relation_task_loss, init_extras=metric.relation_init_extras,
+    "relationnet": Algorithm(metric.relation_task_loss, init_extras=metric.relation_init_extras,
                            adapt=metric.relation_adapt,
                            predict=metric.relation_predict),
 }
@@ -78,7 +106,7 @@ def resolve_config(cfg: MetaConfig, explicit: Mapping[str, Any] | None = None) -
     return cfg
 
 
-def get_learner(name: str) -> Learner:
+def get_learner(name: str) -> Algorithm:
     if name not in LEARNERS:
         raise ValueError(f"meta.algorithm={name!r} is not one of {', '.join(sorted(LEARNERS))}.")
     return LEARNERS[name]

@@ -8,7 +8,7 @@ minimizes): with ``optim.name=sgd`` and learning rate ``epsilon`` this is exactl
 No derivatives flow through the inner loop (it always runs first order). The task head is
 re-initialized per task (task-local labels are permuted), so only the encoder is moved.
 
-With ``cfg.reptile_all_data`` (default) the inner loop trains on the support and query
+With ``cfg.reptile.all_data`` (default) the inner loop trains on the support and query
 examples together: Reptile needs no held-out split, and on 1-shot support sets alone
 (one example per class) the joint-training direction only pushes examples apart, not
 classes; Nichol et al. likewise meta-train with more shots than they evaluate with.
@@ -37,7 +37,7 @@ def meta_grad(meta_params: dict, episodes: Episodes, cfg: MetaConfig,
     meta_params = jax.lax.stop_gradient(meta_params)
 
     def one(episode):
-        if cfg.reptile_all_data:
+        if cfg.reptile.all_data:
             episode = Episodes(joint_examples(episode.support, episode.query), episode.query)
         task = adapt_task(meta_params, episode, cfg)
         loss, acc = task.score()

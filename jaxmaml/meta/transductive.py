@@ -20,7 +20,7 @@ import jax.numpy as jnp
 
 from jaxmaml.meta import finetune
 from jaxmaml.meta.config import MetaConfig
-from jaxmaml.meta.inner import NORM_EPS, l2_normalize
+from jaxmaml.meta.encoding import NORM_EPS, l2_normalize
 from jaxmaml.types import Examples
 
 ITERS = 5

@@ -17,12 +17,14 @@ import json
 import os
 import types
 import typing
+import warnings
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
 import yaml
 
 from jaxmaml.meta.config import MetaConfig, OptimConfig
+from jaxmaml.meta.options import group_flat_keys, moved_note
 from jaxmaml.meta.registry import resolve_config
 from jaxmaml.models.bert import BertConfig
 from jaxmaml.models.hf import config_from_hf
@@ -212,6 +214,10 @@ def from_dict(raw: Mapping[str, Any], name: str = "experiment") -> ExperimentCon
         raise ConfigError(f"a config must be a mapping of sections, got {type(raw).__name__}.")
     raw = dict(raw)
     name = raw.pop("name", name)
+    if isinstance(raw.get("meta"), Mapping):  # flat keys of earlier versions -> their groups
+        raw["meta"], moved = group_flat_keys(raw["meta"])
+        if moved:
+            warnings.warn(moved_note(moved), FutureWarning, stacklevel=2)
     for section, body in raw.items():
         if section not in SECTIONS:
             raise _unknown("config section", section, SECTIONS)

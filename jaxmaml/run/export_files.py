@@ -8,7 +8,7 @@
   Network MLP), flat ``"path/to/leaf"`` keys; absent when the learner has none;
 - ``modules.json``, ``sentence_bert_config.json``, ``1_Pooling/config.json``: the
   sentence-transformers layout for the run's pooling, plus a ``Normalize`` module
-  (``2_Normalize``) where the learner L2-normalizes its features (``meta.normalize_features``,
+  (``2_Normalize``) where the learner L2-normalizes its features (``meta.protonet.normalize_features``,
   as all-MiniLM-L6-v2's own layout does), so ``SentenceTransformer(export_dir).encode``
   gives :meth:`jaxmaml.FewShotClassifier.embed`'s features on texts of any length up to
   ``max_seq_length``: the use-time length of :func:`jaxmaml.run.load.use_time_length` (the
@@ -102,7 +102,7 @@ def jaxmaml_files(meta, meta_params: dict, seq_len: int, step: int | None,
         files[EXTRAS_FILE] = save(extras)
     st_len = use_time_length(meta.model, seq_len, st_max_seq_length)
     files.update(sentence_transformers_files(meta.pooling, meta.model.hidden_size, st_len,
-                                             meta.normalize_features))
+                                             meta.protonet.normalize_features))
     return files
 
 
@@ -119,15 +119,15 @@ def how_it_adapts(meta) -> str:
             "mamlpp": "its meta-learned per-step learning rates (in the export)"}.get(
                 m.algorithm, f"learning rate {m.inner_lr}")
     if m.algorithm == "protonet":
-        dist = ("squared euclidean distance" if m.distance == "sqeuclidean"
+        dist = ("squared euclidean distance" if m.protonet.distance == "sqeuclidean"
                 else f"cosine similarity x {m.cosine_scale}")
-        normed = "L2-normalized " if m.normalize_features else ""
+        normed = "L2-normalized " if m.protonet.normalize_features else ""
         return (f"Prototypical Networks: each class is the mean of its support examples' "
                 f"{normed}{pooled}; a text gets the class of the nearest prototype ({dist}). "
                 "No gradient steps.")
     if m.algorithm == "matchingnet":
         fce = (" after the meta-learned full-context embedding module (in the export)"
-               if m.fce else "")
+               if m.matching.fce else "")
         return (f"Matching Networks: a text's class probabilities are a softmax attention "
                 f"(cosine x {m.cosine_scale}) over the support examples' {pooled}{fce}. "
                 "No gradient steps.")
@@ -136,7 +136,7 @@ def how_it_adapts(meta) -> str:
                 f"the text against each class prototype ({pooled}). No gradient steps.")
     return (f"{m.algorithm}: a linear head on the {pooled}, initialized to {init}, then "
             f"{m.num_inner_steps} SGD steps on the support set with {rate}, updating {adapt}"
-            + (f", on the support loss plus {m.imaml_lambda}/2 |p - p_meta|^2 (implicit MAML)."
+            + (f", on the support loss plus {m.imaml.lam}/2 |p - p_meta|^2 (implicit MAML)."
                if m.algorithm == "imaml" else " (first-order)." if m.first_order else "."))
 
 
@@ -159,7 +159,7 @@ def usage_section(meta, seq_len: int) -> str:
         f"`sentence_bert_config.json`; meta-training used {seq_len}; `seq_len=` changes "
         "it). `transformers.AutoModel` loads the encoder alone; "
         "`sentence_transformers.SentenceTransformer` loads it with the run's "
-        f"{meta.pooling} pooling{' and L2 normalization' if meta.normalize_features else ''} "
+        f"{meta.pooling} pooling{' and L2 normalization' if meta.protonet.normalize_features else ''} "
         "(the features the learner uses; its `max_seq_length` is in "
         "`sentence_bert_config.json`). The learner's settings "
         "are in `jaxmaml.json`, its meta-learned parts beyond the encoder in "

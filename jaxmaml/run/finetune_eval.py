@@ -31,7 +31,7 @@ import numpy as np
 from jaxmaml.meta import baselines, finetune, priors, transductive
 from jaxmaml.meta.config import MetaConfig
 from jaxmaml.meta.finetune import FinetuneOptions
-from jaxmaml.meta.inner import map_padded_batches
+from jaxmaml.meta.encoding import map_padded_batches
 from jaxmaml.types import Examples
 
 # method -> (whose encoder, classifier, class names as priors, transductive)

@@ -14,9 +14,9 @@ from typing import Any, NamedTuple
 
 import yaml
 
-from jaxmaml.meta.config import MetaConfig
+from jaxmaml.meta.config import meta_config, MetaConfig
 from jaxmaml.meta.lora import merged_meta_params
-from jaxmaml.meta.options import FinetuneOptions
+from jaxmaml.meta.options import group_flat_keys, ProtoNetOptions
 from jaxmaml.meta.outer import make_optimizer
 from jaxmaml.meta.registry import resolve_config
 from jaxmaml.models.bert import BertConfig
@@ -172,8 +172,8 @@ def load_export(export_dir: str | Path, seq_len: int | None = None) -> Loaded:
                       f"{', L2-normalized' if layout.normalize else ''} features {said}.",
                       stacklevel=3)
         meta = resolve_config(MetaConfig(model=bert, algorithm="protonet",
-                                         pooling=layout.pooling, distance="cosine",
-                                         normalize_features=layout.normalize))
+                                         pooling=layout.pooling, protonet=ProtoNetOptions(
+                                             "cosine", normalize_features=layout.normalize)))
         max_len = use_time_length(bert, 2, max_seq_length(path))
         return Loaded({"encoder": encoder}, meta, path, seq_len or max_len, None, path,
                       seq_len or max_len)
@@ -183,10 +183,10 @@ def load_export(export_dir: str | Path, seq_len: int | None = None) -> Loaded:
                                 f"reads {EXPORT_FORMAT!r} (export the run again).")
     bert = BertConfig(**info["model"])
     encoder, _ = load_pretrained(path, dtype=bert.dtype)
-    groups = {"finetune": FinetuneOptions}  # options groups: nested mappings in the JSON
     fields = {f.name for f in dataclasses.fields(MetaConfig)} - {"model"}
-    meta = resolve_config(MetaConfig(model=bert, **{
-        k: groups[k](**v) if k in groups else v for k, v in info["meta"].items() if k in fields}))
+    settings, _ = group_flat_keys(info["meta"])  # exports of earlier versions: flat keys
+    meta = resolve_config(meta_config({k: v for k, v in settings.items() if k in fields},
+                                      model=bert))
     meta_params = {"encoder": encoder}
     if info.get("extras"):
         import jax.numpy as jnp

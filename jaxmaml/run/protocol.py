@@ -37,7 +37,7 @@ import numpy as np
 
 from jaxmaml.data.episodes import EpisodeSampler, TokenizedData
 from jaxmaml.data.splits import cap_rows
-from jaxmaml.meta import baselines, inner
+from jaxmaml.meta import baselines, encoding, filters, heads
 from jaxmaml.meta.config import MetaConfig
 from jaxmaml.meta.finetune import FinetuneOptions
 from jaxmaml.meta.lora import merged_meta_params
@@ -158,14 +158,14 @@ def _eval_config(cfg: MetaConfig) -> MetaConfig:
     During evaluation nothing is meta-trained, so the layers below the first adapted one
     are constants per example.
     """
-    if not inner.caches_bottom(cfg):
+    if not encoding.caches_bottom(cfg):
         return cfg
-    return cfg.replace(outer_frozen_layers=inner.first_adapted_layer(cfg))
+    return cfg.replace(outer_frozen_layers=filters.first_adapted_layer(cfg))
 
 
 @functools.lru_cache(maxsize=16)
 def _features_fn(cfg: MetaConfig):
-    return jax.jit(lambda enc, i, m: inner.features(enc, Examples(i, m, None, None), cfg))
+    return jax.jit(lambda enc, i, m: encoding.features(enc, Examples(i, m, None, None), cfg))
 
 
 @functools.lru_cache(maxsize=32)
@@ -177,7 +177,7 @@ def _eval_fn(cfg: MetaConfig):
 def _pooled_features(encoder: Any, cfg: MetaConfig, ids: np.ndarray, mask: np.ndarray,
                      batch_size: int = 128) -> np.ndarray:
     """Frozen-encoder pooled features ``[N, H]`` for nearest-centroid."""
-    return inner.map_padded_batches(_features_fn(cfg), encoder, ids, mask, batch_size)
+    return encoding.map_padded_batches(_features_fn(cfg), encoder, ids, mask, batch_size)
 
 
 @jax.jit(static_argnames="way")
@@ -188,7 +188,7 @@ def _nearest_centroid_acc(s_feats, s_labels, q_feats, q_labels, way: int):
     """
 
     def one(sf, sl, qf, ql):
-        protos = inner.prototypes(sf, sl, jnp.ones(sl.shape), way)
+        protos = heads.prototypes(sf, sl, jnp.ones(sl.shape), way)
         d = ((qf[:, None, :] - protos[None]) ** 2).sum(-1)
         return (jnp.argmin(d, -1) == ql).mean()
 
@@ -301,7 +301,7 @@ def _adapting_methods(methods: Sequence[str], meta_params: dict, pretrained_para
             continue
         a = {"input_ids": pool.input_ids, "attention_mask": pool.attention_mask}
         if ecfg.outer_frozen_layers:
-            a["bottom"] = inner.precompute_bottom(encoders[name]["encoder"], ecfg,
+            a["bottom"] = encoding.precompute_bottom(encoders[name]["encoder"], ecfg,
                                                   pool.input_ids, pool.attention_mask)
         arrays[name] = a
     return {m: encoders[m] for m in arrays}, arrays

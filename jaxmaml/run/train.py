@@ -33,7 +33,7 @@ import numpy as np
 from jaxmaml import parallel
 from jaxmaml.atomic_file import write_json_atomically
 from jaxmaml.data.episodes import EpisodeSampler, gather
-from jaxmaml.meta.inner import precompute_bottom
+from jaxmaml.meta.encoding import precompute_bottom
 from jaxmaml.meta.outer import make_optimizer
 from jaxmaml.run.checkpoint import RunCheckpoints
 from jaxmaml.run.config import ConfigError, dump_yaml, ExperimentConfig, to_dict

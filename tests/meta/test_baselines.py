@@ -11,6 +11,7 @@ from jaxmaml.meta import baselines
 from jaxmaml.data.episodes import EpisodeSampler
 from jaxmaml.run.protocol import BASELINES, METHODS, evaluate, mean_ci95
 from jaxmaml.meta.config import MetaConfig
+from jaxmaml.meta.options import ProtoNetOptions
 from jaxmaml.models.bert import encode
 
 
@@ -80,7 +81,7 @@ def test_normalized_cosine_protonet_scores_as_its_encoder_under_a_cosine_centroi
     its encoder under ``cosine_centroid``: ``meta_learned == meta_learned_centroid``."""
     pretrained, meta_learned = encoders
     cfg = MetaConfig(model=MODEL, algorithm="protonet", way=3, pooling="mean",
-                     distance="cosine", normalize_features=True)
+                     protonet=ProtoNetOptions("cosine", normalize_features=True))
     res = evaluate({"encoder": meta_learned}, cfg, data, CLASSES, [(3, 2, 4)], episodes=12,
                    seed=4, methods=("meta_learned", "meta_learned_centroid"),
                    pretrained_params=pretrained, batch_tasks=12)[0]["results"]

@@ -11,10 +11,10 @@ import jax.numpy as jnp
 import pytest
 
 from learner_cases import CFG, _close, _encoder, _episodes, _task
-from jaxmaml.meta import inner
+from jaxmaml.meta import encoding, heads
 from jaxmaml.meta.finetune import (cosine_head_init, finetune_adapt, finetune_config,
                                    finetune_predict)
-from jaxmaml.meta.options import FinetuneOptions
+from jaxmaml.meta.options import FinetuneOptions, ProtoNetOptions
 from jaxmaml.meta.registry import LEARNERS
 from jaxmaml.models.bert import init_params
 
@@ -37,8 +37,8 @@ def test_zero_steps_is_a_cosine_protonet_on_normalized_mean_features():
     """In float64: the two paths normalize in different orders (float32 differs by ~1e-6)."""
     with jax.enable_x64(True):
         cfg, mp, episode = _setup("float64", steps=0, scale=7.0)
-        proto = CFG.replace(algorithm="protonet", model=cfg.model, distance="cosine",
-                            cosine_scale=7.0, normalize_features=True, pooling="mean")
+        proto = CFG.replace(algorithm="protonet", model=cfg.model, cosine_scale=7.0, pooling="mean",
+                            protonet=ProtoNetOptions("cosine", normalize_features=True))
         loss, grads = jax.value_and_grad(_loss, argnums=1)("finetune", mp, episode, cfg)
         ref_loss, ref_grads = jax.value_and_grad(_loss, argnums=1)("protonet", mp, episode,
                                                                     proto)
@@ -58,12 +58,12 @@ def test_meta_gradient_is_the_query_gradient_at_the_fine_tuned_params_plus_the_p
 
         def query_loss(enc, head):
             logits = finetune_predict({"encoder": enc, "head": head}, query, opts, cfg)
-            return inner.weighted_xent(logits, query.labels, query.weights)[0]
+            return heads.weighted_xent(logits, query.labels, query.weights)[0]
 
         g_enc, g_head = jax.grad(query_loss, argnums=(0, 1))(task["encoder"], task["head"])
         fcfg = finetune_config(cfg, opts, cfg.way)
         head0 = lambda enc: cosine_head_init(  # noqa: E731
-            inner.l2_normalize(inner.features(enc, support, fcfg)), support.labels,
+            encoding.l2_normalize(encoding.features(enc, support, fcfg)), support.labels,
             support.weights, cfg.way)
         _, vjp = jax.vjp(head0, encoder)
         ref = jax.tree.map(jnp.add, g_enc, vjp(g_head)[0])

@@ -20,6 +20,7 @@ from learner_cases import _norm
 from jaxmaml.data.synthetic import synthetic_episodes
 from jaxmaml.meta import hvp, outer
 from jaxmaml.meta.config import MetaConfig
+from jaxmaml.meta.options import MamlppOptions
 from jaxmaml.models.bert import BertConfig, init_params
 
 VOCAB = 128
@@ -51,7 +52,7 @@ CASES = {
     # frozen-constant cotangents
     "maml_regex": dict(adapt="regex", adapt_regex=r".*layer/0/(attention|output)/.*"),
     "metasgd_all": dict(algorithm="metasgd"),  # learned per-parameter rates (row view too)
-    "mamlpp_msl": dict(algorithm="mamlpp", msl_steps=5),  # per-step rates + step losses
+    "mamlpp_msl": dict(algorithm="mamlpp", mamlpp=MamlppOptions(msl_steps=5)),  # + step losses
 }
 
 

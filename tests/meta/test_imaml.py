@@ -14,8 +14,10 @@ import pytest
 from jax.flatten_util import ravel_pytree
 
 from jaxmaml.data.synthetic import synthetic_episodes
-from jaxmaml.meta import inner, outer
+from jaxmaml.meta import encoding, filters, heads, outer
+from jaxmaml.tree import unflatten
 from jaxmaml.meta.config import MetaConfig
+from jaxmaml.meta.options import ImamlOptions
 from jaxmaml.models.bert import BertConfig, init_params
 
 VOCAB = 128
@@ -25,7 +27,7 @@ LAM = 2.0
 
 def _setup(**kw):
     cfg = MetaConfig(model=MODEL, algorithm="imaml", way=3, num_inner_steps=4, inner_lr=0.3,
-                     imaml_lambda=LAM, **{"cg_steps": 40, **kw})
+                     imaml=ImamlOptions(LAM, cg_steps=kw.pop("cg_steps", 40)), **kw)
     episodes = jax.tree.map(jnp.asarray, synthetic_episodes(
         np.random.default_rng(0), 1, 3, 2, 2, 8, VOCAB, num_classes=10))
     params = init_params(MODEL, jax.random.key(1))
@@ -40,13 +42,13 @@ def _reference(cfg, episodes, meta_params):
     """The implicit meta-gradient of the single task's query loss, by dense linear algebra."""
     ep = jax.tree.map(lambda x: x[0], episodes)
     head = {"kernel": jnp.zeros((MODEL.hidden_size, cfg.way)), "bias": jnp.zeros(cfg.way)}
-    theta, frozen = inner.partition({"encoder": meta_params["encoder"], "head": head}, cfg)
+    theta, frozen = filters.partition({"encoder": meta_params["encoder"], "head": head}, cfg)
     flat_theta, unravel = ravel_pytree(theta)
 
     def loss(examples, phi_flat, frozen_):
-        p = inner.unflatten({**frozen_, **unravel(phi_flat)})
-        feats = inner.features(p["encoder"], examples, cfg)
-        return inner.weighted_xent(inner.head_logits(p["head"], feats), examples.labels,
+        p = unflatten({**frozen_, **unravel(phi_flat)})
+        feats = encoding.features(p["encoder"], examples, cfg)
+        return heads.weighted_xent(heads.head_logits(p["head"], feats), examples.labels,
                                    examples.weights)[0]
 
     support = lambda phi, c: loss(ep.support, phi, c)  # noqa: E731
@@ -61,7 +63,7 @@ def _reference(cfg, episodes, meta_params):
     # M^T x = d/dc <grad_phi L_s(phi, c), x>
     mx = jax.jit(jax.grad(lambda c: jnp.vdot(jax.grad(support)(phi, c), x)))(frozen)
     grads = {**{k: g_c[k] - mx[k] / LAM for k in frozen}, **unravel(jnp.asarray(x))}
-    return inner.unflatten(grads)["encoder"], float(np.linalg.cond(
+    return unflatten(grads)["encoder"], float(np.linalg.cond(
         np.eye(len(phi)) + np.asarray(H) / LAM))
 
 
@@ -93,7 +95,7 @@ def test_imaml_cg_residual_reported_and_few_steps_leave_some():
 
 
 def test_imaml_config_validation():
-    with pytest.raises(ValueError, match="imaml_lambda"):
-        MetaConfig(algorithm="imaml", imaml_lambda=0.0)
+    with pytest.raises(ValueError, match="imaml.lam"):
+        MetaConfig(algorithm="imaml", imaml=ImamlOptions(lam=0.0))
     with pytest.raises(ValueError, match="cg_steps"):
-        MetaConfig(algorithm="imaml", cg_steps=0)
+        MetaConfig(algorithm="imaml", imaml=ImamlOptions(cg_steps=0))

@@ -4,6 +4,8 @@ The metric learners' math (ProtoNet, Proto-MAML's head, Matching and Relation ne
 is in test_metric_learners.py; the shared cases are in learner_cases.py.
 """
 
+import re
+
 import chex
 import jax
 import jax.numpy as jnp
@@ -13,8 +15,12 @@ from learner_cases import (CFG, KEY, MODEL, VOCAB, _close, _cls, _encoder, _epis
                            _task, meta_grads, meta_loss)
 
 from jaxmaml.data.synthetic import synthetic_episodes
-from jaxmaml.meta import inner, mamlpp, outer, reptile
+from jaxmaml.meta import encoding, filters, mamlpp, outer, reptile
+from jaxmaml.tree import flatten
+from jaxmaml.models.bert import run_layers
 from jaxmaml.meta.config import MetaConfig, OptimConfig
+from jaxmaml.meta.options import (MamlppOptions, MatchingOptions, ProtoNetOptions, RelationOptions,
+                                  ReptileOptions)
 from jaxmaml.meta.registry import LEARNERS, get_learner, maml_task_loss
 from jaxmaml.meta.outer import (init_meta_params, init_state, jit_meta_step, make_eval_step,
                                 make_optimizer)
@@ -39,11 +45,17 @@ def test_registry_names_flags_and_implied_settings():
 
 
 def test_new_config_fields_are_validated():
-    for bad, match in [(dict(msl_steps=-1), "msl_steps=-1"), (dict(distance="l1"), "distance"),
-                       (dict(cosine_scale=0.0), "cosine_scale"), (dict(fce_steps=0), "fce_steps"),
-                       (dict(relation_hidden=0), "relation_hidden"),
-                       (dict(first_order_steps=-2), "first_order_steps"),
-                       (dict(normalize_features=True), "normalize_features applies to")]:
+    bad_groups = [(lambda: MamlppOptions(msl_steps=-1), "meta.mamlpp.msl_steps=-1"),
+                  (lambda: MamlppOptions(first_order_steps=-2), "first_order_steps=-2"),
+                  (lambda: ProtoNetOptions("l1"), "meta.protonet.distance='l1'"),
+                  (lambda: MatchingOptions(fce_steps=0), "meta.matching.fce_steps=0"),
+                  (lambda: RelationOptions(0), "meta.relation.hidden=0")]
+    for build, match in bad_groups:
+        with pytest.raises(ValueError, match=re.escape(match)):
+            build()
+    for bad, match in [(dict(cosine_scale=0.0), "cosine_scale"),
+                       (dict(protonet=ProtoNetOptions(normalize_features=True)),
+                        "normalize_features applies to")]:
         with pytest.raises(ValueError, match=match):
             MetaConfig(model=MODEL, **bad)
     with pytest.raises(ValueError, match="inner_lr=0.0 must be > 0"):
@@ -76,13 +88,13 @@ def test_anil_inner_loop_runs_the_encoder_once_per_set_not_per_step(monkeypatch)
     """ANIL caches the frozen body: the encoder runs on support and query once, whatever the
     number of inner steps, and the scanned step holds only the head's matmuls."""
     calls = []
-    real = inner.run_layers
+    real = run_layers
 
     def counting(params, config, h, mask, start, end):
         calls.append(end - start)
         return real(params, config, h, mask, start, end)
 
-    monkeypatch.setattr(inner, "run_layers", counting)
+    monkeypatch.setattr(encoding, "run_layers", counting)
     meta_params, episode = {"encoder": _encoder()}, _task(_episodes(), 0)
     layers = []
     for steps in (1, 5):
@@ -130,11 +142,11 @@ def test_metasgd_and_mamlpp_with_all_rates_alpha_equal_maml(adapt):
         (loss, metrics), grads = meta_grads(meta_params, episodes, cfg, jnp.int32(7))
         np.testing.assert_allclose(loss, ref_loss, atol=1e-6)
         _close(grads["encoder"], ref["encoder"], atol=1e-5)
-        rate_grads[name] = inner.flatten(grads[key])
+        rate_grads[name] = flatten(grads[key])
     meta_sgd, lslr = rate_grads["metasgd"], rate_grads["mamlpp"]
     assert meta_sgd["head/kernel"].shape == (MODEL.hidden_size, 1)  # shared over classes
     assert lslr["head/kernel"].shape == (2,)  # one rate per inner step
-    assert sorted(meta_sgd) == sorted(lslr) == sorted(inner.partition(
+    assert sorted(meta_sgd) == sorted(lslr) == sorted(filters.partition(
         {"encoder": encoder, "head": {"kernel": 0, "bias": 0}}, base)[0])
     _close({k: jnp.sum(v) for k, v in meta_sgd.items()},
            {k: jnp.sum(v) for k, v in lslr.items()}, atol=1e-6)
@@ -159,8 +171,7 @@ def test_metasgd_row_view_gathers_per_row_rates():
 
 
 @pytest.mark.parametrize("name,extra", [("reptile", {}), ("protonet", {}),
-                                        ("mamlpp", dict(adapt="head", msl_steps=3,
-                                                        first_order_steps=2))])
+                                        ("mamlpp", dict(adapt="head", mamlpp=MamlppOptions(3, 2)))])
 def test_task_chunks_equal_all_tasks_for_every_kind_of_meta_gradient(name, extra):
     """meta.task_chunk with learners that bring their own meta_grad (Reptile, MAML++ with
     MSL weights and the order switch) or no inner loop (ProtoNet)."""
@@ -203,7 +214,7 @@ def test_msl_weights_anneal_like_the_reference_and_end_on_the_last_step():
 
 def test_msl_objective_is_the_weighted_sum_of_per_step_query_losses():
     episodes, encoder = _episodes(), _encoder()
-    cfg = CFG.replace(algorithm="mamlpp", msl_steps=4, first_order=True)  # same value
+    cfg = CFG.replace(algorithm="mamlpp", mamlpp=MamlppOptions(msl_steps=4), first_order=True)
     meta_params = init_meta_params(encoder, cfg, KEY)
     (loss, metrics), _ = meta_grads(meta_params, episodes, cfg, jnp.int32(2))
     # Query loss after i inner steps = MAML's loss with num_inner_steps=i (same rate).
@@ -218,7 +229,7 @@ def test_msl_objective_is_the_weighted_sum_of_per_step_query_losses():
 @pytest.mark.parametrize("adapt", ADAPTS)
 def test_derivative_order_annealing_switches_at_the_right_step_without_retracing(adapt):
     episodes, encoder, base = _episodes(), _encoder(), CFG.replace(**adapt)
-    cfg = base.replace(algorithm="mamlpp", first_order_steps=2)
+    cfg = base.replace(algorithm="mamlpp", mamlpp=MamlppOptions(first_order_steps=2))
     meta_params = init_meta_params(encoder, cfg, KEY)
     (_, _), fo = meta_grads({"encoder": encoder}, episodes, base.replace(first_order=True))
     (_, _), so = meta_grads({"encoder": encoder}, episodes, base)
@@ -244,7 +255,7 @@ def test_reptile_one_step_moves_the_init_along_the_task_training_gradient(all_da
     episodes, encoder = _episodes(), _encoder()
     alpha = 0.3
     cfg = CFG.replace(algorithm="reptile", num_inner_steps=1, inner_lr=alpha, head_init="proto",
-                      reptile_all_data=all_data)
+                      reptile=ReptileOptions(all_data))
     (_, _), grads = meta_grads({"encoder": encoder}, episodes, cfg)
 
     def train_loss(enc, ep):  # the proto head is built once and held fixed (a task leaf)
@@ -277,7 +288,7 @@ def test_reptile_zero_inner_steps_gives_zero_meta_gradient():
 # drift alone turned those into a red CI (issue 16).
 TRAIN = dict(
     maml=dict(), fomaml=dict(inner_lr=0.05, num_inner_steps=4), anil=dict(inner_lr=0.5),
-    metasgd=dict(), mamlpp=dict(msl_steps=30, first_order_steps=30),
+    metasgd=dict(), mamlpp=dict(mamlpp=MamlppOptions(30, 30)),
     reptile=dict(num_inner_steps=3, lr=3e-3),
     protomaml=dict(), protonet=dict(), matchingnet=dict(), relationnet=dict())
 SLOW = {"maml", "metasgd", "mamlpp", "protomaml"}  # second-order: slow to compile
@@ -291,7 +302,8 @@ def test_learner_meta_trains_above_chance_on_unseen_tasks(name):
     settings = dict(TRAIN[name])
     lr = settings.pop("lr", 1e-3)
     cfg = MetaConfig(model=model, way=way, algorithm=name,
-                     **{**dict(num_inner_steps=2, inner_lr=0.1, relation_hidden=32), **settings})
+                     **{**dict(num_inner_steps=2, inner_lr=0.1, relation=RelationOptions(32)),
+                        **settings})
     meta_params = init_meta_params(init_params(model, jax.random.key(0)), cfg, KEY)
     optimizer = make_optimizer(OptimConfig(name="adam", lr=lr, clip_norm=0.0))
     state = init_state(meta_params, optimizer, jax.random.key(2))
@@ -312,9 +324,9 @@ def test_learner_meta_trains_above_chance_on_unseen_tasks(name):
 
 
 # ------------------------------------------------------------------------- through the CLI
-CLI_SETTINGS = dict(mamlpp=["meta.first_order=false", "meta.first_order_steps=1",
-                            "meta.msl_steps=2"],
-                    matchingnet=["meta.fce=true"],
+CLI_SETTINGS = dict(mamlpp=["meta.first_order=false", "meta.mamlpp.first_order_steps=1",
+                            "meta.mamlpp.msl_steps=2"],
+                    matchingnet=["meta.matching.fce=true"],
                     anil=["meta.adapt=head"])  # tiny.yaml's top_k_layers conflicts with ANIL
 
 

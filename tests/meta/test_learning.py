@@ -7,6 +7,7 @@ import optax
 
 from jaxmaml.data.synthetic import synthetic_episodes
 from jaxmaml.meta import inner
+from jaxmaml.tree import flatten, unflatten
 from jaxmaml.meta.config import MetaConfig, OptimConfig
 from jaxmaml.meta.outer import jit_meta_step, make_eval_step, make_optimizer, new_state
 from jaxmaml.models.bert import BertConfig, init_params
@@ -47,8 +48,8 @@ CFG = MetaConfig(num_inner_steps=1, inner_lr=0.01)
 
 
 def _adapt(params, xs, ys, cfg=CFG):
-    adapted, _ = inner.inner_adapt(inner.flatten(params), {}, lambda p: _mse(p, xs, ys), cfg)
-    return inner.unflatten(adapted)
+    adapted, _ = inner.inner_adapt(flatten(params), {}, lambda p: _mse(p, xs, ys), cfg)
+    return unflatten(adapted)
 
 
 def _post_adaptation_mse(params, key, cfg=CFG, n=500):

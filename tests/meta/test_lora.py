@@ -12,6 +12,7 @@ from jaxmaml.cli import main
 from jaxmaml.data.synthetic import synthetic_episodes
 from jaxmaml.meta import lora, metric
 from jaxmaml.meta.config import OWN_META_GRAD, MetaConfig, OptimConfig
+from jaxmaml.meta.options import ProtoNetOptions
 from jaxmaml.meta.registry import LEARNERS
 from jaxmaml.meta.outer import (init_meta_params, init_state, jit_meta_step, make_optimizer,
                                 meta_loss)
@@ -20,8 +21,8 @@ from jaxmaml.tree import path_str
 
 TINY = Path(__file__).resolve().parents[2] / "configs" / "tiny.yaml"
 MODEL = BertConfig.tiny(num_hidden_layers=2)
-CFG = MetaConfig(model=MODEL, algorithm="protonet", way=3, distance="cosine", pooling="mean",
-                 normalize_features=True, outer_frozen_layers=1, lora_rank=2)
+CFG = MetaConfig(model=MODEL, algorithm="protonet", way=3, pooling="mean",
+                 protonet=ProtoNetOptions("cosine", normalize_features=True), outer_frozen_layers=1, lora_rank=2)
 
 
 def _flat(tree) -> dict[str, np.ndarray]:
@@ -92,8 +93,8 @@ def test_meta_steps_move_only_the_factors_and_the_loss_is_protonet_on_the_merged
 def lora_run(tmp_path_factory):
     run = tmp_path_factory.mktemp("lora") / "run"
     assert main(["train", str(TINY), "--out", str(run), "--no-progress",
-                 "--set", "meta.algorithm=protonet", "--set", "meta.distance=cosine",
-                 "--set", "meta.normalize_features=true", "--set", "meta.lora_rank=2",
+                 "--set", "meta.algorithm=protonet", "--set", "meta.protonet.distance=cosine",
+                 "--set", "meta.protonet.normalize_features=true", "--set", "meta.lora_rank=2",
                  "--set", "meta.outer_frozen_layers=1",
                  "--set", "train.steps=4", "--set", "train.eval_every=0",
                  "--set", "train.save_every=4"]) == 0

@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 
 from jaxmaml.data.synthetic import synthetic_episodes
-from jaxmaml.meta import inner
+from jaxmaml.meta import filters
+from jaxmaml.tree import flatten
 from jaxmaml.meta.config import MetaConfig, OptimConfig
 from jaxmaml.meta.registry import maml_task_loss
 from jaxmaml.meta.outer import init_state, make_optimizer, meta_grads, meta_loss
@@ -262,21 +263,21 @@ def test_adapt_filters_select_the_documented_leaves():
     params = {"encoder": init_params(MODEL, KEY), "head": {"kernel": jnp.zeros((32, 3)),
                                                           "bias": jnp.zeros(3)}}
     def adapted(**kw):
-        return sorted(inner.partition(params, CFG.replace(**kw))[0])
+        return sorted(filters.partition(params, CFG.replace(**kw))[0])
     assert adapted(adapt="head") == ["head/bias", "head/kernel"]
     top = adapted(adapt="top_k_layers", adapt_top_k=1)
     assert all(k.startswith(("head/", "encoder/encoder/layer/1/")) for k in top)
     assert len(top) == 2 + 16
     assert len(adapted(adapt="all")) == len(jax.tree.leaves(params))
     assert adapted(adapt="regex", adapt_regex=r".*LayerNorm.*") == sorted(
-        ["head/bias", "head/kernel"] + [k for k in inner.flatten(params) if "LayerNorm" in k])
+        ["head/bias", "head/kernel"] + [k for k in flatten(params) if "LayerNorm" in k])
 
 
 def test_meta_learn_frozen_false_leaves_frozen_layers_without_gradient():
     meta_params, episodes = _meta_params(), _episodes()
     cfg = CFG.replace(adapt="top_k_layers", adapt_top_k=1, meta_learn_frozen=False)
     (_, _), g = meta_grads(meta_params, episodes, cfg)
-    flat = inner.flatten(g)
+    flat = flatten(g)
     assert all(float(jnp.abs(v).max()) == 0.0 for k, v in flat.items()
                if "layer/0/" in k or "embeddings" in k)
     assert max(float(jnp.abs(v).max()) for k, v in flat.items() if "layer/1/" in k) > 0

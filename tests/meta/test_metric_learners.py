@@ -11,7 +11,8 @@ import pytest
 from learner_cases import (CFG, KEY, _close, _cls, _encoder, _episodes, _norm, _task,
                            meta_grads)
 
-from jaxmaml.meta import inner, metric
+from jaxmaml.meta import encoding, heads, metric
+from jaxmaml.meta.options import MatchingOptions, ProtoNetOptions, RelationOptions
 from jaxmaml.meta.registry import LEARNERS, adapt_task
 from jaxmaml.meta.outer import init_meta_params
 from jaxmaml.types import Episodes, Examples
@@ -49,7 +50,7 @@ def test_protonet_logits_are_negative_squared_distances_to_class_means():
     ref = np.array([[-np.sum((qi - s[labels == k].mean(0)) ** 2) for k in range(3)] for qi in q])
     np.testing.assert_allclose(logits, ref, rtol=1e-5)
     s_j, q_j = _features(encoder, ep)
-    cos = metric.protonet_logits(s_j, ep.support, q_j, CFG.replace(distance="cosine",
+    cos = metric.protonet_logits(s_j, ep.support, q_j, CFG.replace(protonet=ProtoNetOptions("cosine"),
                                                                    cosine_scale=2.0))
     c = np.stack([s[labels == k].mean(0) for k in range(3)])
     ref_cos = 2.0 * (q @ c.T) / np.linalg.norm(q, axis=1)[:, None] / np.linalg.norm(c, axis=1)
@@ -67,7 +68,7 @@ def test_protomaml_head_at_step_zero_reproduces_protonet():
     @jax.jit
     def both_logits(ep):
         params = adapt_task({"encoder": encoder}, ep, cfg).params
-        proto_maml = inner.head_logits(params["head"], inner.features(encoder, ep.query, cfg))
+        proto_maml = heads.head_logits(params["head"], encoding.features(encoder, ep.query, cfg))
         s, q = _cls(encoder, ep.support), _cls(encoder, ep.query)
         return proto_maml, metric.protonet_logits(s, ep.support, q, cfg)
 
@@ -102,7 +103,7 @@ def test_matching_predictions_are_cosine_attention_weighted_labels():
 
 def test_matching_fce_is_support_order_invariant_and_learns():
     encoder, ep = _encoder(), _task(_episodes(), 0)
-    cfg = CFG.replace(algorithm="matchingnet", fce=True)
+    cfg = CFG.replace(algorithm="matchingnet", matching=MatchingOptions(fce=True))
     meta_params = init_meta_params(encoder, cfg, KEY)
     loss, _ = _task_loss("matchingnet", meta_params, ep, cfg)
     perm = np.random.default_rng(0).permutation(ep.support.labels.shape[0])
@@ -111,7 +112,7 @@ def test_matching_fce_is_support_order_invariant_and_learns():
                                loss, rtol=1e-5)
     s, q = _features(encoder, ep)
     g = metric.fce_support(meta_params["fce"], s, ep.support.weights)
-    f = metric.fce_query(meta_params["fce"], q, g, ep.support.weights, cfg.fce_steps)
+    f = metric.fce_query(meta_params["fce"], q, g, ep.support.weights, cfg.matching.fce_steps)
     for new, old in [(g, s), (f, q)]:  # FCE really changes both embeddings
         assert float(jnp.linalg.norm(new - old)) > 1e-2 * float(jnp.linalg.norm(old))
     grads = _task_grad("matchingnet", meta_params, ep, cfg)
@@ -121,7 +122,7 @@ def test_matching_fce_is_support_order_invariant_and_learns():
 # ------------------------------------------------------------------------- Relation nets
 def test_relation_scores_shapes_loss_and_gradient_flow():
     encoder, ep = _encoder(), _task(_episodes(), 0)
-    cfg = CFG.replace(algorithm="relationnet", relation_hidden=16)
+    cfg = CFG.replace(algorithm="relationnet", relation=RelationOptions(16))
     meta_params = init_meta_params(encoder, cfg, KEY)
     s, q = _features(encoder, ep)
     scores = metric.relation_scores(meta_params["relation"], s, ep.support, q, cfg)
@@ -143,7 +144,7 @@ def test_relation_scores_shapes_loss_and_gradient_flow():
 @pytest.mark.parametrize("name", ["protonet", "matchingnet", "relationnet"])
 def test_metric_learners_ignore_padding_rows(name):
     encoder, episodes = _encoder(), _episodes()
-    cfg = CFG.replace(algorithm=name, fce=name == "matchingnet")
+    cfg = CFG.replace(algorithm=name, matching=MatchingOptions(fce=name == "matchingnet"))
     meta_params = init_meta_params(encoder, cfg, KEY)
     padded = jax.vmap(_pad_support)(episodes)
     (l0, m0), g0 = meta_grads(meta_params, episodes, cfg)
@@ -158,10 +159,10 @@ def test_l2_normalize_rows_columns_and_zero_vectors():
     """The one L2-normalize of the package (metric logits, prototypes, baselines, the cosine
     head): unit vectors along ``axis`` as numpy computes them; an all-zero vector stays zero."""
     x = np.array([[3.0, 4.0, 0.0], [0.0, 0.0, 0.0], [1.0, -2.0, 2.0]], np.float32)
-    rows = np.asarray(inner.l2_normalize(jnp.asarray(x)))
+    rows = np.asarray(encoding.l2_normalize(jnp.asarray(x)))
     np.testing.assert_allclose(rows, [[0.6, 0.8, 0.0], [0.0, 0.0, 0.0],
                                       [1 / 3, -2 / 3, 2 / 3]], rtol=1e-6)
-    cols = np.asarray(inner.l2_normalize(jnp.asarray(x), axis=0))
+    cols = np.asarray(encoding.l2_normalize(jnp.asarray(x), axis=0))
     np.testing.assert_allclose(cols, x / np.linalg.norm(x, axis=0), rtol=1e-6)
 
 
@@ -172,10 +173,10 @@ def test_l2_normalize_gradient_is_finite_at_a_zero_vector_and_exact_elsewhere():
     a zero upstream). Elsewhere it is the analytic (I - u u^T) / |x| times the upstream."""
     x = jnp.array([[0.0, 0.0, 0.0], [1.0, -2.0, 2.0]], jnp.float32)
     w = jnp.array([[0.3, -1.0, 2.0], [0.5, 0.25, -1.5]], jnp.float32)
-    g = np.asarray(jax.grad(lambda v: (w * inner.l2_normalize(v)).sum())(x))
+    g = np.asarray(jax.grad(lambda v: (w * encoding.l2_normalize(v)).sum())(x))
     assert np.isfinite(g).all()
-    np.testing.assert_allclose(g[0], np.asarray(w[0]) / inner.NORM_EPS, rtol=1e-6)
-    g0 = jax.grad(lambda v: (0.0 * inner.l2_normalize(v)).sum())(x)
+    np.testing.assert_allclose(g[0], np.asarray(w[0]) / encoding.NORM_EPS, rtol=1e-6)
+    g0 = jax.grad(lambda v: (0.0 * encoding.l2_normalize(v)).sum())(x)
     np.testing.assert_array_equal(np.asarray(g0), 0.0)
     v, up = np.asarray(x[1], np.float64), np.asarray(w[1], np.float64)
     u = v / np.linalg.norm(v)

@@ -9,6 +9,7 @@ from learner_cases import CFG, _encoder, _episodes
 
 from jaxmaml.meta.anchor import pull_penalty, pull_to_init
 from jaxmaml.meta.config import MetaConfig, OptimConfig
+from jaxmaml.meta.options import ProtoNetOptions
 from jaxmaml.meta.outer import init_meta_params, init_state, make_meta_step, make_optimizer
 
 
@@ -69,7 +70,8 @@ REGEX = r"encoder/encoder/layer/0/.*(LayerNorm/.*|bias)"
 
 
 def test_outer_regex_leaves_non_matching_leaves_bit_identical():
-    cfg = CFG.replace(outer_regex=REGEX, algorithm="protonet", distance="cosine")
+    cfg = CFG.replace(outer_regex=REGEX, algorithm="protonet",
+                      protonet=ProtoNetOptions("cosine"))
     meta_params = init_meta_params(_encoder(), cfg, jax.random.key(0))
     optimizer = make_optimizer(OptimConfig(name="adamw", lr=1e-2, weight_decay=0.1))
     state = init_state(meta_params, optimizer, jax.random.key(1))

@@ -154,3 +154,53 @@ def test_options_group_loads_from_yaml_and_set_and_round_trips(tmp_path):
         load_config(path, ["meta.finetune.stpes=3"])
     with pytest.raises(ConfigError, match="finetune part='bogus'"):
         load_config(path, ["meta.finetune.part=bogus"])
+
+
+def test_learner_options_groups_and_the_old_flat_keys(tmp_path):
+    """Every learner family's options are a group (``meta.imaml.lam``); the flat keys of
+    earlier versions (YAML, ``--set``, a saved run's config) load into the same config with
+    one deprecation line naming the new keys; given both ways, the group wins."""
+    grouped = {**BASE, "meta": {"algorithm": "imaml", "imaml": {"lam": 0.5, "cg_steps": 3},
+                                "mamlpp": {"msl_steps": 4}, "relation": {"hidden": 8},
+                                "protonet": {"distance": "cosine"},
+                                "matching": {"fce": True, "fce_steps": 3},
+                                "reptile": {"all_data": False}}}
+    flat = {**BASE, "meta": {"algorithm": "imaml", "imaml_lambda": 0.5, "cg_steps": 3,
+                             "msl_steps": 4, "relation_hidden": 8, "distance": "cosine",
+                             "fce": True, "fce_steps": 3, "reptile_all_data": False}}
+    new = from_dict(grouped)
+    assert (new.meta.imaml.lam, new.meta.imaml.cg_steps, new.meta.relation.hidden,
+            new.meta.reptile.all_data) == (0.5, 3, 8, False)
+    with pytest.warns(FutureWarning) as said:
+        old = from_dict(flat)
+    assert old == new and len(said) == 1
+    note = str(said[0].message)
+    assert "\n" not in note and "meta.imaml_lambda -> meta.imaml.lam" in note
+    assert "meta.relation_hidden -> meta.relation.hidden" in note
+    path = tmp_path / "old.yaml"
+    path.write_text(yaml.safe_dump(BASE))
+    with pytest.warns(FutureWarning, match="meta.cg_steps -> meta.imaml.cg_steps"):
+        assert load_config(path, ["meta.algorithm=imaml", "meta.cg_steps=7"]).meta.imaml.cg_steps == 7
+    both = {**BASE, "meta": {"cg_steps": 2, "imaml": {"cg_steps": 9}}}
+    with pytest.warns(FutureWarning):
+        assert from_dict(both).meta.imaml.cg_steps == 9
+    assert "imaml_lambda" not in yaml.safe_dump(to_dict(new))  # written back grouped
+    with pytest.raises(ConfigError, match=r"unknown config key 'meta.imaml.lamda'"):
+        from_dict({**BASE, "meta": {"imaml": {"lamda": 1.0}}})
+
+
+def test_exports_and_learner_factories_read_flat_settings_into_groups():
+    """An export's ``jaxmaml.json`` of an earlier version (flat ``meta`` keys) and the learner
+    factories' keywords (``learners.protonet(distance="cosine")``) build grouped configs."""
+    from jaxmaml import learners
+    from jaxmaml.meta.config import meta_config
+    from jaxmaml.meta.options import ProtoNetOptions
+
+    want = MetaConfig(algorithm="protonet", pooling="mean",
+                      protonet=ProtoNetOptions("cosine", normalize_features=True))
+    assert meta_config({"algorithm": "protonet", "pooling": "mean", "distance": "cosine",
+                        "normalize_features": True}) == want
+    assert meta_config({"algorithm": "protonet", "pooling": "mean", "protonet": {
+        "distance": "cosine", "normalize_features": True}}) == want
+    assert learners.protonet(pooling="mean", distance="cosine",
+                             normalize_features=True).cfg == want
