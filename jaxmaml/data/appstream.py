@@ -127,15 +127,11 @@ def load_appstream(path: str | os.PathLike | None = None,
       min_examples: categories with fewer descriptions after cleaning are dropped.
     """
     rules = dict(min_examples=min_examples, min_chars=MIN_CHARS, max_chars=MAX_CHARS)
-    meta = {k: v for k, v in info.items() if not k.startswith("num_")}
-    if path is None:
-        return bundled.load_bundle(SNAPSHOT, meta, **rules)
-    return bundled.to_dataset(read_components(path), dict(meta, source=str(path)), **rules)
+    return bundled.load(SNAPSHOT, info, read_components, path, **rules)
 
 
 def write_snapshot(path: str | os.PathLike, out: str | os.PathLike = SNAPSHOT
                    ) -> dict[str, int]:
     """Write the bundle ``out`` from the DEP-11 file ``path``; returns the descriptions
     written per category."""
-    return bundled.write_bundle(out, read_components(path), name=info["name"],
-                                package=info["package"], licence=info["licence"])
+    return bundled.write(out, info, read_components, path)

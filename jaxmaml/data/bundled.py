@@ -25,7 +25,7 @@ import json
 import os
 from collections import Counter, defaultdict
 from pathlib import Path
-from typing import Iterable
+from typing import Any, Callable, Iterable
 
 from jaxmaml.atomic_file import write_json_gz_atomically
 from jaxmaml.data.sources import TextDataset, from_lists
@@ -120,3 +120,22 @@ def load_bundle(path: str | os.PathLike, info: dict, **rules) -> TextDataset:
     payload = read_bundle(path)
     meta = dict(info, snapshot=Path(path).name, package=payload["package"])
     return to_dataset(payload["classes"], meta, **rules)
+
+
+def load(snapshot: str | os.PathLike, info: dict, read: Callable[[Any], dict[str, list[str]]],
+         path: str | os.PathLike | None = None, **rules) -> TextDataset:
+    """A built-in source: its bundle ``snapshot`` (``path`` None), or ``read(path)`` (the
+    upstream files it was made from), through :func:`to_dataset` with ``rules``; ``info``
+    is the source's description (its ``num_*`` counts, which describe the bundle, dropped)."""
+    meta = {k: v for k, v in info.items() if not k.startswith("num_")}
+    if path is None:
+        return load_bundle(snapshot, meta, **rules)
+    return to_dataset(read(path), dict(meta, source=str(path)), **rules)
+
+
+def write(out: str | os.PathLike, info: dict, read: Callable[[Any], dict[str, list[str]]],
+          root: str | os.PathLike) -> dict[str, int]:
+    """:func:`write_bundle` of ``read(root)`` with the source's ``info`` (name, package,
+    licence)."""
+    return write_bundle(out, read(root), name=info["name"], package=info["package"],
+                        licence=info["licence"])

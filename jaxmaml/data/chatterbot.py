@@ -92,15 +92,11 @@ def load_chatterbot(path: str | os.PathLike | None = None,
     """
     rules = dict(min_examples=min_examples, min_chars=MIN_CHARS, max_chars=MAX_CHARS,
                  exclude=EXCLUDE)
-    meta = {k: v for k, v in info.items() if not k.startswith("num_")}
-    if path is None:
-        return bundled.load_bundle(SNAPSHOT, meta, **rules)
-    return bundled.to_dataset(read_corpus_dir(path), dict(meta, source=str(path)), **rules)
+    return bundled.load(SNAPSHOT, info, read_corpus_dir, path, **rules)
 
 
 def write_snapshot(root: str | os.PathLike, out: str | os.PathLike = SNAPSHOT
                    ) -> dict[str, int]:
     """Write the bundle ``out`` from the ChatterBot folder ``root``; returns the exchanges
     written per topic."""
-    return bundled.write_bundle(out, read_corpus_dir(root), name=info["name"],
-                                package=info["package"], licence=info["licence"])
+    return bundled.write(out, info, read_corpus_dir, root)

@@ -117,15 +117,11 @@ def load_emoji(path: str | os.PathLike | None = None,
       min_examples: subgroups with fewer names after cleaning are dropped.
     """
     rules = dict(min_examples=min_examples, min_chars=MIN_CHARS, max_chars=MAX_CHARS)
-    meta = {k: v for k, v in info.items() if not k.startswith("num_")}
-    if path is None:
-        return bundled.load_bundle(SNAPSHOT, meta, **rules)
-    return bundled.to_dataset(read_emoji_test(path), dict(meta, source=str(path)), **rules)
+    return bundled.load(SNAPSHOT, info, read_emoji_test, path, **rules)
 
 
 def write_snapshot(path: str | os.PathLike = EMOJI_TEST, out: str | os.PathLike = SNAPSHOT
                    ) -> dict[str, int]:
     """Write the bundle ``out`` from the ``emoji-test.txt`` file ``path``; returns the
     names written per subgroup."""
-    return bundled.write_bundle(out, read_emoji_test(path), name=info["name"],
-                                package=info["package"], licence=info["licence"])
+    return bundled.write(out, info, read_emoji_test, path)

@@ -181,18 +181,14 @@ def load_pydocs(path: str | os.PathLike | None = None,
     """
     rules = dict(min_examples=min_examples, min_chars=MIN_CHARS, max_chars=MAX_CHARS,
                  exclude=NOT_TOPICS)
-    meta = {k: v for k, v in info.items() if not k.startswith("num_")}
-    if path is None:
-        return bundled.load_bundle(SNAPSHOT, meta, **rules)
-    return bundled.to_dataset(read_library_dir(path), dict(meta, source=str(path)), **rules)
+    return bundled.load(SNAPSHOT, info, read_library_dir, path, **rules)
 
 
 def write_snapshot(root: str | os.PathLike, out: str | os.PathLike = SNAPSHOT
                    ) -> dict[str, int]:
     """Write the bundle ``out`` from the documentation folder ``root``; returns the entries
     written per chapter."""
-    return bundled.write_bundle(out, read_library_dir(root), name=info["name"],
-                                package=info["package"], licence=info["licence"])
+    return bundled.write(out, info, read_library_dir, root)
 
 
 def body_paragraphs(page_html: str) -> list[str]:
@@ -231,15 +227,11 @@ def load_pyhowto(path: str | os.PathLike | None = None,
       min_examples: guides with fewer paragraphs after cleaning are dropped.
     """
     rules = dict(min_examples=min_examples, min_chars=HOWTO_MIN_CHARS, max_chars=MAX_CHARS)
-    meta = {k: v for k, v in howto_info.items() if not k.startswith("num_")}
-    if path is None:
-        return bundled.load_bundle(HOWTO_SNAPSHOT, meta, **rules)
-    return bundled.to_dataset(read_howto_dir(path), dict(meta, source=str(path)), **rules)
+    return bundled.load(HOWTO_SNAPSHOT, howto_info, read_howto_dir, path, **rules)
 
 
 def write_howto_snapshot(root: str | os.PathLike, out: str | os.PathLike = HOWTO_SNAPSHOT
                          ) -> dict[str, int]:
     """Write the bundle ``out`` from the HOWTO folder ``root``; returns the paragraphs
     written per guide."""
-    return bundled.write_bundle(out, read_howto_dir(root), name=howto_info["name"],
-                                package=howto_info["package"], licence=howto_info["licence"])
+    return bundled.write(out, howto_info, read_howto_dir, root)
