@@ -24,6 +24,8 @@ import sys
 
 import numpy as np
 
+# The defaults the first sweep's rows were measured under (they record only the options
+# given); rows that record every option (``options``) use those instead.
 DEFAULTS = {"part": "top_k", "top_k": "2", "lora_rank": "8", "steps": "10", "lr": "5e-5",
             "head_lr": "1e-2", "scale": "10", "weight_decay": "0"}
 
@@ -32,9 +34,10 @@ def _norm(k: str, v: str) -> str:
     return v if k == "part" or v == "-" else f"{float(v):g}"
 
 
-def key(point: dict) -> tuple:
+def key(point: dict, options: dict | None = None) -> tuple:
     """A point with every option spelled out (so ``steps=10`` and the default are one)."""
-    full = {**DEFAULTS, **point}
+    full = {**DEFAULTS, **point, **{k: str(v) for k, v in (options or {}).items()
+                                     if k in DEFAULTS}}
     if full["part"] not in ("top_k", "lora"):
         full["top_k"] = "-"
     if full["part"] != "lora":
@@ -68,7 +71,7 @@ def main(argv: list[str] | None = None) -> int:
     rows = [json.loads(line) for f in args.rows for line in open(f) if line.strip()]
     best: dict[tuple, dict] = {}  # (point, setup, shot) -> the row with most episodes
     for r in rows:
-        k = (key(r["point"]), r["setup"], r["shot"])
+        k = (key(r["point"], r.get("options")), r["setup"], r["shot"])
         if k not in best or r["finetune"]["episodes"] > best[k]["finetune"]["episodes"]:
             best[k] = r
     ref = key(dict(kv.split("=", 1) for kv in args.reference.split(",")))

@@ -136,7 +136,7 @@ def sweep(args) -> list[dict]:
                        "finetune": r["results"]["finetune"],
                        "cosine_centroid": r["results"]["cosine_centroid"],
                        "seconds": round(time.perf_counter() - t0, 1),
-                       "per_episode": accs}
+                       "options": r.get("finetune"), "per_episode": accs}
                 rows.append(row)
                 print(json.dumps(row), flush=True)
     return rows
