@@ -5,6 +5,9 @@
         --setup B=configs/transfer_b.yaml:wordnet_domains --episodes 100 \\
         --grid part=top_k,lora top_k=1,2 steps=5,10,20 lr=5e-5,2e-4 scale=10 \\
         --out benchmarks/results/finetune_sweep.json
+    # or explicit points (coordinate descent), one process for all of them
+    python benchmarks/finetune_table.py sweep --setup ... --point steps=20,lr=2e-4 \\
+        --point part=lora,lr=1e-3 --out ...
     # the final table: every method, balanced / Dirichlet / small query batches
     python benchmarks/finetune_table.py table --setup A=runs/R9A:debian \\
         --setup B=runs/R9B:wordnet_domains --episodes 600 --finetune-episodes 200 \\
@@ -94,23 +97,46 @@ def _evaluate(setup, loaded, settings, episodes, methods, options, seq_len):
                         options=options)[1]
 
 
+def _with_per_episode(fn):
+    """``(fn(), [{method: [E] accuracies} per setting])``: the per-episode accuracies the
+    protocol hands to :func:`jaxmaml.run.protocol.paired_gains` (its JSON keeps only
+    means), so that points measured in different runs can be paired on the same episodes."""
+    from jaxmaml.run import protocol
+
+    captured, paired_gains = [], protocol.paired_gains
+
+    def capture(accs):
+        captured.append({m: [round(float(x), 6) for x in a] for m, a in accs.items()})
+        return paired_gains(accs)
+
+    protocol.paired_gains = capture
+    try:
+        return fn(), captured
+    finally:
+        protocol.paired_gains = paired_gains
+
+
 def sweep(args) -> list[dict]:
-    """``finetune`` (original encoder) for every grid point, with the cosine centroid."""
+    """``finetune`` (original encoder) for every grid point, with the cosine centroid; each
+    row also holds the per-episode accuracies (``per_episode``) for paired comparisons.
+    ``seconds``: the wall time of the whole point (every shot of it, compiles included)."""
     rows = []
     settings = [(args.way, s, args.query) for s in args.shot]
     for setup in map(parse_setup, args.setup):
         loaded = _load(setup, "original", args.max_per_class)
-        for point in grid_options(args.grid):
+        for point in ([dict(kv.split("=", 1) for kv in p.split(",")) for p in args.point]
+                      or grid_options(args.grid)):
             t0 = time.perf_counter()
-            res = _evaluate(setup, loaded, settings, args.episodes,
-                            ("finetune", "cosine_centroid"),
-                            {"finetune_opts": _opts(point), "finetune_episodes": args.episodes},
-                            args.seq_len)
-            for r in res:
+            res, per_episode = _with_per_episode(lambda: _evaluate(
+                setup, loaded, settings, args.episodes, ("finetune", "cosine_centroid"),
+                {"finetune_opts": _opts(point), "finetune_episodes": args.episodes},
+                args.seq_len))
+            for r, accs in zip(res, per_episode):
                 row = {"setup": setup["name"], "point": point, "shot": r["shot"],
                        "finetune": r["results"]["finetune"],
                        "cosine_centroid": r["results"]["cosine_centroid"],
-                       "seconds": round(time.perf_counter() - t0, 1)}
+                       "seconds": round(time.perf_counter() - t0, 1),
+                       "options": r.get("finetune"), "per_episode": accs}
                 rows.append(row)
                 print(json.dumps(row), flush=True)
     return rows
@@ -177,6 +203,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("mode", choices=("sweep", "table"))
     p.add_argument("--setup", action="append", required=True)
     p.add_argument("--grid", nargs="+", default=["steps=10"])
+    p.add_argument("--point", action="append", default=[],
+                   help="sweep: one point KEY=V,KEY=V (repeatable; replaces --grid)")
     p.add_argument("--finetune", nargs="*", default=[], help="KEY=VALUE fine-tuning options")
     p.add_argument("--checkpoint", default="best")
     p.add_argument("--seq-len", type=int)
