@@ -52,7 +52,8 @@ SETTINGS = {
     "centroid (steps=0)": dict(opts=FinetuneOptions(steps=0)),
     "head, 10 steps": dict(opts=FinetuneOptions(part="head", steps=10)),
     "top_k=1, 10 steps": dict(opts=FinetuneOptions(part="top_k", top_k=1, steps=10)),
-    "top_k=2, 10 steps (default)": dict(opts=FinetuneOptions()),
+    "top_k=2, 10 steps (default)": dict(opts=FinetuneOptions(steps=10)),
+    "top_k=2, 20 steps": dict(opts=FinetuneOptions(steps=20)),
     "top_k=2, 10 steps, transductive": dict(opts=FinetuneOptions(), transductive=True),
     "lora r=8 top_k=2, 10 steps": dict(opts=FinetuneOptions(part="lora", top_k=2, steps=10)),
     "all, 10 steps": dict(opts=FinetuneOptions(part="all", steps=10)),
@@ -115,8 +116,9 @@ def markdown(out: dict, command: str) -> str:
     date = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     lines = [f"# fit + predict seconds: one 5-way 5-shot task, 75 texts, seq_len "
              f"{out['seq_len']}", "",
-             f"Measured {date}, {out['device']}, {out['cpu_count']} CPU cores shared with other "
-             f"jobs (1-min load average {out['load_average_1min']:.1f}: upper bounds), by",
+             f"Measured {date}, {out['device']}, {out['cpu_count']} CPU cores, 1-min load "
+             f"average {out['load_average_1min']:.1f} at the start (above ~1: other jobs ran, "
+             "the seconds are upper bounds), by",
              "", "```", command, "```", "",
              "| adaptation | median s per task | first call s (compile) | CPU s | "
              "SetFit s / this |", "|---|---:|---:|---:|---:|"]
