@@ -39,7 +39,7 @@ from typing import Any, Callable, NamedTuple
 import jax
 
 from jaxmaml.meta.config import meta_config, MetaConfig
-from jaxmaml.meta.options import group_flat_keys
+from jaxmaml.meta.options import FLAT_KEYS
 from jaxmaml.meta.registry import get_learner, LEARNERS, resolve_config
 from jaxmaml.models.bert import BertConfig
 from jaxmaml.types import Examples
@@ -93,13 +93,13 @@ def from_config(cfg: MetaConfig, explicit: dict[str, Any] | None = None) -> Lear
 
 def _factory(algorithm: str, doc: str) -> Callable[..., Learner]:
     def make(*, model: BertConfig | None = None, **settings: Any) -> Learner:
-        grouped, _ = group_flat_keys(settings)  # distance="cosine" = protonet.distance
-        unknown = set(grouped) - {f.name for f in dataclasses.fields(MetaConfig)}
+        # MetaConfig fields, or their flat names of earlier versions (distance="cosine")
+        unknown = set(settings) - {f.name for f in dataclasses.fields(MetaConfig)} - set(FLAT_KEYS)
         if unknown:
             raise TypeError(f"{algorithm}() got unknown settings {sorted(unknown)}; use "
                             "MetaConfig field names (inner_lr, num_inner_steps, adapt, ...).")
         fixed = {"algorithm": algorithm, **({"model": model} if model is not None else {})}
-        return from_config(meta_config(grouped, **fixed), explicit=settings)
+        return from_config(meta_config(settings, **fixed), explicit=settings)
 
     make.__name__ = make.__qualname__ = algorithm
     make.__doc__ = doc + """

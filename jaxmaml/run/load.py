@@ -16,7 +16,7 @@ import yaml
 
 from jaxmaml.meta.config import meta_config, MetaConfig
 from jaxmaml.meta.lora import merged_meta_params
-from jaxmaml.meta.options import group_flat_keys, ProtoNetOptions
+from jaxmaml.meta.options import FLAT_KEYS, ProtoNetOptions
 from jaxmaml.meta.outer import make_optimizer
 from jaxmaml.meta.registry import resolve_config
 from jaxmaml.models.bert import BertConfig
@@ -183,9 +183,9 @@ def load_export(export_dir: str | Path, seq_len: int | None = None) -> Loaded:
                                 f"reads {EXPORT_FORMAT!r} (export the run again).")
     bert = BertConfig(**info["model"])
     encoder, _ = load_pretrained(path, dtype=bert.dtype)
-    fields = {f.name for f in dataclasses.fields(MetaConfig)} - {"model"}
-    settings, _ = group_flat_keys(info["meta"])  # exports of earlier versions: flat keys
-    meta = resolve_config(meta_config({k: v for k, v in settings.items() if k in fields},
+    # meta_config reads the flat keys of earlier exports into their groups
+    known = {f.name for f in dataclasses.fields(MetaConfig)} - {"model"} | set(FLAT_KEYS)
+    meta = resolve_config(meta_config({k: v for k, v in info["meta"].items() if k in known},
                                       model=bert))
     meta_params = {"encoder": encoder}
     if info.get("extras"):
