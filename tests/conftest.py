@@ -105,6 +105,33 @@ def _restore_global_state():
     restore_global_state(state)
 
 
+def memory_maps() -> int:
+    """How many memory mappings this process holds (Linux; 0 elsewhere)."""
+    try:
+        with open("/proc/self/maps", "rb") as f:
+            return sum(1 for _ in f)
+    except OSError:
+        return 0
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _clear_compiled_programs(request):
+    """Every compiled XLA program is kept for the life of the process, each with its own
+    memory mappings. One process running the whole suite (`make test-all`) compiles
+    thousands; past the kernel's mapping limit (`vm.max_map_count`, 65530 by default) XLA
+    crashes while compiling. Clearing JAX's caches after each test module bounds both the
+    mappings and the memory. Set JAXMAML_MAPS_LOG=FILE to log the counts per module."""
+    yield
+    log = os.environ.get("JAXMAML_MAPS_LOG")
+    before = memory_maps() if log else 0
+    jax.clear_caches()
+    if log:
+        import gc
+        gc.collect()
+        with open(log, "a") as f:
+            f.write(f"{request.module.__name__} {before} {memory_maps()}\n")
+
+
 def pytest_collection_modifyitems(config, items):
     from ci_budget import mark_slow_for_budget  # tests/ is on sys.path (rootdir conftest)
     mark_slow_for_budget(items)

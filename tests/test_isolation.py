@@ -34,3 +34,29 @@ def test_the_next_test_sees_them_restored():
     assert BASELINE, "runs after test_a_test_may_change_process_wide_settings"
     assert {f: state[f] for f in JAX_FLAGS} == {f: BASELINE[f] for f in JAX_FLAGS}
     assert state == BASELINE
+
+
+def test_clearing_jax_caches_releases_compiled_programs_memory_maps():
+    """Why ``conftest._clear_compiled_programs`` clears JAX's caches after each module:
+    every compiled program holds memory mappings until the caches are cleared, and one
+    process running the whole suite would pass the kernel's limit (``vm.max_map_count``),
+    where XLA crashes while compiling. Skipped where /proc/self/maps does not exist."""
+    import gc
+
+    import jax.numpy as jnp
+    import pytest
+
+    from conftest import memory_maps
+
+    if not memory_maps():
+        pytest.skip("needs /proc/self/maps (Linux)")
+    jax.clear_caches()
+    gc.collect()
+    before = memory_maps()
+    for n in range(1, 41):  # 40 programs: one per input shape
+        jax.jit(lambda x: jnp.sin(x) * 2.0)(jnp.ones(n)).block_until_ready()
+    compiled = memory_maps()
+    jax.clear_caches()
+    gc.collect()
+    assert compiled - before >= 40, (before, compiled)
+    assert memory_maps() - before <= (compiled - before) // 2, (before, compiled, memory_maps())
