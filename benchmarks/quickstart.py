@@ -1,7 +1,7 @@
 """The bundled demo (`make demo`): meta-train -> evaluate -> export, then a before/after table.
 
     python benchmarks/quickstart.py [--config configs/quickstart.yaml] [--out runs/quickstart]
-                                 [--episodes 600] [--set key=value ...]
+                                 [--episodes 600] [--finetune-episodes 40] [--set key=value ...]
 
 1. ``jaxmaml train`` on the config (resumes if the run directory has checkpoints);
 2. evaluation 5-way 1-shot and 5-shot on the meta-test classes (a multi-source config: on
@@ -13,7 +13,11 @@
    (linear Proto-MAML head, and a cosine head), and the weak squared-euclidean centroid.
    "+N points" is against the best baseline; the encoder lines compare the meta-learned
    and the original encoder under the same classifier;
-3. ``jaxmaml export`` to ``RUN_DIR-hf`` beside the run (a Hugging Face directory with a model
+3. on a held-out source, the recommended setting (test-time fine-tuning + class names +
+   transductive) from the meta-learned and from the original init, against the linear
+   probe, the cosine centroid and plain fine-tuning, on the same ``--finetune-episodes``
+   episodes, paired;
+4. ``jaxmaml export`` to ``RUN_DIR-hf`` beside the run (a Hugging Face directory with a model
    card; an export may not live inside its run directory).
 """
 
@@ -28,30 +32,67 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def table(results: list[dict]) -> str:
-    """Methods as rows, settings as columns, then the meta-learned init vs the best baseline."""
+def table(results: list[dict], methods=None, gain_lines=None) -> str:
+    """Methods as rows, settings as columns, then paired gains: by default the meta-learned
+    init vs the best baseline and the meta-learned vs the original encoder."""
     from jaxmaml.run.protocol import METHOD_LABELS, METHODS, best_baseline, gain_text
 
-    head = f"{'method':<40}" + "".join(f"{r['way']}-way {r['shot']}-shot".rjust(20)
-                                       for r in results)
+    keys = [k for k in methods or METHODS if all(k in r["results"] for r in results)]
+    width = max([40] + [len(METHOD_LABELS[k]) + 1 for k in keys])
+    head = f"{'method':<{width}}" + "".join(f"{r['way']}-way {r['shot']}-shot".rjust(20)
+                                            for r in results)
     lines = [head, "-" * len(head)]
-    for key in METHODS:
-        if not all(key in r["results"] for r in results):
-            continue
+    for key in keys:
         cells = "".join(f"{r['results'][key]['mean']:.3f} ± {r['results'][key]['ci95']:.3f}"
                         .rjust(20) for r in results)
-        lines.append(f"{METHOD_LABELS[key]:<40}{cells}")
+        lines.append(f"{METHOD_LABELS[key]:<{width}}{cells}")
     lines.append("-" * len(head))
-    for method, label in (("meta_learned", "meta-learned vs best baseline"),
-                          ("meta_learned_centroid", "meta-learned encoder vs original"),
-                          ("meta_learned_probe", "  the same, both under a linear probe")):
+    for method, label in gain_lines or (
+            ("meta_learned", "meta-learned vs best baseline"),
+            ("meta_learned_centroid", "meta-learned encoder vs original"),
+            ("meta_learned_probe", "  the same, both under a linear probe")):
         gains = [gain_text(r, method) for r in results]  # ± the paired 95% CI
         if method == "meta_learned" or any(gains):  # the encoder lines need gains
-            lines.append(f"{label:<40}" + "".join(("-" if g is None else f"{g} pts").rjust(20)
-                                                  for g in gains))
-    best = {best_baseline(r["results"])[0] for r in results if best_baseline(r["results"])}
-    lines.append(f"(best baseline: {', '.join(METHOD_LABELS[b] for b in sorted(best))})")
+            lines.append(f"{label:<{width}}" + "".join(("-" if g is None else f"{g} pts")
+                                                       .rjust(20) for g in gains))
+    if gain_lines is None:
+        best = {best_baseline(r["results"])[0] for r in results if best_baseline(r["results"])}
+        lines.append(f"(best baseline: {', '.join(METHOD_LABELS[b] for b in sorted(best))})")
     return "\n".join(lines)
+
+
+# Step 4: the recommended setting (test-time fine-tuning + class names + transductive) on
+# the held-out source, from the meta-learned and from the original init, against the
+# practitioner's baselines on the same episodes.
+FINETUNE_METHODS = ("linear_probe", "cosine_centroid", "finetune", "meta_learned_finetune",
+                    "finetune_names_trans", "meta_learned_finetune_names_trans")
+FINETUNE_GAINS = (("meta_learned_finetune", "meta-learned vs original, fine-tuned"),
+                  ("meta_learned_finetune_names_trans", "  the same, + names + transductive"))
+
+
+def best_setting_line(results: list[dict], width: int) -> str:
+    """The best non-baseline method vs the best of the linear probe and fine-tuning the
+    original encoder, paired (picked on these episodes: optimistic)."""
+    cells = []
+    for r in results:
+        b = r["gains"].get("best_setting")
+        cells.append("-" if b is None else f"{100 * b['mean']:+.1f} ± {100 * b['ci95']:.1f} pts")
+    return f"{'best setting vs probe / fine-tuning':<{width}}" + "".join(c.rjust(20)
+                                                                         for c in cells)
+
+
+def finetune_table(out: Path, heldout: str, settings, episodes: int) -> str:
+    from jaxmaml.run.evaluate import evaluate_run
+    from jaxmaml.run.load import run_config
+
+    _, rows = evaluate_run(run_config(out), out, source_name=heldout, settings=settings,
+                           episodes=episodes, methods=FINETUNE_METHODS,
+                           options={"finetune_episodes": episodes})
+    best = {r["gains"]["best_setting"]["method"] for r in rows if "best_setting" in r["gains"]}
+    text = table(rows, FINETUNE_METHODS, FINETUNE_GAINS)
+    width = len(text.splitlines()[0]) - 20 * len(rows)
+    return (text + "\n" + best_setting_line(rows, width)
+            + f"\n(best setting: {', '.join(sorted(best))})")
 
 
 def main() -> int:
@@ -61,6 +102,8 @@ def main() -> int:
     p.add_argument("--episodes", type=int, default=600)
     p.add_argument("--way", type=int, default=5)
     p.add_argument("--query", type=int, default=15)
+    p.add_argument("--finetune-episodes", type=int, default=40,
+                   help="episodes of the fine-tuning table on the held-out source (0: skip)")
     p.add_argument("--set", dest="overrides", action="append", default=[])
     args = p.parse_args()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -68,12 +111,12 @@ def main() -> int:
     out = Path(args.out)
 
     t0 = time.perf_counter()
-    print(f"[1/3] meta-training {args.config} -> {out}", flush=True)
+    print(f"[1/4] meta-training {args.config} -> {out}", flush=True)
     from jaxmaml.cli import main as cli_main
     if cli_main(["train", args.config, "--out", str(out), *sets]):
         return 1
     t1 = time.perf_counter()
-    print(f"[2/3] evaluating on meta-test classes ({args.episodes} episodes per setting)",
+    print(f"[2/4] evaluating on meta-test classes ({args.episodes} episodes per setting)",
           flush=True)
     from jaxmaml.run.config import ConfigError
     from jaxmaml.run.evaluate import evaluate_target
@@ -85,9 +128,15 @@ def main() -> int:
     except ConfigError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    heldout = next((r["data"] for r in results if r.get("domain") == "held-out"), None)
+    finetune = None
+    if heldout and args.finetune_episodes:
+        print(f"[3/4] test-time fine-tuning on {heldout} ({args.finetune_episodes} episodes "
+              "per setting)", flush=True)
+        finetune = finetune_table(out, heldout, settings, args.finetune_episodes)
     t2 = time.perf_counter()
     export_dir = out.with_name(f"{out.name}-hf")
-    print(f"[3/3] exporting to {export_dir}", flush=True)
+    print(f"[4/4] exporting to {export_dir}", flush=True)
     if cli_main(["export", str(out), str(export_dir), "--overwrite"]):
         return 1
     t3 = time.perf_counter()
@@ -100,6 +149,11 @@ def main() -> int:
         print(f"\nFew-shot accuracy on {what} (mean ± 95% CI, {args.episodes} episodes, "
               f"{args.query} query/class):\n")
         print(table(rows))
+    if finetune:
+        print(f"\nThe recommended setting on {heldout} (held out): test-time fine-tuning with "
+              f"the class names, labelling the queries together (transductive); the same "
+              f"{args.finetune_episodes} episodes for every method, paired gains:\n")
+        print(finetune)
     print(f"\ntimes: train {t1 - t0:.0f} s, eval {t2 - t1:.0f} s, export {t3 - t2:.0f} s; "
           f"learning curves: {out / 'learning_curves.png'}")
     return 0
