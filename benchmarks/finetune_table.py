@@ -31,16 +31,20 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
+
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 # Query batches the transductive settings are checked on: (name, query_mix, query per class)
 BATCHES = (("balanced", "balanced", 15), ("dirichlet", "dirichlet", 15),
            ("small dirichlet", "dirichlet", 2))
-TRANS_METHODS = ("cosine_centroid", "cosine_centroid_trans", "meta_learned_centroid",
+TRANS_METHODS = ("cosine_centroid", "cosine_centroid_trans", "cosine_centroid_names",
+                 "cosine_centroid_names_trans", "meta_learned_centroid",
                  "meta_learned_centroid_trans", "finetune", "finetune_trans",
-                 "meta_learned_finetune", "meta_learned_finetune_trans",
-                 "meta_learned_finetune_names", "meta_learned_finetune_names_trans")
+                 "finetune_names", "finetune_names_trans", "meta_learned_finetune",
+                 "meta_learned_finetune_trans", "meta_learned_finetune_names",
+                 "meta_learned_finetune_names_trans")
 
 
 def parse_setup(spec: str) -> dict:
@@ -144,7 +148,8 @@ def sweep(args) -> list[dict]:
 
 def table(args) -> list[dict]:
     """Every method on balanced batches; the transductive settings also on Dirichlet and
-    small Dirichlet batches (same seed: the same classes and supports)."""
+    small Dirichlet batches (same seed: the same classes and supports). Each row keeps the
+    per-episode accuracies (``per_episode``), so runs on the same episodes can be paired."""
     from jaxmaml.run.protocol import METHODS
 
     rows = []
@@ -157,13 +162,32 @@ def table(args) -> list[dict]:
                 continue
             methods = METHODS if batch == "balanced" else TRANS_METHODS
             t0 = time.perf_counter()
-            res = _evaluate(setup, loaded, [(args.way, s, query) for s in args.shot],
-                            args.episodes, methods, {**opts, "query_mix": mix}, args.seq_len)
-            for r in res:
+            res, per_episode = _with_per_episode(lambda: _evaluate(
+                setup, loaded, [(args.way, s, query) for s in args.shot], args.episodes,
+                methods, {**opts, "query_mix": mix}, args.seq_len))
+            for r, accs in zip(res, per_episode):
                 rows.append({**r, "setup": setup["name"], "batch": batch,
-                             "seconds": round(time.perf_counter() - t0, 1)})
+                             "seconds": round(time.perf_counter() - t0, 1),
+                             "transductive_gains": transductive_gains(accs),
+                             "per_episode": accs})
                 print(json.dumps(rows[-1]), flush=True)
     return rows
+
+
+def transductive_gains(accs: dict) -> dict:
+    """``{trans_method: {"vs": its inductive method, "mean", "ci95", "episodes"}}``: what
+    labelling the batch together adds, paired per episode (the protocol pairs a method
+    with the original encoder instead)."""
+    from jaxmaml.run.protocol import mean_ci95
+
+    out = {}
+    for m, a in accs.items():
+        inductive = m.removesuffix("_trans")
+        if m != inductive and inductive in accs:
+            n = min(len(a), len(accs[inductive]))  # fine-tuning runs the first episodes
+            diff = np.asarray(a[:n], np.float64) - np.asarray(accs[inductive][:n])
+            out[m] = {"vs": inductive, **mean_ci95(diff), "episodes": n}
+    return out
 
 
 def markdown(rows: list[dict], command: str) -> str:
@@ -189,6 +213,12 @@ def markdown(rows: list[dict], command: str) -> str:
             vs = next((x["vs"] for x in gains if x), "")
             out.append(f"| {METHOD_LABELS[m]} (`{m}`) | " + " | ".join(cells)
                        + f" | {g} {f'({vs})' if vs else ''} |")
+        trans = [r.get("transductive_gains", {}) for r in group]
+        for m in trans[0]:
+            g = " / ".join(f"{100 * t[m]['mean']:+.1f} ± {100 * t[m]['ci95']:.1f}"
+                           for t in trans if m in t)
+            out.append(f"| transductive − inductive (`{m}` − `{trans[0][m]['vs']}`) | "
+                       + " | ".join("" for _ in group) + f" | {g} |")
         best = [r["gains"].get("best_setting") for r in group]
         if all(best):
             out.append("| best setting vs best of linear probe / fine-tuning | "

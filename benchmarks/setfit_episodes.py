@@ -26,7 +26,8 @@ Methods on each episode (fit on the ``way*shot`` support texts, predict the
   (test-time fine-tuning of the top layers with a cosine head started at the prototypes);
   ``jaxmaml_finetune_names``: the same with ``fit(..., label_texts=True)`` (the class
   names, e.g. ``admin``, as one more example per class); ``jaxmaml_finetune_transductive``:
-  with ``predict(..., transductive=True)`` (over the episode's query texts).
+  with ``predict(..., transductive=True)`` (over the episode's query texts);
+  ``jaxmaml_finetune_names_transductive``: both (the recommended setting).
 
 Our classifiers get the class names as labels (what a user passes); accuracy is against
 the protocol's task-local labels.
@@ -64,6 +65,8 @@ JAXMAML = {
     "jaxmaml_finetune": ({"adapt": "finetune"}, {}, {}),
     "jaxmaml_finetune_names": ({"adapt": "finetune"}, {"label_texts": True}, {}),
     "jaxmaml_finetune_transductive": ({"adapt": "finetune"}, {}, {"transductive": True}),
+    "jaxmaml_finetune_names_transductive": ({"adapt": "finetune"}, {"label_texts": True},
+                                            {"transductive": True}),
 }
 METHODS = ("setfit", *JAXMAML)
 SETFIT_ARGS = {"num_iterations": 20, "num_epochs": 1, "batch_size": 16}
