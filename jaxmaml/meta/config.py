@@ -72,13 +72,8 @@ def implied_settings(fields: Mapping[str, Any]) -> dict[str, Any]:
     algorithm = get("algorithm")
     out = dict(IMPLIED.get(algorithm, {}))
     if algorithm == "finetune":  # its inner loop trains the fine-tuned part
-        model, frozen, options = get("model"), get("outer_frozen_layers"), get("finetune")
-        trainable = model.num_hidden_layers - frozen
-        if options.part in ("top_k", "lora") and options.top_k > trainable:
-            raise ValueError(f"meta.finetune.top_k={options.top_k} exceeds the {trainable} "
-                             f"layers this model trains (its {model.num_hidden_layers} layers "
-                             "less meta.outer_frozen_layers); lower it.")
-        out.update(options.adapt_filter(model.num_hidden_layers, frozen))
+        out.update(get("finetune").adapt_filter(get("model").num_hidden_layers,
+                                                get("outer_frozen_layers"), "meta.finetune"))
     return out
 
 

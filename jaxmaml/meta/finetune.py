@@ -61,12 +61,7 @@ def finetune_config(cfg: MetaConfig, opts: FinetuneOptions, way: int | None = No
 
     Raises ``ValueError`` when ``top_k`` exceeds the layers the run leaves trainable.
     """
-    n = cfg.model.num_hidden_layers
-    if opts.part in ("top_k", "lora") and opts.top_k > n - cfg.outer_frozen_layers:
-        raise ValueError(f"finetune top_k={opts.top_k} exceeds the {n - cfg.outer_frozen_layers}"
-                         f" trainable layers of this model ({n} layers, "
-                         f"{cfg.outer_frozen_layers} never trained); lower it.")
-    adapt = opts.adapt_filter(n, cfg.outer_frozen_layers)
+    adapt = opts.adapt_filter(cfg.model.num_hidden_layers, cfg.outer_frozen_layers)
     # algorithm="maml": no implied settings override the filter; nothing here is meta-trained
     return cfg.replace(algorithm="maml", pooling="mean", protonet=ProtoNetOptions(), lora_rank=0,
                        first_order=True, remat="none", outer_regex="", matching=MatchingOptions(),

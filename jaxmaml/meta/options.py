@@ -64,10 +64,19 @@ class FinetuneOptions:
         if self.weight_decay < 0:
             raise ValueError(f"finetune weight_decay={self.weight_decay} must be >= 0.")
 
-    def adapt_filter(self, num_layers: int, outer_frozen_layers: int) -> dict:
+    def adapt_filter(self, num_layers: int, outer_frozen_layers: int,
+                     key: str = "finetune") -> dict:
         """The :class:`~jaxmaml.meta.config.MetaConfig` adapt filter (``adapt``,
         ``adapt_top_k``) that selects the part this fine-tuning trains, in a model of
-        ``num_layers`` layers whose bottom ``outer_frozen_layers`` are never trained."""
+        ``num_layers`` layers whose bottom ``outer_frozen_layers`` are never trained.
+
+        Raises ``ValueError`` (naming the option as ``key``) when ``top_k`` exceeds the
+        layers left trainable."""
+        trainable = num_layers - outer_frozen_layers
+        if self.part in ("top_k", "lora") and self.top_k > trainable:
+            raise ValueError(f"{key}.top_k={self.top_k} exceeds the {trainable} trainable "
+                             f"layers of this model ({num_layers} layers, "
+                             f"{outer_frozen_layers} never trained); lower it.")
         if self.part == "head":
             return dict(adapt="head")
         if self.part == "all" and not outer_frozen_layers:

@@ -214,6 +214,8 @@ def test_options_are_validated():
     with pytest.raises(ValueError, match="top_k=4 exceeds"):
         adapt_jit(init_params(MODEL, jax.random.key(0)), _examples(0, 4), WAY,
                   FinetuneOptions(top_k=4), MetaConfig(model=MODEL, way=WAY))
+    with pytest.raises(ValueError, match=r"meta\.finetune\.top_k=4 exceeds"):  # meta-training
+        MetaConfig(model=MODEL, way=WAY, algorithm="finetune", finetune=FinetuneOptions(top_k=4))
     assert lora.SEP == "__"  # the LoRA factor keys are meta.lora's
 
 
