@@ -47,14 +47,19 @@ def files(tmp_path):
 
 @pytest.fixture
 def no_model(monkeypatch):
-    """Fail the test if a model is loaded: the checks run before."""
+    """Fail the test if a model is loaded: the checks run before. Patched where it is
+    called (``jaxmaml.predict`` binds ``load`` when first imported: patching only
+    ``jaxmaml.run.load.load`` would miss it there, or, if ``jaxmaml.predict`` were first
+    imported during this test, leave the patch in it for every later test)."""
     import jaxmaml.classifier as classifier
+    import jaxmaml.predict as predict
     import jaxmaml.run.load as load
 
     def fail(*a, **k):
         pytest.fail("a model was loaded before the output path was checked")
 
     monkeypatch.setattr(load, "load", fail)
+    monkeypatch.setattr(predict, "load", fail)
     monkeypatch.setattr(classifier.FewShotClassifier, "from_pretrained", fail)
 
 
