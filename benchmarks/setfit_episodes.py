@@ -18,8 +18,9 @@ Methods on each episode (fit on the ``way*shot`` support texts, predict the
   a fresh model per episode, ``seed`` = the episode index, no checkpoint saved, torch on
   ``--torch-threads`` threads.
 - ``jaxmaml_learner``: ``FewShotClassifier`` on the original encoder with its default
-  adaptation (a plain encoder loads as ProtoNet: nearest class mean of mean-pooled
-  features).
+  adaptation (a plain sentence-transformers directory loads with its own pooling and
+  normalization and a cosine centroid). Rows measured before commit e6457b3 used a
+  squared-euclidean centroid of unnormalized features here.
 - ``jaxmaml_probe``: the same with ``head="probe"`` (logistic regression on the
   L2-normalized sentence features).
 - ``jaxmaml_finetune``: ``adapt="finetune"`` with its default ``FinetuneOptions``
