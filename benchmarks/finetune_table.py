@@ -178,16 +178,11 @@ def transductive_gains(accs: dict) -> dict:
     """``{trans_method: {"vs": its inductive method, "mean", "ci95", "episodes"}}``: what
     labelling the batch together adds, paired per episode (the protocol pairs a method
     with the original encoder instead)."""
-    from jaxmaml.run.protocol import mean_ci95
+    from jaxmaml.run.protocol import paired_difference
 
-    out = {}
-    for m, a in accs.items():
-        inductive = m.removesuffix("_trans")
-        if m != inductive and inductive in accs:
-            n = min(len(a), len(accs[inductive]))  # fine-tuning runs the first episodes
-            diff = np.asarray(a[:n], np.float64) - np.asarray(accs[inductive][:n])
-            out[m] = {"vs": inductive, **mean_ci95(diff), "episodes": n}
-    return out
+    return {m: {"vs": m.removesuffix("_trans"), **paired_difference(
+        np.asarray(a), np.asarray(accs[m.removesuffix("_trans")]))}
+        for m, a in accs.items() if m.endswith("_trans") and m.removesuffix("_trans") in accs}
 
 
 def markdown(rows: list[dict], command: str) -> str:

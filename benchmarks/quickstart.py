@@ -34,7 +34,9 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def table(results: list[dict], methods=None, gain_lines=None) -> str:
     """Methods as rows, settings as columns, then paired gains: by default the meta-learned
-    init vs the best baseline and the meta-learned vs the original encoder."""
+    init vs the best baseline and the meta-learned vs the original encoder; with
+    ``gain_lines``, those gains, then the best setting vs the best of the linear probe and
+    fine-tuning the original encoder (picked on these episodes: optimistic)."""
     from jaxmaml.run.protocol import METHOD_LABELS, METHODS, best_baseline, gain_text
 
     keys = [k for k in methods or METHODS if all(k in r["results"] for r in results)]
@@ -58,6 +60,13 @@ def table(results: list[dict], methods=None, gain_lines=None) -> str:
     if gain_lines is None:
         best = {best_baseline(r["results"])[0] for r in results if best_baseline(r["results"])}
         lines.append(f"(best baseline: {', '.join(METHOD_LABELS[b] for b in sorted(best))})")
+    else:
+        settings = [r["gains"].get("best_setting") for r in results]
+        lines.append(f"{'best setting vs probe / fine-tuning':<{width}}" + "".join(
+            ("-" if b is None else f"{100 * b['mean']:+.1f} ± {100 * b['ci95']:.1f} pts")
+            .rjust(20) for b in settings))
+        names = sorted({b["method"] for b in settings if b})
+        lines.append(f"(best setting: {', '.join(names)})")
     return "\n".join(lines)
 
 
@@ -70,17 +79,6 @@ FINETUNE_GAINS = (("meta_learned_finetune", "meta-learned vs original, fine-tune
                   ("meta_learned_finetune_names_trans", "  the same, + names + transductive"))
 
 
-def best_setting_line(results: list[dict], width: int) -> str:
-    """The best non-baseline method vs the best of the linear probe and fine-tuning the
-    original encoder, paired (picked on these episodes: optimistic)."""
-    cells = []
-    for r in results:
-        b = r["gains"].get("best_setting")
-        cells.append("-" if b is None else f"{100 * b['mean']:+.1f} ± {100 * b['ci95']:.1f} pts")
-    return f"{'best setting vs probe / fine-tuning':<{width}}" + "".join(c.rjust(20)
-                                                                         for c in cells)
-
-
 def finetune_table(out: Path, heldout: str, settings, episodes: int) -> str:
     from jaxmaml.run.evaluate import evaluate_run
     from jaxmaml.run.load import run_config
@@ -88,11 +86,7 @@ def finetune_table(out: Path, heldout: str, settings, episodes: int) -> str:
     _, rows = evaluate_run(run_config(out), out, source_name=heldout, settings=settings,
                            episodes=episodes, methods=FINETUNE_METHODS,
                            options={"finetune_episodes": episodes})
-    best = {r["gains"]["best_setting"]["method"] for r in rows if "best_setting" in r["gains"]}
-    text = table(rows, FINETUNE_METHODS, FINETUNE_GAINS)
-    width = len(text.splitlines()[0]) - 20 * len(rows)
-    return (text + "\n" + best_setting_line(rows, width)
-            + f"\n(best setting: {', '.join(sorted(best))})")
+    return table(rows, FINETUNE_METHODS, FINETUNE_GAINS)
 
 
 def main() -> int:

@@ -129,16 +129,16 @@ def paired_gains(accs: dict[str, np.ndarray]) -> dict[str, dict]:
     pairs = {"meta_learned": best and best[0], **PAIRED_WITH}
     for method, vs in pairs.items():
         if vs and method in accs and vs in accs:
-            out[method] = {"vs": vs, **_paired(accs[method], accs[vs])}
+            out[method] = {"vs": vs, **paired_difference(accs[method], accs[vs])}
     ours = [(v["mean"], m) for m, v in means.items() if m not in BASELINES]
     theirs = [(means[m]["mean"], m) for m in PRACTICAL_BASELINES if m in means]
     if ours and theirs:
         method, vs = max(ours)[1], max(theirs)[1]
-        out["best_setting"] = {"method": method, "vs": vs, **_paired(accs[method], accs[vs])}
+        out["best_setting"] = {"method": method, "vs": vs, **paired_difference(accs[method], accs[vs])}
     return out
 
 
-def _paired(a: np.ndarray, b: np.ndarray) -> dict[str, float]:
+def paired_difference(a: np.ndarray, b: np.ndarray) -> dict[str, float]:
     """``{"mean", "ci95", "episodes"}`` of ``a - b`` on the episodes both have."""
     n = min(len(a), len(b))
     diff = np.asarray(a[:n], np.float64) - np.asarray(b[:n], np.float64)
