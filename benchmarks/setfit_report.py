@@ -30,7 +30,7 @@ NOTES = """Episodes: `jaxmaml eval`'s own (protocol pool and sampler, eval.seed,
 64 tokens), episode i of each setting identical for every method, re-tokenized and checked
 against the protocol's rows. setfit: setfit 1.2.0 on all-MiniLM-L6-v2, num_iterations=20,
 1 epoch, batch 16, logistic-regression head, max_seq_length 64, a fresh model per episode,
-torch on 1 thread. jaxmaml_learner: FewShotClassifier on the original encoder, default
+torch on 1 thread (2 for fortunes' episodes 7-29: times only). jaxmaml_learner: FewShotClassifier on the original encoder, default
 adaptation (ProtoNet, squared euclidean on mean-pooled features = jaxmaml eval's
 nearest_centroid); jaxmaml_probe: head="probe" (= jaxmaml eval's linear_probe);
 jaxmaml_finetune: adapt="finetune" with the default FinetuneOptions (test-time fine-tuning,
@@ -38,9 +38,9 @@ cosine head started at the prototypes); _names: + fit(label_texts=True), the cla
 (e.g. "admin") as one more example per class; _transductive: + predict(transductive=True).
 Paired:
 per-episode accuracy minus SetFit's on the same episode, mean ± 1.96 std / sqrt(n).
-Pairing check (benchmarks/results/setfit_check, `--check-protocol`): on debian's first 4
-episodes of each setting, jaxmaml eval's nearest_centroid / linear_probe means equal ours to
-float32 precision."""
+Pairing check (`--check-protocol`): jaxmaml eval's nearest_centroid / linear_probe means
+equal ours to float32 precision on debian's first 4 episodes of each setting
+(benchmarks/results/setfit_check) and on all 30 of fortunes' (the last column)."""
 
 
 def read_rows(path: Path) -> list[dict]:
