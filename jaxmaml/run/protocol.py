@@ -134,7 +134,8 @@ def paired_gains(accs: dict[str, np.ndarray]) -> dict[str, dict]:
     theirs = [(means[m]["mean"], m) for m in PRACTICAL_BASELINES if m in means]
     if ours and theirs:
         method, vs = max(ours)[1], max(theirs)[1]
-        out["best_setting"] = {"method": method, "vs": vs, **paired_difference(accs[method], accs[vs])}
+        out["best_setting"] = {"method": method, "vs": vs,
+                               **paired_difference(accs[method], accs[vs])}
     return out
 
 
