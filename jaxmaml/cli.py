@@ -118,8 +118,8 @@ def _parser() -> argparse.ArgumentParser:
                    "methods: the first of --episodes (default: 200)")
     e.add_argument("--finetune", dest="finetune", action="append", default=[],
                    metavar="KEY=VALUE", help="a test-time fine-tuning option (part, top_k, "
-                   "lora_rank, steps, lr, head_lr, scale, weight_decay), e.g. --finetune "
-                   "steps=20; repeatable")
+                   "lora_rank, steps, lr, head_lr, scale, weight_decay, pair_weight), e.g. "
+                   "--finetune steps=20; repeatable")
     e.add_argument("--query-mix", choices=("balanced", "dirichlet"), default="balanced",
                    help="query batches: balanced (--query per class, the default) or "
                    "dirichlet (way x --query queries in Dirichlet class proportions)")

@@ -3,8 +3,9 @@
 The features are mean-pooled hidden states, L2-normalized. The head is a **cosine head**:
 ``logits = scale * cos(f(x), w_c)`` with a kernel ``w`` ``[H, way]`` that starts at the
 L2-normalized class prototypes (weighted means of the support features), so zero steps is
-the cosine-centroid classifier. Fine-tuning minimizes the weighted support cross-entropy for
-``steps`` full-batch Optax AdamW steps inside ``lax.scan``; the body (a part of the encoder,
+the cosine-centroid classifier. Fine-tuning minimizes the weighted support cross-entropy (plus
+``pair_weight`` times a SetFit-style pair loss, :func:`pair_loss`) for ``steps`` full-batch
+Optax AdamW steps inside ``lax.scan``; the body (a part of the encoder,
 or LoRA factors of it) and the head have their own learning rates. Deterministic: no
 dropout, LoRA factors drawn from ``FinetuneOptions.seed``.
 
@@ -51,6 +52,26 @@ def cosine_head_init(feats: jax.Array, labels: jax.Array, weights: jax.Array, wa
     """``{"kernel": [H, way]}``: the L2-normalized weighted class means of ``feats`` ``[n, H]``
     (rows of weight 0 ignored; a class without rows gets a zero column)."""
     return {"kernel": l2_normalize(heads.prototypes(feats, labels, weights, way)).T}
+
+
+def pair_loss(feats: jax.Array, labels: jax.Array, weights: jax.Array) -> jax.Array:
+    """SetFit's contrastive objective (cosine-similarity regression) over every pair of rows:
+    ``(cos(f_i, f_j) - [y_i == y_j])**2``, averaged over the pairs of one class and over the
+    pairs of two classes, each pair weighted ``w_i * w_j``, the two means weighted half each.
+    A kind of pair that does not occur (1 shot: no pair of one class) adds 0. ``feats``
+    ``[n, H]``, ``labels`` / ``weights`` ``[n]``; rows of weight 0 take no part."""
+    z = l2_normalize(feats)
+    cos = z @ z.T
+    same = (labels[:, None] == labels[None, :]).astype(cos.dtype)
+    pair_w = (weights[:, None] * weights[None, :]).astype(cos.dtype)
+    pair_w = pair_w * (1 - jnp.eye(len(labels), dtype=cos.dtype))  # not a row with itself
+    err = (cos - same) ** 2
+
+    def mean(mask):
+        w = pair_w * mask
+        return jnp.sum(w * err) / jnp.maximum(jnp.sum(w), jnp.finfo(cos.dtype).tiny)
+
+    return 0.5 * mean(same) + 0.5 * mean(1 - same)
 
 
 # ---------------------------------------------------------------- which layers are trained
@@ -148,8 +169,12 @@ def finetune_adapt(encoder: Params, support: Examples, way: int, opts: FinetuneO
     params = {"body": body, "head": head}
 
     def loss_fn(p):
-        logits = cosine_head_logits(p["head"], feats_of(encoder_of(p["body"])), opts.scale)
-        return heads.weighted_xent(logits, support.labels, support.weights)[0]
+        feats = feats_of(encoder_of(p["body"]))
+        logits = cosine_head_logits(p["head"], feats, opts.scale)
+        loss = heads.weighted_xent(logits, support.labels, support.weights)[0]
+        if opts.pair_weight:
+            loss = loss + opts.pair_weight * pair_loss(feats, support.labels, support.weights)
+        return loss
 
     tx = _optimizer(opts)
 

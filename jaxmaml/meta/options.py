@@ -18,6 +18,7 @@ LR = 5e-5
 HEAD_LR = 1e-2
 SCALE = 10.0
 WEIGHT_DECAY = 0.0
+PAIR_WEIGHT = 0.0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -35,6 +36,10 @@ class FinetuneOptions:
       scale: the cosine logit scale (1 / temperature).
       weight_decay: AdamW decoupled weight decay of the encoder part (the cosine head is
         scale-invariant, so it is not decayed).
+      pair_weight: weight of a SetFit-style pair loss added to the cross-entropy: over all
+        pairs of support rows, the squared error between their features' cosine and 1 (same
+        class) or 0 (other classes), positive and negative pairs weighted half each
+        (:func:`jaxmaml.meta.finetune.pair_loss`); 0 = cross-entropy only.
       seed: draws the LoRA ``A`` factors (the only random numbers).
     """
 
@@ -46,6 +51,7 @@ class FinetuneOptions:
     head_lr: float = HEAD_LR
     scale: float = SCALE
     weight_decay: float = WEIGHT_DECAY
+    pair_weight: float = PAIR_WEIGHT
     seed: int = 0
 
     def __post_init__(self):
@@ -63,6 +69,9 @@ class FinetuneOptions:
             raise ValueError(f"finetune scale={self.scale} must be > 0 (1/temperature).")
         if self.weight_decay < 0:
             raise ValueError(f"finetune weight_decay={self.weight_decay} must be >= 0.")
+        if self.pair_weight < 0:
+            raise ValueError(f"finetune pair_weight={self.pair_weight} must be >= 0 "
+                             "(0 = cross-entropy only).")
 
     def adapt_filter(self, num_layers: int, outer_frozen_layers: int,
                      key: str = "finetune") -> dict:

@@ -1,5 +1,6 @@
 """Test-time fine-tuning against references: the cosine centroid at 0 steps, a plain Python
-loop of Optax updates (float64) for every part, padding rows, cached bottoms, label texts."""
+loop of Optax updates (float64) for every part and with the pair loss, the pair loss pair by
+pair, padding rows, cached bottoms, label texts."""
 
 import jax
 import jax.numpy as jnp
@@ -11,7 +12,7 @@ from jaxmaml.meta import lora
 from jaxmaml.meta.baselines import cosine_centroid_logits, sentence_features
 from jaxmaml.meta.config import MetaConfig
 from jaxmaml.meta.finetune import (FinetuneOptions, finetune_adapt, finetune_bottom,
-                                   finetune_predict)
+                                   finetune_predict, pair_loss)
 from jaxmaml.meta.priors import with_label_rows
 from jaxmaml.models.bert import BertConfig, embed, encode, init_params, run_layers
 from jaxmaml.tree import flatten, unflatten
@@ -97,10 +98,25 @@ def _reference(encoder, support, opts, model):
     protos = np.stack([(f0 * w[:, None])[y == c].sum(0) / w[y == c].sum() for c in range(WAY)])
     kernel = jnp.asarray((protos / np.linalg.norm(protos, axis=-1, keepdims=True)).T)
 
+    def pairs(f):
+        """SetFit's cosine-similarity loss, pair by pair: half the mean over pairs of one
+        class of (cos - 1)^2, half the mean over pairs of two classes of cos^2."""
+        tot = {True: 0.0, False: 0.0}
+        norm = {True: 0.0, False: 0.0}
+        for i in range(len(y)):
+            for j in range(len(y)):
+                if i != j:
+                    same = bool(y[i] == y[j])
+                    tot[same] += w[i] * w[j] * (f[i] @ f[j] - same) ** 2
+                    norm[same] += w[i] * w[j]
+        return 0.5 * tot[True] / norm[True] + 0.5 * tot[False] / norm[False]
+
     def loss(b, k):
-        logits = opts.scale * feats(enc_of(b)) @ (k / jnp.linalg.norm(k, axis=0))
+        f = feats(enc_of(b))
+        logits = opts.scale * f @ (k / jnp.linalg.norm(k, axis=0))
         nll = -jnp.take_along_axis(jax.nn.log_softmax(logits), y[:, None], 1)[:, 0]
-        return (nll * w).sum() / w.sum()
+        xent = (nll * w).sum() / w.sum()
+        return xent + opts.pair_weight * pairs(f) if opts.pair_weight else xent
 
     body_tx = optax.adamw(opts.lr, weight_decay=opts.weight_decay)
     head_tx = optax.adam(opts.head_lr)
@@ -116,11 +132,16 @@ def _reference(encoder, support, opts, model):
 
 # The default suite keeps top_k and lora (a trained body of each kind); all and head
 # (the same loop over more or fewer leaves) run under -m slow.
-@pytest.mark.parametrize("part", ["top_k", "lora", pytest.param("all", marks=pytest.mark.slow),
-                                  pytest.param("head", marks=pytest.mark.slow)])
-def test_jitted_finetune_equals_a_python_loop_of_optax_updates(encoder, part):
+# pair_weight > 0 adds the SetFit-style pair loss (top_k; lora under -m slow).
+@pytest.mark.parametrize("part,pair_weight", [
+    ("top_k", 0.0), ("lora", 0.0), ("top_k", 0.7),
+    pytest.param("lora", 0.7, marks=pytest.mark.slow),
+    pytest.param("all", 0.0, marks=pytest.mark.slow),
+    pytest.param("head", 0.0, marks=pytest.mark.slow)])
+def test_jitted_finetune_equals_a_python_loop_of_optax_updates(encoder, part, pair_weight):
     opts = FinetuneOptions(part=part, top_k=2, lora_rank=3, steps=3, lr=0.05, head_lr=0.2,
-                           scale=10.0, weight_decay=0.1 if part != "head" else 0.0, seed=4)
+                           scale=10.0, weight_decay=0.1 if part != "head" else 0.0, seed=4,
+                           pair_weight=pair_weight)
     with jax.enable_x64():
         model = MODEL.replace(dtype="float64")
         enc64 = jax.tree.map(lambda x: jnp.asarray(x, jnp.float64), encoder)
@@ -143,8 +164,30 @@ def test_jitted_finetune_equals_a_python_loop_of_optax_updates(encoder, part):
         assert not np.allclose(k0, got["head"]["kernel"], atol=1e-4)
 
 
+def test_pair_loss_pair_by_pair():
+    """Three rows of class 0, one of class 1, a padding row: (cos - same)^2 over the pairs,
+    the pairs of one class and of two classes half each; 1 shot: only the second half."""
+    rng = np.random.default_rng(0)
+    f = rng.normal(size=(5, 4))
+    y = np.array([0, 0, 1, 0, 1])
+    w = np.array([1.0, 2.0, 1.0, 0.5, 0.0])
+    z = f / np.linalg.norm(f, axis=1, keepdims=True)
+    pos = [(i, j) for i in range(5) for j in range(5) if i != j and y[i] == y[j]]
+    neg = [(i, j) for i in range(5) for j in range(5) if y[i] != y[j]]
+    mean = lambda ps, t: (sum(w[i] * w[j] * (z[i] @ z[j] - t) ** 2 for i, j in ps)  # noqa: E731
+                          / sum(w[i] * w[j] for i, j in ps))
+    with jax.enable_x64():
+        got = pair_loss(jnp.asarray(f), jnp.asarray(y), jnp.asarray(w))
+        np.testing.assert_allclose(got, 0.5 * mean(pos, 1) + 0.5 * mean(neg, 0), rtol=1e-12)
+        one = np.array([0, 1, 2, 3, 4])  # no pair of one class
+        got = pair_loss(jnp.asarray(f), jnp.asarray(one), jnp.asarray(w))
+        neg = [(i, j) for i in range(5) for j in range(5) if i != j]
+        np.testing.assert_allclose(got, 0.5 * mean(neg, 0), rtol=1e-12)
+
+
 def test_padding_rows_change_nothing(encoder):
-    opts = FinetuneOptions(part="top_k", top_k=1, steps=2, lr=0.01, head_lr=0.1)
+    opts = FinetuneOptions(part="top_k", top_k=1, steps=2, lr=0.01, head_lr=0.1,
+                           pair_weight=0.5)
     cfg = MetaConfig(model=MODEL, way=WAY)
     support = _examples(5, 6)
     junk = _examples(6, 4, weights=np.zeros(4))
