@@ -61,7 +61,8 @@ def test_zero_steps_is_the_cosine_centroid(encoder):
 # ---------------------------------------------------------------- the Optax loop reference
 def _trained_paths(flat, part, top_k):
     def top(p):
-        return p.startswith("encoder/layer/") and int(p.split("/")[2]) >= MODEL.num_hidden_layers - top_k
+        bottom = MODEL.num_hidden_layers - top_k
+        return p.startswith("encoder/layer/") and int(p.split("/")[2]) >= bottom
     if part == "head":
         return []
     if part == "all":
