@@ -67,13 +67,9 @@ def grid_options(grid: list[str]) -> list[dict]:
 
 
 def _opts(changes: dict):
-    import dataclasses
-
     from jaxmaml.meta.finetune import FinetuneOptions
 
-    types = {f.name: {"str": str, "int": int, "float": float}[str(f.type)]
-             for f in dataclasses.fields(FinetuneOptions)}
-    return FinetuneOptions(**{k: types[k](v) for k, v in changes.items()})
+    return FinetuneOptions().replace_from_strings([f"{k}={v}" for k, v in changes.items()])
 
 
 def _load(setup: dict, checkpoint: str, max_per_class: int | None = None):

@@ -24,7 +24,8 @@ Methods on each episode (fit on the ``way*shot`` support texts, predict the
 - ``jaxmaml_probe``: the same with ``head="probe"`` (logistic regression on the
   L2-normalized sentence features).
 - ``jaxmaml_finetune``: ``adapt="finetune"`` with its default ``FinetuneOptions``
-  (test-time fine-tuning of the top layers with a cosine head started at the prototypes);
+  changed by ``--finetune KEY=VALUE`` (recorded in ``OUT_DIR/finetune_options.json``; a
+  directory measured with other options is refused) (test-time fine-tuning of the top layers with a cosine head started at the prototypes);
   ``jaxmaml_finetune_names``: the same with ``fit(..., label_texts=True)`` (the class
   names, e.g. ``admin``, as one more example per class); ``jaxmaml_finetune_transductive``:
   with ``predict(..., transductive=True)`` (over the episode's query texts);
@@ -219,9 +220,10 @@ def setfit_method(seq_len: int) -> Callable:
     return run
 
 
-def jaxmaml_method(name: str, seq_len: int) -> Callable:
+def jaxmaml_method(name: str, seq_len: int, finetune=None) -> Callable:
     """``run(episode, seed)`` with ``FewShotClassifier`` on the original all-MiniLM-L6-v2,
-    set up as :data:`JAXMAML` ``[name]`` says (``label_texts=True``: the class names)."""
+    set up as :data:`JAXMAML` ``[name]`` says (``label_texts=True``: the class names);
+    ``finetune``: the ``FinetuneOptions`` of ``adapt="finetune"`` (default: its defaults)."""
     import warnings
 
     import jax
@@ -232,7 +234,8 @@ def jaxmaml_method(name: str, seq_len: int) -> Callable:
     init_kw, fit_kw, predict_kw = JAXMAML[name]
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # "not a jaxmaml export": the original encoder, meant
-        clf = FewShotClassifier.from_pretrained(minilm_dir(), seq_len=seq_len, **init_kw)
+        clf = FewShotClassifier.from_pretrained(minilm_dir(), seq_len=seq_len,
+                                                finetune=finetune, **init_kw)
 
     def run(ep: TextEpisode, seed: int):
         labels = [ep.class_names[y] for y in ep.support_labels]
@@ -247,9 +250,26 @@ def jaxmaml_method(name: str, seq_len: int) -> Callable:
     return run
 
 
-def make_methods(names: Sequence[str], seq_len: int) -> dict[str, Callable]:
-    return {m: setfit_method(seq_len) if m == "setfit" else jaxmaml_method(m, seq_len)
+def make_methods(names: Sequence[str], seq_len: int, finetune=None) -> dict[str, Callable]:
+    return {m: setfit_method(seq_len) if m == "setfit" else jaxmaml_method(m, seq_len, finetune)
             for m in names}
+
+
+OPTIONS_FILE = "finetune_options.json"
+
+
+def record_options(out: Path, changes: dict) -> None:
+    """Write ``out/finetune_options.json`` (the ``--finetune`` changes to the defaults) or
+    check it: raise ``ValueError`` when ``out`` holds fine-tuning rows measured with other
+    options (rows of other methods, e.g. SetFit's, do not depend on them)."""
+    path = out / OPTIONS_FILE
+    tuned = any(json.loads(line)["method"].startswith("jaxmaml_finetune")
+                for f in out.glob("*.jsonl") for line in f.read_text().splitlines())
+    before = json.loads(path.read_text()) if path.exists() else ({} if tuned else None)
+    if before is not None and before != changes:
+        raise ValueError(f"{out} holds episodes fine-tuned with --finetune {before or 'defaults'}"
+                         f", not {changes or 'defaults'}; pass another --out.")
+    path.write_text(json.dumps(changes, sort_keys=True) + "\n")
 
 
 def done_keys(path: Path) -> set[tuple[int, str]]:
@@ -326,6 +346,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
                         "our methods' twins on the same episodes")
     p.add_argument("--torch-threads", type=int, default=1,
                    help="torch intra-op threads for SetFit (1: least waiting on a busy CPU)")
+    p.add_argument("--finetune", action="append", default=[], metavar="KEY=VALUE",
+                   help="a FinetuneOptions change for the jaxmaml_finetune* methods "
+                        "(repeatable), e.g. --finetune steps=30")
     return p.parse_args(argv)
 
 
@@ -337,7 +360,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     from jaxmaml.run.config_load import minilm_dir
     from setfit_report import summarize
 
+    from jaxmaml.meta.finetune import FinetuneOptions
+
+    out = Path(args.out)
     try:
+        finetune = FinetuneOptions().replace_from_strings(args.finetune)
+        changes = {k: v for k, v in dataclasses.asdict(finetune).items()
+                   if v != getattr(FinetuneOptions(), k)}
+        if out.is_dir():
+            record_options(out, changes)
         src = load_source(args.config, args.source, args.data, args.seq_len)
     except (ValueError, OSError) as e:  # ConfigError is a ValueError
         print(f"setfit_episodes: {e}", file=sys.stderr)
@@ -346,9 +377,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         import torch
 
         torch.set_num_threads(args.torch_threads)
-    methods = make_methods(args.methods, args.seq_len)
-    out = Path(args.out)
+    methods = make_methods(args.methods, args.seq_len, finetune)
     out.mkdir(parents=True, exist_ok=True)
+    record_options(out, changes)
     if args.check_protocol:
         means = protocol_means(args.config, src, args.way, args.shots, args.query,
                                args.episodes)

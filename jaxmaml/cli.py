@@ -159,24 +159,8 @@ def _method_arg(value: str) -> str:
 def _finetune_options(pairs: list[str], base):
     """``base`` (the run's ``meta.finetune``) changed by ``--finetune KEY=VALUE`` flags
     (the same as ``--set meta.finetune.KEY=VALUE``)."""
-    import dataclasses
-
-    from jaxmaml.meta.finetune import FinetuneOptions
-
-    fields = {f.name: f.type for f in dataclasses.fields(FinetuneOptions)}
-    changes = {}
-    for pair in pairs:
-        key, sep, value = pair.partition("=")
-        if not sep or key not in fields:
-            raise ConfigError(f"--finetune {pair!r}: use KEY=VALUE with KEY one of "
-                              f"{', '.join(fields)}.")
-        cast = {"str": str, "int": int, "float": float}[str(fields[key])]
-        try:
-            changes[key] = cast(value)
-        except ValueError:
-            raise ConfigError(f"--finetune {pair!r}: {key} takes a {cast.__name__}.") from None
     try:
-        return base.replace(**changes)
+        return base.replace_from_strings(pairs)
     except ValueError as e:
         raise ConfigError(str(e)) from e
 

@@ -5,7 +5,7 @@ overridden as ``--set meta.finetune.steps=10``."""
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
 PARTS = ("top_k", "lora", "all", "head")
 # Defaults, one constant each. Chosen on validation domains (held-out Debian sections and
@@ -95,6 +95,24 @@ class FinetuneOptions:
 
     def replace(self, **changes) -> "FinetuneOptions":
         return dataclasses.replace(self, **changes)
+
+    def replace_from_strings(self, pairs: Sequence[str]) -> "FinetuneOptions":
+        """These options changed by ``KEY=VALUE`` strings (command-line flags), each value
+        cast to its field's type. Raises ``ValueError`` naming the bad pair."""
+        fields = {f.name: {"str": str, "int": int, "float": float}[str(f.type)]
+                  for f in dataclasses.fields(self)}
+        changes = {}
+        for pair in pairs:
+            key, sep, value = pair.partition("=")
+            if not sep or key not in fields:
+                raise ValueError(f"--finetune {pair!r}: use KEY=VALUE with KEY one of "
+                                 f"{', '.join(fields)}.")
+            try:
+                changes[key] = fields[key](value)
+            except ValueError:
+                raise ValueError(f"--finetune {pair!r}: {key} takes a "
+                                 f"{fields[key].__name__}.") from None
+        return self.replace(**changes)
 
 
 DISTANCES = ("sqeuclidean", "cosine")

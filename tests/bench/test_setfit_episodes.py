@@ -132,3 +132,25 @@ def test_summary_pairs_each_method_with_setfit_on_shared_episodes(tmp_path):
     assert s["methods"]["setfit"]["mean"] == pytest.approx(acc["setfit"].mean())
     assert s["methods"]["setfit"]["fit_s"] == 3.5 and "vs_setfit" not in s["methods"]["setfit"]
     assert "| x | 5-way 1-shot | setfit | 6 |" in report.table([s])
+
+
+def test_other_finetune_options_than_an_out_dir_holds_are_refused(se, tmp_path, capsys):
+    """SetFit rows may be shared; fine-tuning rows of other options may not."""
+    row = {"episode": 0, "method": "setfit", "accuracy": 0.5}
+    (tmp_path / "x_5w5s.jsonl").write_text(json.dumps(row) + "\n")
+    se.record_options(tmp_path, {"steps": 30})  # only SetFit rows so far: recorded
+    assert json.loads((tmp_path / se.OPTIONS_FILE).read_text()) == {"steps": 30}
+    se.record_options(tmp_path, {"steps": 30})  # the same again: fine
+    (tmp_path / se.OPTIONS_FILE).unlink()
+    row = {**row, "method": "jaxmaml_finetune"}  # rows of the defaults, unrecorded
+    with (tmp_path / "x_5w5s.jsonl").open("a") as f:
+        f.write(json.dumps(row) + "\n")
+    with pytest.raises(ValueError, match="fine-tuned with --finetune defaults, not"):
+        se.record_options(tmp_path, {"steps": 30})
+    assert se.main(["--data", "debian", "--methods", "jaxmaml_finetune", "--out",
+                    str(tmp_path), "--finetune", "steps=30"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "pass another --out" in err and "\n" not in err
+    assert se.main(["--data", "debian", "--methods", "jaxmaml_finetune", "--out",
+                    str(tmp_path), "--finetune", "stepz=30"]) == 2
+    assert "KEY one of" in capsys.readouterr().err
