@@ -23,9 +23,10 @@ Methods on each episode (fit on the ``way*shot`` support texts, predict the
   squared-euclidean centroid of unnormalized features here.
 - ``jaxmaml_probe``: the same with ``head="probe"`` (logistic regression on the
   L2-normalized sentence features).
-- ``jaxmaml_finetune``: ``adapt="finetune"`` with its default ``FinetuneOptions``
+- ``jaxmaml_finetune``: ``adapt="finetune"`` (test-time fine-tuning of the top layers
+  with a cosine head started at the prototypes) with the default ``FinetuneOptions``
   changed by ``--finetune KEY=VALUE`` (recorded in ``OUT_DIR/finetune_options.json``; a
-  directory measured with other options is refused) (test-time fine-tuning of the top layers with a cosine head started at the prototypes);
+  directory of rows fine-tuned with other options is refused);
   ``jaxmaml_finetune_names``: the same with ``fit(..., label_texts=True)`` (the class
   names, e.g. ``admin``, as one more example per class); ``jaxmaml_finetune_transductive``:
   with ``predict(..., transductive=True)`` (over the episode's query texts);
