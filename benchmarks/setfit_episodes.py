@@ -259,9 +259,9 @@ def make_methods(names: Sequence[str], seq_len: int, finetune=None) -> dict[str,
 OPTIONS_FILE = "finetune_options.json"
 
 
-def record_options(out: Path, changes: dict) -> None:
-    """Write ``out/finetune_options.json`` (the ``--finetune`` changes to the defaults) or
-    check it: raise ``ValueError`` when ``out`` holds fine-tuning rows measured with other
+def record_options(out: Path, changes: dict, write: bool = True) -> None:
+    """Check ``out/finetune_options.json`` (the ``--finetune`` changes to the defaults) and
+    (``write``) write it: raise ``ValueError`` when ``out`` holds fine-tuning rows measured with other
     options (rows of other methods, e.g. SetFit's, do not depend on them)."""
     path = out / OPTIONS_FILE
     tuned = any(json.loads(line)["method"].startswith("jaxmaml_finetune")
@@ -270,7 +270,8 @@ def record_options(out: Path, changes: dict) -> None:
     if before is not None and before != changes:
         raise ValueError(f"{out} holds episodes fine-tuned with --finetune {before or 'defaults'}"
                          f", not {changes or 'defaults'}; pass another --out.")
-    path.write_text(json.dumps(changes, sort_keys=True) + "\n")
+    if write:
+        path.write_text(json.dumps(changes, sort_keys=True) + "\n")
 
 
 def done_keys(path: Path) -> set[tuple[int, str]]:
@@ -368,8 +369,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         finetune = FinetuneOptions().replace_from_strings(args.finetune)
         changes = {k: v for k, v in dataclasses.asdict(finetune).items()
                    if v != getattr(FinetuneOptions(), k)}
-        if out.is_dir():
-            record_options(out, changes)
+        if out.is_dir():  # refused before anything is loaded; written once measuring starts
+            record_options(out, changes, write=False)
         src = load_source(args.config, args.source, args.data, args.seq_len)
     except (ValueError, OSError) as e:  # ConfigError is a ValueError
         print(f"setfit_episodes: {e}", file=sys.stderr)

@@ -151,6 +151,7 @@ def test_other_finetune_options_than_an_out_dir_holds_are_refused(se, tmp_path, 
                     str(tmp_path), "--finetune", "steps=30"]) == 2
     err = capsys.readouterr().err.strip()
     assert "pass another --out" in err and "\n" not in err
+    assert not (tmp_path / se.OPTIONS_FILE).exists()  # a refused run writes nothing
     assert se.main(["--data", "debian", "--methods", "jaxmaml_finetune", "--out",
                     str(tmp_path), "--finetune", "stepz=30"]) == 2
     assert "KEY one of" in capsys.readouterr().err
