@@ -83,11 +83,14 @@ def main(argv=None) -> int:
     p.add_argument("--temperature", type=float, default=0.1)
     p.add_argument("--iters", type=int, default=5)
     p.add_argument("--self-train", type=float, default=0.0, metavar="W")
+    p.add_argument("--finetune", action="append", default=[], metavar="KEY=VALUE",
+                   help="a FinetuneOptions change (repeatable)")
     args = p.parse_args(argv)
 
     import finetune_table as ft
 
     from jaxmaml.meta import priors, transductive
+    from jaxmaml.meta.finetune import FinetuneOptions
     from jaxmaml.run import finetune_eval
 
     kw = {"iters": args.iters, "temperature": args.temperature}
@@ -106,11 +109,13 @@ def main(argv=None) -> int:
     t0 = time.perf_counter()
     res, per = ft._with_per_episode(lambda: ft._evaluate(
         setup, loaded, [(5, s, 15) for s in args.shot], args.episodes, tuple(args.methods),
-        {"finetune_opts": ft._opts({}), "finetune_episodes": args.episodes}, args.seq_len))
+        {"finetune_opts": FinetuneOptions().replace_from_strings(args.finetune),
+         "finetune_episodes": args.episodes}, args.seq_len))
     for r, accs in zip(res, per):
         print(json.dumps({"setup": setup["name"], "name_weight": args.name_weight,
                           "temperature": args.temperature, "iters": args.iters,
-                          "self_train": args.self_train, "shot": r["shot"],
+                          "self_train": args.self_train, "finetune": args.finetune,
+                          "shot": r["shot"],
                           "seconds": round(time.perf_counter() - t0, 1),
                           "means": {m: round(v["mean"], 4) for m, v in r["results"].items()},
                           "per_episode": accs}), flush=True)
