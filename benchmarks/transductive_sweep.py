@@ -39,14 +39,12 @@ def self_training_fn(cfg, opts, way, need, weight: float):
     import jax
     import jax.numpy as jnp
 
-    from jaxmaml.meta import finetune, priors, transductive
+    from jaxmaml.meta import finetune, transductive
+    from jaxmaml.run import finetune_eval
     from jaxmaml.types import Examples
 
     def one(encoder, support, query, s_bottom, q_bottom, label_rows, l_bottom):
-        if label_rows is not None:
-            support = priors.with_label_rows(support, label_rows)
-            if s_bottom is not None:
-                s_bottom = jnp.concatenate([s_bottom, l_bottom])
+        support, s_bottom = finetune_eval.with_names(support, s_bottom, label_rows, l_bottom)
         first = finetune.finetune_adapt(encoder, support, way, opts, cfg, s_bottom)
         s = finetune.finetune_features(first, support, opts, cfg, s_bottom)
         q = finetune.finetune_features(first, query, opts, cfg, q_bottom)
@@ -59,14 +57,8 @@ def self_training_fn(cfg, opts, way, need, weight: float):
             (support.weights, weight * jnp.max(z, -1) * query.weights))))
         r_bottom = None if s_bottom is None else jnp.concatenate([s_bottom, q_bottom])
         params = finetune.finetune_adapt(encoder, rows, way, opts, cfg, r_bottom)
-        acc = lambda logits: (jnp.argmax(logits, -1) == query.labels).mean()  # noqa: E731
-        out = {}
-        if "plain" in need:
-            out["plain"] = acc(finetune.finetune_predict(params, query, opts, cfg, q_bottom))
-        if "trans" in need:
-            out["trans"] = acc(transductive.finetune_transductive_predict(
-                params, support, query, opts, cfg, support_bottom=s_bottom, bottom=q_bottom))
-        return out
+        return finetune_eval.task_scores(params, support, query, opts, cfg, need, s_bottom,
+                                         q_bottom)
 
     return jax.jit(jax.vmap(one, in_axes=(None, 0, 0, 0, 0, 0, 0)))
 

@@ -209,6 +209,29 @@ def _finetune_scores(prep: Prepared, which: str, with_names: bool, index, way_la
     return fn(prep.encoders[which], support, query, s_bottom, q_bottom, label_rows, l_bottom)
 
 
+def with_names(support: Examples, s_bottom, label_rows: Examples | None, l_bottom):
+    """``(support, its bottom)`` followed by the label-text rows (when given)."""
+    if label_rows is None:
+        return support, s_bottom
+    support = priors.with_label_rows(support, label_rows)
+    return support, None if s_bottom is None else jnp.concatenate([s_bottom, l_bottom])
+
+
+def task_scores(params, support: Examples, query: Examples, opts: FinetuneOptions,
+                cfg: MetaConfig, need: tuple[str, ...], s_bottom=None, q_bottom=None) -> dict:
+    """``{"plain", "trans"}`` (those in ``need``): one task's query accuracy under the
+    fine-tuned ``params``, inductive and after soft k-means over the queries (``support``:
+    the rows fine-tuning saw, names included)."""
+    acc = lambda logits: (jnp.argmax(logits, -1) == query.labels).mean()  # noqa: E731
+    out = {}
+    if "plain" in need:
+        out["plain"] = acc(finetune.finetune_predict(params, query, opts, cfg, q_bottom))
+    if "trans" in need:
+        out["trans"] = acc(transductive.finetune_transductive_predict(
+            params, support, query, opts, cfg, support_bottom=s_bottom, bottom=q_bottom))
+    return out
+
+
 @functools.lru_cache(maxsize=32)
 def _finetune_fn(cfg: MetaConfig, opts: FinetuneOptions, way: int, need: tuple[str, ...]):
     """``(encoder, support, query, bottoms, label rows) -> {"plain", "trans"}`` per-task
@@ -216,18 +239,8 @@ def _finetune_fn(cfg: MetaConfig, opts: FinetuneOptions, way: int, need: tuple[s
     and/or transductively; jitted once per (config, options, way, need) and batch shape."""
 
     def one(encoder, support, query, s_bottom, q_bottom, label_rows, l_bottom):
-        if label_rows is not None:
-            support = priors.with_label_rows(support, label_rows)
-            if s_bottom is not None:
-                s_bottom = jnp.concatenate([s_bottom, l_bottom])
+        support, s_bottom = with_names(support, s_bottom, label_rows, l_bottom)
         params = finetune.finetune_adapt(encoder, support, way, opts, cfg, s_bottom)
-        acc = lambda logits: (jnp.argmax(logits, -1) == query.labels).mean()  # noqa: E731
-        out = {}
-        if "plain" in need:
-            out["plain"] = acc(finetune.finetune_predict(params, query, opts, cfg, q_bottom))
-        if "trans" in need:
-            out["trans"] = acc(transductive.finetune_transductive_predict(
-                params, support, query, opts, cfg, support_bottom=s_bottom, bottom=q_bottom))
-        return out
+        return task_scores(params, support, query, opts, cfg, need, s_bottom, q_bottom)
 
     return jax.jit(jax.vmap(one, in_axes=(None, 0, 0, 0, 0, 0, 0)))
