@@ -60,6 +60,7 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "benchmarks")]  # this jaxmaml; setfit_report beside
+from setfit_report import OPTIONS_FILE  # noqa: E402 -- the options each --out was measured with
 BATCH_TASKS = 20  # protocol.evaluate's default: episode i is task i % 20 of step i // 20
 # our methods: FewShotClassifier keyword arguments, and fit's / predict's extra options
 JAXMAML = {
@@ -256,13 +257,10 @@ def make_methods(names: Sequence[str], seq_len: int, finetune=None) -> dict[str,
             for m in names}
 
 
-OPTIONS_FILE = "finetune_options.json"
-
-
 def record_options(out: Path, changes: dict, write: bool = True) -> None:
     """Check ``out/finetune_options.json`` (the ``--finetune`` changes to the defaults) and
-    (``write``) write it: raise ``ValueError`` when ``out`` holds fine-tuning rows measured with other
-    options (rows of other methods, e.g. SetFit's, do not depend on them)."""
+    (``write``) write it: raise ``ValueError`` when ``out`` holds fine-tuning rows measured
+    with other options (rows of other methods, e.g. SetFit's, do not depend on them)."""
     path = out / OPTIONS_FILE
     tuned = any(json.loads(line)["method"].startswith("jaxmaml_finetune")
                 for f in out.glob("*.jsonl") for line in f.read_text().splitlines())
@@ -366,9 +364,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     out = Path(args.out)
     try:
-        finetune = FinetuneOptions().replace_from_strings(args.finetune)
+        default = FinetuneOptions()
+        finetune = default.replace_from_strings(args.finetune)
         changes = {k: v for k, v in dataclasses.asdict(finetune).items()
-                   if v != getattr(FinetuneOptions(), k)}
+                   if v != getattr(default, k)}
         if out.is_dir():  # refused before anything is loaded; written once measuring starts
             record_options(out, changes, write=False)
         src = load_source(args.config, args.source, args.data, args.seq_len)

@@ -26,13 +26,15 @@ sys.path.insert(0, str(ROOT))
 from jaxmaml.run.protocol import mean_ci95  # noqa: E402
 
 REFERENCE = "setfit"
+OPTIONS_FILE = "finetune_options.json"  # in a setfit_episodes --out: its --finetune changes
 NOTES = """Episodes: `jaxmaml eval`'s own (protocol pool and sampler, eval.seed, eval.max_per_class,
 64 tokens), episode i of each setting identical for every method, re-tokenized and checked
 against the protocol's rows. setfit: setfit 1.2.0 on all-MiniLM-L6-v2, num_iterations=20,
 1 epoch, batch 16, logistic-regression head, max_seq_length 64, a fresh model per episode,
 torch on 1 thread (2 for fortunes' episodes 7-29: times only). jaxmaml_learner:
 FewShotClassifier on the original encoder, default adaptation (ProtoNet, squared euclidean
-on mean-pooled features = jaxmaml eval's nearest_centroid); jaxmaml_probe: head="probe" (= jaxmaml eval's linear_probe);
+on mean-pooled features = jaxmaml eval's nearest_centroid); jaxmaml_probe: head="probe"
+(= jaxmaml eval's linear_probe);
 jaxmaml_finetune: adapt="finetune" with the default FinetuneOptions (test-time fine-tuning,
 cosine head started at the prototypes); _names: + fit(label_texts=True), the class names
 (e.g. "admin") as one more example per class; _transductive: + predict(transductive=True).
@@ -122,8 +124,10 @@ def cpu_name() -> str:
     return platform.processor() or platform.machine()
 
 
-def write_markdown(summaries: Sequence[dict], path: Path, command: str) -> None:
-    """``path``: the table with the command, the date (UTC) and the CPU."""
+def write_markdown(summaries: Sequence[dict], path: Path, command: str,
+                   finetune: dict | None = None) -> None:
+    """``path``: the table with the command, the date (UTC) and the CPU; ``finetune``: the
+    fine-tuning options the rows were measured with, where not the defaults."""
     import os
 
     date = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
@@ -131,7 +135,9 @@ def write_markdown(summaries: Sequence[dict], path: Path, command: str) -> None:
         "# SetFit vs jaxmaml on the same episodes", "",
         f"Measured {date} on {cpu_name()} ({os.cpu_count()} cores, shared with other jobs: "
         "times are upper bounds), by", "", "```", command, "```", "",
-        table(summaries), "", NOTES, ""])
+        table(summaries), "", NOTES, ""]
+        + ([f"Fine-tuning options changed from the defaults (every jaxmaml_finetune* row): "
+            f"{json.dumps(finetune, sort_keys=True)}.", ""] if finetune else []))
     Path(path).write_text(text)
 
 
@@ -144,7 +150,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     summaries = [summarize(f) for f in sorted(Path(args.dir).glob("*.jsonl"))]
     print(json.dumps(summaries, indent=1))
     if args.md:
-        write_markdown(summaries, Path(args.md), args.command)
+        options = Path(args.dir) / OPTIONS_FILE
+        finetune = json.loads(options.read_text()) if options.exists() else None
+        write_markdown(summaries, Path(args.md), args.command, finetune)
     return 0
 
 
