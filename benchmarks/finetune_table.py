@@ -11,7 +11,7 @@
     # the final table: every method, balanced / Dirichlet / small query batches
     python benchmarks/finetune_table.py table --setup A=runs/R9A:debian \\
         --setup B=runs/R9B:wordnet_domains --episodes 600 --finetune-episodes 200 \\
-        [--finetune steps=10 ...] --out benchmarks/results/finetune
+        [--finetune steps=10 ...] [--methods M ...] --out benchmarks/results/finetune
 
 ``--setup NAME=TARGET:SOURCE``: a run directory (or, for ``sweep``, a config: the original
 encoder needs no run) and the source whose meta-test classes are evaluated (a held-out
@@ -157,6 +157,8 @@ def table(args) -> list[dict]:
             if batch not in args.batches:
                 continue
             methods = METHODS if batch == "balanced" else TRANS_METHODS
+            if args.methods:  # a subset (e.g. the frozen ones: no fine-tuning to wait for)
+                methods = [m for m in methods if m in args.methods]
             t0 = time.perf_counter()
             res, per_episode = _with_per_episode(lambda: _evaluate(
                 setup, loaded, [(args.way, s, query) for s in args.shot], args.episodes,
@@ -228,6 +230,7 @@ def main(argv: list[str] | None = None) -> int:
                    help="sweep: one point KEY=V,KEY=V (repeatable; replaces --grid)")
     p.add_argument("--finetune", nargs="*", default=[], help="KEY=VALUE fine-tuning options")
     p.add_argument("--checkpoint", default="best")
+    p.add_argument("--methods", nargs="+", help="table: only these methods (default: all)")
     p.add_argument("--seq-len", type=int)
     p.add_argument("--way", type=int, default=5)
     p.add_argument("--shot", type=int, nargs="+", default=[1, 5])
@@ -240,6 +243,11 @@ def main(argv: list[str] | None = None) -> int:
                    "(default: the run's eval.max_per_class)")
     p.add_argument("--out", required=True)
     args = p.parse_args(argv)
+    if args.methods:
+        from jaxmaml.run.protocol import METHODS
+
+        if unknown := sorted(set(args.methods) - set(METHODS)):
+            p.error(f"--methods: unknown {', '.join(unknown)} (jaxmaml eval --help lists them)")
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     rows = sweep(args) if args.mode == "sweep" else table(args)
     command = "python benchmarks/finetune_table.py " + " ".join(

@@ -1,4 +1,5 @@
-"""Shared tiny cases of the learner tests (test_learners.py, test_metric_learners.py).
+"""Shared tiny cases of the learner tests (test_learners.py, test_metric_learners.py) and
+the numpy soft k-means reference (test_transductive.py too).
 
 Module-level jitted ``meta_grads`` / ``meta_loss`` (static config) so both test modules
 reuse the same compiled programs.
@@ -55,3 +56,26 @@ def _close(a, b, atol):
 def _cls(encoder, ex):
     """Independent reference features: the [CLS] hidden state of a full BERT forward."""
     return encode(encoder, MODEL, ex.input_ids, ex.attention_mask)[:, 0, :]
+
+
+def unit(x):
+    return x / np.linalg.norm(x, axis=-1, keepdims=True)
+
+
+def np_soft_kmeans(init, s, sl, sw, q, qw, iters, temperature):
+    """Soft k-means of cosine prototypes (jaxmaml.meta.transductive.soft_kmeans) as plain
+    loops over classes and queries (float64)."""
+    s, q, p = unit(s), unit(q), unit(init)
+    way = len(init)
+    for _ in range(iters):
+        new = []
+        for c in range(way):
+            num = sum(sw[i] * s[i] for i in range(len(s)) if sl[i] == c)
+            den = sum(sw[i] for i in range(len(s)) if sl[i] == c)
+            for j in range(len(q)):
+                e = np.exp(q[j] @ p.T / temperature)
+                z = e[c] / e.sum()
+                num, den = num + qw[j] * z * q[j], den + qw[j] * z
+            new.append(num / den)
+        p = unit(np.stack(new))
+    return p

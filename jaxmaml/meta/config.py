@@ -203,9 +203,10 @@ class MetaConfig(metaclass=_Implying):
         check("head_init", self.head_init, HEAD_INIT_CHOICES)
         if self.task_chunk < 0:
             raise ValueError(f"meta.task_chunk={self.task_chunk} must be >= 0.")
-        if self.protonet.normalize_features and self.algorithm != "protonet":
-            raise ValueError(f"meta.protonet.normalize_features applies to meta.algorithm="
-                             f"'protonet', not {self.algorithm!r}; remove it.")
+        for key in ("normalize_features", "transductive_iters"):
+            if getattr(self.protonet, key) and self.algorithm != "protonet":
+                raise ValueError(f"meta.protonet.{key} applies to meta.algorithm="
+                                 f"'protonet', not {self.algorithm!r}; remove it.")
         if self.cosine_scale <= 0:
             raise ValueError(f"meta.cosine_scale={self.cosine_scale} must be > 0.")
         if self.way < 2:

@@ -128,15 +128,27 @@ class ProtoNetOptions:
       normalize_features: L2-normalize each pooled feature before it forms the class means
         (sentence-transformers' cosine centroid: with ``distance='cosine'`` the meta-learned
         classifier is then exactly ``meta_learned_centroid``); False: means of raw features.
+      transductive_iters: meta-train for transductive prediction: each episode's prototypes
+        are refined by this many soft k-means iterations over its queries
+        (:func:`jaxmaml.meta.transductive.soft_kmeans`, the refinement of
+        ``predict(..., transductive=True)``) before the query loss; 0 (default): off. Needs
+        ``distance='cosine'``. The learner's own prediction stays inductive.
     """
 
     distance: str = "sqeuclidean"
     normalize_features: bool = False
+    transductive_iters: int = 0
 
     def __post_init__(self):
         if self.distance not in DISTANCES:
             raise ValueError(f"meta.protonet.distance={self.distance!r} is not one of "
                              f"{', '.join(DISTANCES)}.")
+        if self.transductive_iters < 0:
+            raise ValueError(f"meta.protonet.transductive_iters={self.transductive_iters} "
+                             "must be >= 0 (0 = off).")
+        if self.transductive_iters and self.distance != "cosine":
+            raise ValueError("meta.protonet.transductive_iters refines cosine prototypes; "
+                             "set meta.protonet.distance: cosine.")
 
 
 @dataclasses.dataclass(frozen=True)

@@ -48,6 +48,9 @@ def test_new_config_fields_are_validated():
     bad_groups = [(lambda: MamlppOptions(msl_steps=-1), "meta.mamlpp.msl_steps=-1"),
                   (lambda: MamlppOptions(first_order_steps=-2), "first_order_steps=-2"),
                   (lambda: ProtoNetOptions("l1"), "meta.protonet.distance='l1'"),
+                  (lambda: ProtoNetOptions("cosine", transductive_iters=-1),
+                   "meta.protonet.transductive_iters=-1"),
+                  (lambda: ProtoNetOptions(transductive_iters=3), "set meta.protonet.distance"),
                   (lambda: MatchingOptions(fce_steps=0), "meta.matching.fce_steps=0"),
                   (lambda: RelationOptions(0), "meta.relation.hidden=0")]
     for build, match in bad_groups:
@@ -55,7 +58,9 @@ def test_new_config_fields_are_validated():
             build()
     for bad, match in [(dict(cosine_scale=0.0), "cosine_scale"),
                        (dict(protonet=ProtoNetOptions(normalize_features=True)),
-                        "normalize_features applies to")]:
+                        "normalize_features applies to"),
+                       (dict(protonet=ProtoNetOptions("cosine", transductive_iters=2)),
+                        "transductive_iters applies to")]:
         with pytest.raises(ValueError, match=match):
             MetaConfig(model=MODEL, **bad)
     with pytest.raises(ValueError, match="inner_lr=0.0 must be > 0"):

@@ -9,11 +9,12 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 from learner_cases import (CFG, KEY, _close, _cls, _encoder, _episodes, _norm, _task,
-                           meta_grads)
+                           meta_grads, np_soft_kmeans, unit)
 
 from jaxmaml.meta import encoding, heads, metric
 from jaxmaml.meta.options import MatchingOptions, ProtoNetOptions, RelationOptions
 from jaxmaml.meta.registry import LEARNERS, adapt_task
+from jaxmaml.models.bert import encode
 from jaxmaml.meta.outer import init_meta_params
 from jaxmaml.types import Episodes, Examples
 
@@ -82,6 +83,58 @@ def test_protomaml_head_at_step_zero_reproduces_protonet():
     np.testing.assert_allclose(l1, l2, rtol=1e-5)
     np.testing.assert_allclose(m1["accuracy"], m2["accuracy"])
 
+
+
+def test_protonet_meta_trained_transductively_refines_prototypes_over_the_queries():
+    """``protonet.transductive_iters``: the loss is the cross-entropy of the queries against
+    the class means refined by soft k-means over the queries (numpy reference, float64);
+    padding queries change nothing; its meta-gradient matches finite differences."""
+    encoder, ep = _encoder(), _pad_support(_task(_episodes(), 0))
+    cfg = CFG.replace(algorithm="protonet", cosine_scale=2.0, pooling="mean",
+                      protonet=ProtoNetOptions("cosine", transductive_iters=2))
+    loss, _ = _task_loss("protonet", {"encoder": encoder}, ep, cfg)
+
+    def mean_pooled(ex):  # (the tiny model's [CLS] vectors are nearly parallel)
+        h = np.asarray(jax.jit(encode, static_argnums=1)(
+            encoder, CFG.model, ex.input_ids, ex.attention_mask), np.float64)
+        m = np.asarray(ex.attention_mask, np.float64)[..., None]
+        return (h * m).sum(1) / m.sum(1)
+
+    s, q = mean_pooled(ep.support), mean_pooled(ep.query)
+    labels, weights = np.asarray(ep.support.labels), np.asarray(ep.support.weights)
+    c = np.stack([s[:-1][labels[:-1] == k].mean(0) for k in range(3)])
+    protos = np_soft_kmeans(c, s, labels, weights, q, np.ones(len(q)), 2, 0.1)
+    logits = 2.0 * unit(q) @ protos.T
+    ref = -np.mean(jax.nn.log_softmax(logits)[np.arange(len(q)), np.asarray(ep.query.labels)])
+    np.testing.assert_allclose(loss, ref, rtol=1e-5)
+    inductive, _ = _task_loss("protonet", {"encoder": encoder}, ep,
+                              cfg.replace(protonet=ProtoNetOptions("cosine")))
+    assert abs(float(loss) - float(inductive)) > 1e-3  # the refinement changed the loss
+    # A padding query (weight 0) takes no part in the refinement nor the loss.
+    qx = ep.query
+    row = lambda x, v: jnp.concatenate([x, jnp.full((1,) + x.shape[1:], v, x.dtype)])  # noqa
+    padded = ep._replace(query=Examples(row(qx.input_ids, 7), row(qx.attention_mask, 1),
+                                        row(qx.labels, 1), row(qx.weights, 0.0)))
+    np.testing.assert_allclose(_task_loss("protonet", {"encoder": encoder}, padded, cfg)[0],
+                               loss, rtol=1e-6)
+    with jax.enable_x64(True):
+        model = CFG.model.replace(dtype="float64")
+        cfg64 = cfg.replace(model=model)
+        mp = {"encoder": jax.tree.map(lambda x: x.astype(jnp.float64), encoder)}
+        grads = _task_grad("protonet", mp, ep, cfg64)
+        leaves, tree = jax.tree.flatten(mp)
+        keys = jax.random.split(jax.random.key(3), len(leaves))
+        v = jax.tree.unflatten(tree, [jax.random.normal(k, x.shape, x.dtype)
+                                      for x, k in zip(leaves, keys)])
+        v = jax.tree.map(lambda d: d / _norm(v), v)
+        eps = 1e-5
+        f = lambda t: float(_task_loss("protonet", jax.tree.map(  # noqa: E731
+            lambda p, d: p + t * d, mp, v), ep, cfg64)[0])
+        fd = (f(eps) - f(-eps)) / (2 * eps)
+        analytic = float(sum(jnp.vdot(g, d) for g, d in zip(jax.tree.leaves(grads),
+                                                             jax.tree.leaves(v))))
+        np.testing.assert_allclose(analytic, fd, rtol=1e-6)
+        assert abs(analytic) > 1e-3
 
 # ------------------------------------------------------------------------- Matching nets
 def test_matching_predictions_are_cosine_attention_weighted_labels():

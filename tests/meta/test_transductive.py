@@ -3,6 +3,7 @@
 import jax
 import numpy as np
 import pytest
+from learner_cases import np_soft_kmeans as _np_soft_kmeans, unit as _unit
 
 from jaxmaml.meta.config import MetaConfig
 from jaxmaml.meta.finetune import FinetuneOptions, finetune_adapt
@@ -11,28 +12,6 @@ from jaxmaml.models.bert import BertConfig, encode, init_params
 from jaxmaml.types import Examples
 
 kmeans_jit = jax.jit(soft_kmeans, static_argnames=("iters", "temperature"))
-
-
-def _unit(x):
-    return x / np.linalg.norm(x, axis=-1, keepdims=True)
-
-
-def _np_soft_kmeans(init, s, sl, sw, q, qw, iters, temperature):
-    """Plain loops over classes and queries (float64)."""
-    s, q, p = _unit(s), _unit(q), _unit(init)
-    way = len(init)
-    for _ in range(iters):
-        new = []
-        for c in range(way):
-            num = sum(sw[i] * s[i] for i in range(len(s)) if sl[i] == c)
-            den = sum(sw[i] for i in range(len(s)) if sl[i] == c)
-            for j in range(len(q)):
-                e = np.exp(q[j] @ p.T / temperature)
-                z = e[c] / e.sum()
-                num, den = num + qw[j] * z * q[j], den + qw[j] * z
-            new.append(num / den)
-        p = _unit(np.stack(new))
-    return p
 
 
 def _case(seed, way=3, n=7, m=9, h=6):
