@@ -250,6 +250,14 @@ class MetaConfig(metaclass=_Implying):
     def replace(self, **changes) -> "MetaConfig":
         return dataclasses.replace(self, **changes)
 
+    def for_inference(self) -> "MetaConfig":
+        """This config with the meta-training-only objectives off
+        (``protonet.transductive_iters``): what evaluation and meta-val score, the
+        learner's own prediction from a support set."""
+        if not self.protonet.transductive_iters:
+            return self
+        return self.replace(protonet=dataclasses.replace(self.protonet, transductive_iters=0))
+
 
 # The options groups of a MetaConfig: field name -> its dataclass.
 OPTION_GROUPS: dict[str, type] = {

@@ -132,7 +132,8 @@ class ProtoNetOptions:
         are refined by this many soft k-means iterations over its queries
         (:func:`jaxmaml.meta.transductive.soft_kmeans`, the refinement of
         ``predict(..., transductive=True)``) before the query loss; 0 (default): off. Needs
-        ``distance='cosine'``. The learner's own prediction stays inductive.
+        ``distance='cosine'``. A training objective only: the learner's prediction, and
+        what evaluation and meta-val score, stay inductive.
     """
 
     distance: str = "sqeuclidean"

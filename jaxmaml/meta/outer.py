@@ -179,9 +179,12 @@ def make_eval_step(cfg: MetaConfig) -> Callable[[dict, Episodes], dict]:
     """``(meta_params, episodes) -> {"loss": [tasks], "accuracy": [tasks]}``.
 
     Adapts to each task's support set and scores its query set; nothing is updated.
-    Per-task values (not means) so the caller can compute confidence intervals.
+    Per-task values (not means) so the caller can compute confidence intervals. Objectives
+    that only shape meta-training are off (:meth:`MetaConfig.for_inference`), so this scores
+    what a user's support set gives (the learner's ``adapt`` + ``predict``).
     """
     task_loss = get_learner(cfg.algorithm).task_loss
+    cfg = cfg.for_inference()
 
     def eval_step(meta_params, episodes):
         meta_params = merged_meta_params(meta_params)

@@ -11,7 +11,7 @@ import pytest
 from learner_cases import (CFG, KEY, _close, _cls, _encoder, _episodes, _norm, _task,
                            meta_grads, np_soft_kmeans, unit)
 
-from jaxmaml.meta import encoding, heads, metric
+from jaxmaml.meta import encoding, heads, metric, outer
 from jaxmaml.meta.options import MatchingOptions, ProtoNetOptions, RelationOptions
 from jaxmaml.meta.registry import LEARNERS, adapt_task
 from jaxmaml.models.bert import encode
@@ -117,6 +117,14 @@ def test_protonet_meta_trained_transductively_refines_prototypes_over_the_querie
                                         row(qx.labels, 1), row(qx.weights, 0.0)))
     np.testing.assert_allclose(_task_loss("protonet", {"encoder": encoder}, padded, cfg)[0],
                                loss, rtol=1e-6)
+    # A training objective only: evaluation scores the learner's inductive prediction.
+    episodes = _episodes()
+    evaluated = jax.jit(outer.make_eval_step(cfg))({"encoder": encoder}, episodes)
+    inductive_cfg = cfg.replace(protonet=ProtoNetOptions("cosine"))
+    expected = jax.vmap(lambda e: _task_loss("protonet", {"encoder": encoder}, e,
+                                             inductive_cfg)[1])(episodes)
+    np.testing.assert_allclose(evaluated["loss"], expected["loss"], rtol=1e-6)
+    assert cfg.for_inference() == inductive_cfg and inductive_cfg.for_inference() is inductive_cfg
     with jax.enable_x64(True):
         model = CFG.model.replace(dtype="float64")
         cfg64 = cfg.replace(model=model)
