@@ -7,6 +7,10 @@ with ``--md``) run A − run B, and each run's meta-learned − original (the pr
 
     python benchmarks/pair_runs.py runs/tr/qs_trans5-debian.json runs/tr/quickstart-debian.json \\
         [--md OUT.md]
+
+(``compare_runs.py`` evaluates two runs' encoders under a cosine centroid directly; this
+pairs any methods two ``table`` runs measured, fine-tuning, names and transduction
+included.)
 """
 
 from __future__ import annotations
