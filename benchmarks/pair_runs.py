@@ -26,13 +26,6 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 
-def original_of(method: str) -> str:
-    """The original-encoder method a meta-learned one is paired with by the protocol."""
-    from jaxmaml.run.protocol import PAIRED_WITH
-
-    return PAIRED_WITH[method]
-
-
 def pair_rows(rows_a: list[dict], rows_b: list[dict]) -> list[dict]:
     """``[{"setup", "shot", "method", "a_minus_b", "a_gain", "b_gain"}]`` (paired
     differences as :func:`jaxmaml.run.protocol.paired_difference` gives them)."""
@@ -46,11 +39,11 @@ def pair_rows(rows_a: list[dict], rows_b: list[dict]) -> list[dict]:
                              f"{(rb['setup'], rb['batch'], rb['shot'])}")
         a, b = ({m: np.asarray(v) for m, v in r["per_episode"].items()} for r in (ra, rb))
         for m in a:
-            if not m.startswith("meta_learned") and not np.array_equal(a[m], b.get(m)):
+            if m not in PAIRED_WITH and not np.array_equal(a[m], b.get(m)):
                 raise SystemExit(f"{m} differs between the files at {where}: not the same "
                                  "episodes (same setups, --episodes, seed and pool?)")
         for m in (m for m in a if m in PAIRED_WITH and m in b):
-            orig = a[original_of(m)]
+            orig = a[PAIRED_WITH[m]]  # the original-encoder method the protocol pairs it with
             out.append({"setup": ra["setup"], "data": ra.get("data"), "shot": ra["shot"],
                         "method": m, "a": float(a[m].mean()), "b": float(b[m].mean()),
                         "a_minus_b": paired_difference(a[m], b[m]),

@@ -88,16 +88,13 @@ def protonet_task_loss(meta_params: dict, episode: Episodes, cfg: MetaConfig):
     """Cross-entropy of :func:`protonet_predict` after :func:`protonet_adapt`; with
     ``protonet.transductive_iters`` the prototypes are first refined by soft k-means over
     the episode's queries (what ``predict(..., transductive=True)`` does at test time)."""
-    iters = cfg.protonet.transductive_iters
-    if not iters:
-        logits = protonet_predict(protonet_adapt(meta_params, episode.support, cfg),
-                                  episode.query, cfg)
-        return _metrics(logits, episode.query)
     support, query = episode.support, episode.query
     s = encoding.embedding(meta_params["encoder"], support, cfg)
     q = encoding.embedding(meta_params["encoder"], query, cfg)
-    c = transductive.soft_kmeans(heads.prototypes(s, support.labels, support.weights, cfg.way),
-                                 s, support.labels, support.weights, q, query.weights, iters)
+    c = heads.prototypes(s, support.labels, support.weights, cfg.way)
+    if cfg.protonet.transductive_iters:
+        c = transductive.soft_kmeans(c, s, support.labels, support.weights, q, query.weights,
+                                     cfg.protonet.transductive_iters)
     return _metrics(prototype_logits(c, q, cfg), query)
 
 

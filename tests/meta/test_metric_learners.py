@@ -13,9 +13,9 @@ from learner_cases import (CFG, KEY, _close, _cls, _encoder, _episodes, _norm, _
 
 from jaxmaml.meta import encoding, heads, metric, outer
 from jaxmaml.meta.options import MatchingOptions, ProtoNetOptions, RelationOptions
+from jaxmaml.meta.outer import init_meta_params
 from jaxmaml.meta.registry import LEARNERS, adapt_task
 from jaxmaml.models.bert import encode
-from jaxmaml.meta.outer import init_meta_params
 from jaxmaml.types import Episodes, Examples
 
 
@@ -84,7 +84,6 @@ def test_protomaml_head_at_step_zero_reproduces_protonet():
     np.testing.assert_allclose(m1["accuracy"], m2["accuracy"])
 
 
-
 def test_protonet_meta_trained_transductively_refines_prototypes_over_the_queries():
     """``protonet.transductive_iters``: the loss is the cross-entropy of the queries against
     the class means refined by soft k-means over the queries (numpy reference, float64);
@@ -107,8 +106,8 @@ def test_protonet_meta_trained_transductively_refines_prototypes_over_the_querie
     logits = 2.0 * unit(q) @ protos.T
     ref = -np.mean(jax.nn.log_softmax(logits)[np.arange(len(q)), np.asarray(ep.query.labels)])
     np.testing.assert_allclose(loss, ref, rtol=1e-5)
-    inductive, _ = _task_loss("protonet", {"encoder": encoder}, ep,
-                              cfg.replace(protonet=ProtoNetOptions("cosine")))
+    inductive_cfg = cfg.replace(protonet=ProtoNetOptions("cosine"))
+    inductive, _ = _task_loss("protonet", {"encoder": encoder}, ep, inductive_cfg)
     assert abs(float(loss) - float(inductive)) > 1e-3  # the refinement changed the loss
     # A padding query (weight 0) takes no part in the refinement nor the loss.
     qx = ep.query
@@ -120,7 +119,6 @@ def test_protonet_meta_trained_transductively_refines_prototypes_over_the_querie
     # A training objective only: evaluation scores the learner's inductive prediction.
     episodes = _episodes()
     evaluated = jax.jit(outer.make_eval_step(cfg))({"encoder": encoder}, episodes)
-    inductive_cfg = cfg.replace(protonet=ProtoNetOptions("cosine"))
     expected = jax.vmap(lambda e: _task_loss("protonet", {"encoder": encoder}, e,
                                              inductive_cfg)[1])(episodes)
     np.testing.assert_allclose(evaluated["loss"], expected["loss"], rtol=1e-6)
