@@ -17,14 +17,15 @@ has no train or val classes.
 from __future__ import annotations
 
 import dataclasses
-from typing import Any
+from typing import Any, Sequence
 
 import numpy as np
 from transformers import AutoTokenizer
 
 from jaxmaml.data.builtin import BUILTIN_SOURCES, load_builtin
+from jaxmaml.data.label_text import builtin_descriptions, label_texts
 from jaxmaml.data.mixture import combine, MixtureSampler, SEP
-from jaxmaml.data.sources import ColumnNotFound, load_text_dataset, TextDataset
+from jaxmaml.data.sources import ColumnNotFound, from_lists, load_text_dataset, TextDataset
 from jaxmaml.data.splits import cap_rows, resolve_split
 from jaxmaml.data.tokenize import special_token_ids, tokenize_dataset
 from jaxmaml.run.config import ConfigError, ExperimentConfig, SourceSection
@@ -99,6 +100,25 @@ def tokenize(cfg: ExperimentConfig, dataset):
             f"has {vocab} rows (meta.model vocab_size); use the model's own tokenizer "
             f"(model.tokenizer) or a model with vocab_size >= {top + 1}.")
     return data
+
+
+def class_texts(cfg: ExperimentConfig, class_names: Sequence[str], seq_len: int,
+                source: str | None = None) -> tuple[Any, Any]:
+    """``(input_ids, attention_mask)`` ``[C, seq_len]``: a label text per class of
+    ``class_names`` (:func:`jaxmaml.data.label_text.label_texts`), tokenized with the
+    model's tokenizer. A name ``"label/class"`` of a multi-source run reads the
+    descriptions of its ``data.sources`` entry's source; other names those of ``source``."""
+
+    sources = {s.label: s.source for s in cfg.data.sources}
+    texts = []
+    for name in class_names:
+        label, sep, rest = name.partition(SEP)
+        src, cls = (sources[label], rest) if sep and label in sources else (source, name)
+        texts.append(label_texts([cls], builtin_descriptions(str(src)))[0])
+    ds = from_lists(texts, list(range(len(texts))), class_names=[str(i) for i in
+                                                                 range(len(texts))])
+    tok = tokenize(cfg.replace(data=dataclasses.replace(cfg.data, seq_len=seq_len)), ds)
+    return tok.input_ids, tok.attention_mask
 
 
 def unknown_token_rate(cfg: ExperimentConfig, data) -> float:

@@ -19,12 +19,10 @@ from typing import Any, NamedTuple, Sequence
 import numpy as np
 
 from jaxmaml.atomic_file import write_json_atomically
-from jaxmaml.data.label_text import builtin_descriptions, label_texts
 from jaxmaml.data.mixture import SEP
-from jaxmaml.data.sources import from_lists
 from jaxmaml.run.config import ConfigError, ExperimentConfig
-from jaxmaml.run.data import (cap_per_class, data_name, load_data, load_text, source_classes,
-                              tokenize)
+from jaxmaml.run.data import (cap_per_class, class_texts, data_name, load_data, load_text,
+                              source_classes, tokenize)
 from jaxmaml.run.export import EVAL_FILE
 from jaxmaml.run.finetune_eval import NAMES_METHODS
 from jaxmaml.run.load import restore_meta_params
@@ -81,25 +79,6 @@ def load_eval_data(cfg: ExperimentConfig, data: str | None = None,
                               f"this run (its meta-test classes: {list(split['test'])[:5]}...).")
         name = source_name
     return EvalData(tokenized, classes, "meta_test", name, n)
-
-
-def class_texts(cfg: ExperimentConfig, class_names: Sequence[str], seq_len: int,
-                source: str | None = None) -> tuple[Any, Any]:
-    """``(input_ids, attention_mask)`` ``[C, seq_len]``: a label text per class of
-    ``class_names`` (:func:`jaxmaml.data.label_text.label_texts`), tokenized with the
-    model's tokenizer. A name ``"label/class"`` of a multi-source run reads the
-    descriptions of its ``data.sources`` entry's source; other names those of ``source``."""
-
-    sources = {s.label: s.source for s in cfg.data.sources}
-    texts = []
-    for name in class_names:
-        label, sep, rest = name.partition(SEP)
-        src, cls = (sources[label], rest) if sep and label in sources else (source, name)
-        texts.append(label_texts([cls], builtin_descriptions(str(src)))[0])
-    ds = from_lists(texts, list(range(len(texts))), class_names=[str(i) for i in
-                                                                 range(len(texts))])
-    tok = tokenize(cfg.replace(data=dataclasses.replace(cfg.data, seq_len=seq_len)), ds)
-    return tok.input_ids, tok.attention_mask
 
 
 def record_results(run_dir: str | Path, rows: list[dict]) -> None:
