@@ -49,6 +49,23 @@ class IndexEpisodes(NamedTuple):
     classes: np.ndarray
 
 
+def with_label_rows(index: IndexEpisodes, label_rows: np.ndarray) -> IndexEpisodes:
+    """``index`` with one label-text row per class appended to each task's support.
+
+    ``label_rows``: int64 ``[C]``, the row holding each dataset class's label text (its name
+    or description; :mod:`jaxmaml.data.label_text`), indexed like ``index.classes``. Task
+    ``t``'s support becomes ``[way*shot + way]``: its examples, then the texts of its
+    classes in label order (labels ``0 .. way-1``), as :func:`jaxmaml.meta.priors.
+    with_label_rows` appends them at test time, so meta-training sees the names as it will
+    be used.
+    """
+    way = index.classes.shape[1]
+    rows = np.asarray(label_rows, np.int64)[index.classes]
+    labels = np.broadcast_to(np.arange(way, dtype=np.int32), rows.shape)
+    return index._replace(support_idx=np.concatenate([index.support_idx, rows], 1),
+                          support_labels=np.concatenate([index.support_labels, labels], 1))
+
+
 def gather(arrays: Mapping[str, np.ndarray], index: IndexEpisodes) -> Episodes:
     """Build :class:`~jaxmaml.types.Episodes` from any per-example arrays.
 

@@ -97,6 +97,11 @@ class TrainSection:
     meta-learned encoder itself. Checkpoints (and meta-val during training) keep the
     meta-learned ``theta``, so the value can be changed after training
     (``jaxmaml eval RUN --set train.wise_alpha=0.5``) and on resume.
+
+    ``label_texts``: each meta-training task's support ends with one row per class holding
+    the class's label text (its readable name or the source's description,
+    :mod:`jaxmaml.data.label_text`), labelled with its class: meta-training for the class
+    names a user passes at test time (``fit(..., label_texts=...)``). Meta-val is unchanged.
     """
 
     steps: int = 200
@@ -112,6 +117,7 @@ class TrainSection:
     async_checkpointing: bool = True
     out: str | None = None
     wise_alpha: float = 1.0
+    label_texts: bool = False
 
 
 @dataclasses.dataclass(frozen=True)

@@ -32,14 +32,14 @@ import numpy as np
 
 from jaxmaml import parallel
 from jaxmaml.atomic_file import write_json_atomically
-from jaxmaml.data.episodes import EpisodeSampler, gather
+from jaxmaml.data.episodes import EpisodeSampler, gather, with_label_rows
 from jaxmaml.meta.encoding import precompute_bottom
 from jaxmaml.meta.outer import make_optimizer
 from jaxmaml.run.checkpoint import RunCheckpoints
 from jaxmaml.run.config import ConfigError, dump_yaml, ExperimentConfig, to_dict
 from jaxmaml.run.config_load import from_dict
-from jaxmaml.run.data import (check_eval_settings, data_name, load_data, mixture_sampler,
-                              SPLIT_FILE, unknown_token_rate)
+from jaxmaml.run.data import (check_eval_settings, class_texts, data_name, load_data,
+                              mixture_sampler, SPLIT_FILE, unknown_token_rate)
 from jaxmaml.run.evaluate import meta_val_by_source as evaluate_sources
 from jaxmaml.run.paths import created_dirs, remove_created_dirs
 from jaxmaml.run.plots import plot_learning_curves, read_metrics
@@ -138,7 +138,9 @@ def _episode_fn(cfg: ExperimentConfig, data, split, mesh, encoder):
     """``(sampler, step -> device Episodes)`` for this process's slice of the tasks.
 
     With ``meta.outer_frozen_layers`` the never-trained bottom is run once over the
-    meta-train pool and episodes carry it as ``Examples.bottom``.
+    meta-train pool and episodes carry it as ``Examples.bottom``. With
+    ``train.label_texts`` each task's support ends with its classes' label texts
+    (:func:`jaxmaml.data.episodes.with_label_rows`).
     """
 
     t = cfg.train
@@ -148,22 +150,24 @@ def _episode_fn(cfg: ExperimentConfig, data, split, mesh, encoder):
         sampler = EpisodeSampler(data, list(split["train"]), cfg.meta.way, t.shot, t.query,
                                  t.tasks, t.seed)
     tasks = parallel.process_task_slice(t.tasks, mesh)
+    rows = sampler.example_indices()
+    position = np.full(len(data.labels), -1, np.int64)
+    position[rows] = np.arange(len(rows))
+    arrays = {"input_ids": data.input_ids[rows], "attention_mask": data.attention_mask[rows]}
+    if t.label_texts:
+        ids, mask = class_texts(cfg, data.class_names, data.input_ids.shape[1],
+                                source=cfg.data.source)
+        label_rows = len(rows) + np.arange(len(data.class_names))
+        arrays = {"input_ids": np.concatenate([arrays["input_ids"], ids]),
+                  "attention_mask": np.concatenate([arrays["attention_mask"], mask])}
     if cfg.meta.outer_frozen_layers:
-
-        rows = sampler.example_indices()
-        position = np.full(len(data.labels), -1, np.int64)
-        position[rows] = np.arange(len(rows))
-        arrays = {"input_ids": data.input_ids[rows], "attention_mask": data.attention_mask[rows]}
         arrays["bottom"] = precompute_bottom(encoder, cfg.meta, arrays["input_ids"],
                                             arrays["attention_mask"])
 
-        def host(step: int) -> Episodes:
-            ix = sampler.indices(step, tasks)
-            return gather(arrays, ix._replace(support_idx=position[ix.support_idx],
-                                              query_idx=position[ix.query_idx]))
-    else:
-        def host(step: int) -> Episodes:
-            return sampler.episodes(step, tasks)
+    def host(step: int) -> Episodes:
+        ix = sampler.indices(step, tasks)
+        ix = ix._replace(support_idx=position[ix.support_idx], query_idx=position[ix.query_idx])
+        return gather(arrays, with_label_rows(ix, label_rows) if t.label_texts else ix)
 
     return sampler, (lambda step: parallel.put_episodes(host(step), mesh, t.tasks))
 

@@ -262,3 +262,63 @@ def test_eval_of_a_multisource_run_is_per_source(full_run, capsys):
                  "--methods", *methods]) == 0
     out = capsys.readouterr().out
     assert "meta_test of held [held-out]" in out and "meta_test of topics [in-domain]" in out
+
+
+# ------------------------------------------------------------------------ label texts
+@pytest.mark.parametrize("frozen", [0, 1])
+def test_label_texts_end_each_training_support(combined, frozen, monkeypatch):
+    """train.label_texts: each task's support is its examples, unchanged, then its classes'
+    label texts in label order, bottoms included; the queries are unchanged. (The tiny
+    tokenizer reads every class name as [UNK], so the texts are stood in for by one
+    distinct token per class.)"""
+    import dataclasses
+
+    from jaxmaml import parallel
+    from jaxmaml.meta.encoding import precompute_bottom
+    from jaxmaml.run import train as train_module
+    from jaxmaml.run.state import initial_encoder
+
+    cfg, data, split = combined
+    n_classes = len(data.class_names)
+    ids = np.zeros((n_classes, 16), np.int32)
+    ids[:, 0], ids[:, 1], ids[:, 2] = 2, 10 + np.arange(n_classes), 3
+    mask = (ids > 0).astype(np.int32)
+    calls = []
+    monkeypatch.setattr(train_module, "class_texts",
+                        lambda c, names, seq_len, source: calls.append((names, seq_len))
+                        or (ids, mask))
+    off = cfg.replace(meta=dataclasses.replace(cfg.meta, outer_frozen_layers=frozen))
+    on = off.replace(train=dataclasses.replace(off.train, label_texts=True))
+    mesh, encoder = parallel.make_mesh(cfg.parallel.mesh), initial_encoder(cfg)
+    _, plain = train_module._episode_fn(off, data, split, mesh, encoder)
+    sampler, named = train_module._episode_fn(on, data, split, mesh, encoder)
+    assert calls == [(data.class_names, 16)]
+    a, b = plain(3), named(3)
+    n, way, tasks = cfg.meta.way * cfg.train.shot, cfg.meta.way, cfg.train.tasks
+    assert b.support.input_ids.shape == (tasks, n + way, 16)
+    for field in ("input_ids", "attention_mask", "labels", "bottom"):
+        if frozen or field != "bottom":
+            np.testing.assert_array_equal(getattr(b.support, field)[:, :n],
+                                          getattr(a.support, field))
+            np.testing.assert_array_equal(getattr(b.query, field), getattr(a.query, field))
+    classes = sampler.indices(3).classes
+    assert len(np.unique(classes)) > way  # the tasks differ in their classes
+    np.testing.assert_array_equal(b.support.input_ids[:, n:], ids[classes])
+    np.testing.assert_array_equal(b.support.attention_mask[:, n:], mask[classes])
+    np.testing.assert_array_equal(b.support.labels[:, n:], np.tile(np.arange(way), (tasks, 1)))
+    np.testing.assert_array_equal(b.support.weights, np.ones((tasks, n + way)))
+    if frozen:
+        np.testing.assert_allclose(b.support.bottom[:, n:],
+                                   precompute_bottom(encoder, on.meta, ids, mask)[classes],
+                                   rtol=1e-6, atol=1e-6)
+
+
+def test_label_texts_run_trains(tmp_path):
+    """A run with train.label_texts trains in one compiled program (support way*shot + way)."""
+    cfg = _cfg("train.label_texts=true", "train.steps=2", "train.eval_every=2",
+               "train.save_every=2")
+    result = train(cfg, tmp_path / "run", progress=False)
+    assert result.compiles == 1
+    rows = [json.loads(line) for line in (result.run_dir / "metrics.jsonl").read_text()
+            .splitlines()]
+    assert np.isfinite([r["loss"] for r in rows if "loss" in r]).all()
