@@ -97,25 +97,6 @@ def _evaluate(setup, loaded, settings, episodes, methods, options, seq_len):
                         options=options)[1]
 
 
-def _with_per_episode(fn):
-    """``(fn(), [{method: [E] accuracies} per setting])``: the per-episode accuracies the
-    protocol hands to :func:`jaxmaml.run.protocol.paired_gains` (its JSON keeps only
-    means), so that points measured in different runs can be paired on the same episodes."""
-    from jaxmaml.run import protocol
-
-    captured, paired_gains = [], protocol.paired_gains
-
-    def capture(accs):
-        captured.append({m: [round(float(x), 6) for x in a] for m, a in accs.items()})
-        return paired_gains(accs)
-
-    protocol.paired_gains = capture
-    try:
-        return fn(), captured
-    finally:
-        protocol.paired_gains = paired_gains
-
-
 def sweep(args) -> list[dict]:
     """``finetune`` (original encoder) for every grid point, with the cosine centroid; each
     row also holds the per-episode accuracies (``per_episode``) for paired comparisons.
@@ -127,16 +108,16 @@ def sweep(args) -> list[dict]:
         for point in ([dict(kv.split("=", 1) for kv in p.split(",")) for p in args.point]
                       or grid_options(args.grid)):
             t0 = time.perf_counter()
-            res, per_episode = _with_per_episode(lambda: _evaluate(
-                setup, loaded, settings, args.episodes, ("finetune", "cosine_centroid"),
-                {"finetune_opts": _opts(point), "finetune_episodes": args.episodes},
-                args.seq_len))
-            for r, accs in zip(res, per_episode):
+            res = _evaluate(setup, loaded, settings, args.episodes,
+                            ("finetune", "cosine_centroid"),
+                            {"finetune_opts": _opts(point), "finetune_episodes": args.episodes,
+                             "per_episode": True}, args.seq_len)
+            for r in res:
                 row = {"setup": setup["name"], "point": point, "shot": r["shot"],
                        "finetune": r["results"]["finetune"],
                        "cosine_centroid": r["results"]["cosine_centroid"],
                        "seconds": round(time.perf_counter() - t0, 1),
-                       "options": r.get("finetune"), "per_episode": accs}
+                       "options": r.get("finetune"), "per_episode": r["per_episode"]}
                 rows.append(row)
                 print(json.dumps(row), flush=True)
     return rows
@@ -160,14 +141,13 @@ def table(args) -> list[dict]:
             if args.methods:  # a subset (e.g. the frozen ones: no fine-tuning to wait for)
                 methods = [m for m in methods if m in args.methods]
             t0 = time.perf_counter()
-            res, per_episode = _with_per_episode(lambda: _evaluate(
-                setup, loaded, [(args.way, s, query) for s in args.shot], args.episodes,
-                methods, {**opts, "query_mix": mix}, args.seq_len))
-            for r, accs in zip(res, per_episode):
+            res = _evaluate(setup, loaded, [(args.way, s, query) for s in args.shot],
+                            args.episodes, methods,
+                            {**opts, "query_mix": mix, "per_episode": True}, args.seq_len)
+            for r in res:
                 rows.append({**r, "setup": setup["name"], "batch": batch,
                              "seconds": round(time.perf_counter() - t0, 1),
-                             "transductive_gains": transductive_gains(accs),
-                             "per_episode": accs})
+                             "transductive_gains": transductive_gains(r["per_episode"])})
                 print(json.dumps(rows[-1]), flush=True)
     return rows
 

@@ -99,18 +99,18 @@ def main(argv=None) -> int:
     setup = ft.parse_setup(args.setup)
     loaded = ft._load(setup, "original", args.max_per_class)
     t0 = time.perf_counter()
-    res, per = ft._with_per_episode(lambda: ft._evaluate(
-        setup, loaded, [(5, s, 15) for s in args.shot], args.episodes, tuple(args.methods),
-        {"finetune_opts": FinetuneOptions().replace_from_strings(args.finetune),
-         "finetune_episodes": args.episodes}, args.seq_len))
-    for r, accs in zip(res, per):
+    res = ft._evaluate(setup, loaded, [(5, s, 15) for s in args.shot], args.episodes,
+                       tuple(args.methods),
+                       {"finetune_opts": FinetuneOptions().replace_from_strings(args.finetune),
+                        "finetune_episodes": args.episodes, "per_episode": True}, args.seq_len)
+    for r in res:
         print(json.dumps({"setup": setup["name"], "name_weight": args.name_weight,
                           "temperature": args.temperature, "iters": args.iters,
                           "self_train": args.self_train, "finetune": args.finetune,
                           "shot": r["shot"],
                           "seconds": round(time.perf_counter() - t0, 1),
                           "means": {m: round(v["mean"], 4) for m, v in r["results"].items()},
-                          "per_episode": accs}), flush=True)
+                          "per_episode": r["per_episode"]}), flush=True)
     return 0
 
 

@@ -128,6 +128,9 @@ def _parser() -> argparse.ArgumentParser:
     e.add_argument("--json", action="store_true", help="print JSON (one object per setting; "
                    "a list for several; a multi-source run without --data: a list of one "
                    "object per source and setting, its `data` the source's name)")
+    e.add_argument("--per-episode", action="store_true", help="with --json: each object "
+                   "also holds per_episode, every method's accuracy on each episode in "
+                   "episode order, to pair methods of different runs on the same episodes")
 
     _predict_command(sub)
 
@@ -213,12 +216,14 @@ def cmd_eval(args) -> int:
             raise ConfigError(f"{flag} {n}: need at least 2 for a confidence interval.")
     if not args.query_alpha > 0:
         raise ConfigError(f"--query-alpha {args.query_alpha}: must be > 0.")
+    if args.per_episode and not args.json:
+        raise ConfigError("--per-episode adds to the JSON output: add --json.")
     from jaxmaml.run.protocol import METHODS
 
     methods = METHODS if args.methods and "all" in args.methods else args.methods
     options = {"finetune_opts": _finetune_options(args.finetune, cfg.meta.finetune),
                "finetune_episodes": args.finetune_episodes, "query_mix": args.query_mix,
-               "query_alpha": args.query_alpha}
+               "query_alpha": args.query_alpha, "per_episode": args.per_episode}
     step, results = evaluate_target(cfg, run_dir, data=args.data, checkpoint=args.checkpoint,
                                     text_column=args.text_column,
                                     label_column=args.label_column, seq_len=args.seq_len,

@@ -87,6 +87,22 @@ def test_eval_json_schema_of_the_new_methods(run_dir, capsys):
     assert "use KEY=VALUE" in capsys.readouterr().err
 
 
+def test_eval_per_episode_is_json_only_and_not_recorded(run_dir, capsys):
+    capsys.readouterr()
+    assert main(["eval", str(run_dir), "--json", "--per-episode", "--shot", "1", "--query",
+                 "5", "--episodes", "7", "--methods", "linear_probe", "cosine_centroid"]) == 0
+    obj = json.loads(capsys.readouterr().out)
+    assert set(obj["per_episode"]) == {"linear_probe", "cosine_centroid"}
+    for m, accs in obj["per_episode"].items():
+        assert len(accs) == 7
+        assert np.mean(accs) == pytest.approx(obj["results"][m]["mean"], abs=1e-6)
+    recorded = json.loads((run_dir / "eval_results.json").read_text())
+    assert [r for r in recorded if r["query"] == 5] and not any("per_episode" in r
+                                                               for r in recorded)
+    assert main(["eval", str(run_dir), "--per-episode", "--episodes", "7"]) == 2
+    assert "add --json" in capsys.readouterr().err
+
+
 def test_eval_on_a_file_and_readable_table(run_dir, capsys):
     capsys.readouterr()
     assert main(["eval", str(run_dir), "--data", str(ROOT / "tests/data/tiny_topics.csv"),

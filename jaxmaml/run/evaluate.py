@@ -112,7 +112,7 @@ def evaluate_run(cfg: ExperimentConfig, run_dir: str | Path, *, checkpoint: str 
 
     Defaults come from the config (``eval.settings``, ``eval.episodes``, the default
     methods). ``options``: more keyword arguments of the protocol (``finetune_opts``,
-    ``finetune_episodes``, ``query_mix``, ``query_alpha``).
+    ``finetune_episodes``, ``query_mix``, ``query_alpha``, ``per_episode``).
     ``encoder`` (the pretrained params) and ``meta_params`` (``(step, meta_params)``) may be
     passed to reuse them across datasets. Each result row also records ``seq_len`` and the
     number of ``classes`` episodes are drawn from. ``record``: also merge the rows into the
@@ -166,9 +166,11 @@ def _evaluate_classes(cfg: ExperimentConfig, params: Any, encoder: Any, data, cl
 
 def _record(run_dir, checkpoint: str, step: int, rows: list[dict], record: bool) -> None:
     """With ``record``, merge ``rows`` into the run's ``eval_results.json`` (not for the
-    ``init`` checkpoint, nor when ``run_dir`` does not exist)."""
+    ``init`` checkpoint, nor when ``run_dir`` does not exist); per-episode accuracies are
+    not kept there."""
     if record and Path(run_dir).is_dir() and checkpoint != "init":
-        record_results(run_dir, [{**r, "checkpoint_step": step} for r in rows])
+        record_results(run_dir, [{**{k: v for k, v in r.items() if k != "per_episode"},
+                                  "checkpoint_step": step} for r in rows])
 
 
 def evaluate_sources(cfg: ExperimentConfig, run_dir: str | Path, *, checkpoint: str = "best",

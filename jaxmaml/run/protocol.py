@@ -209,7 +209,7 @@ def evaluate(meta_params: dict, cfg: MetaConfig, data, classes: Sequence[str],
              max_per_class: int | None = None, class_texts: tuple | None = None,
              finetune_opts: FinetuneOptions | None = None,
              finetune_episodes: int | None = None, query_mix: str = "balanced",
-             query_alpha: float = 2.0) -> list[dict]:
+             query_alpha: float = 2.0, per_episode: bool = False) -> list[dict]:
     """Run the evaluation protocol; one result dict per setting.
 
     Args:
@@ -233,13 +233,16 @@ def evaluate(meta_params: dict, cfg: MetaConfig, data, classes: Sequence[str],
         (default ``min(E, 200)``).
       query_mix, query_alpha: the query batches (``"balanced"``, or ``"dirichlet"``
         class proportions; :class:`~jaxmaml.data.episodes.EpisodeSampler`).
+      per_episode: also return each method's accuracy on each episode, in episode order
+        (``"per_episode": {method: [E_m]}``), so that methods of different runs or
+        evaluations on the same episodes can be paired afterwards.
 
     Returns:
       ``[{"way", "shot", "query", "episodes", "query_mix", "data", "split", "seed",
       "results": {method: {"mean", "ci95", "episodes"}}, "gains": {method: {"vs", "mean",
       "ci95", "episodes"}}}]`` (+ ``"query_alpha"`` for Dirichlet batches and
-      ``"finetune"``, the options, when a fine-tuning method ran): ``gains`` are the paired
-      per-episode differences of :func:`paired_gains`.
+      ``"finetune"``, the options, when a fine-tuning method ran; ``"per_episode"`` when
+      asked): ``gains`` are the paired per-episode differences of :func:`paired_gains`.
     """
     unknown = set(methods) - set(METHODS)
     if unknown:
@@ -280,6 +283,8 @@ def evaluate(meta_params: dict, cfg: MetaConfig, data, classes: Sequence[str],
             row["query_alpha"] = query_alpha
         if set(ft) & set(finetune_eval.FINETUNE_METHODS):
             row["finetune"] = dataclasses.asdict(opts)
+        if per_episode:
+            row["per_episode"] = {m: [round(float(x), 6) for x in accs[m]] for m in methods}
         results.append(row)
     return results
 

@@ -117,3 +117,22 @@ def test_bad_requests_are_explained(data, encoder):
     with pytest.raises(ValueError, match="classes not in the data"):
         evaluate({"encoder": encoder}, cfg, data, ["nope"], [(3, 1, 1)],
                  methods=("meta_learned",))
+
+
+def test_per_episode_accuracies_are_the_ones_the_means_and_gains_come_from(data, encoder):
+    cfg = MetaConfig(model=MODEL, way=3, num_inner_steps=2, inner_lr=0.5, adapt="head",
+                     pooling="mean")
+    other = init_params(MODEL, jax.random.key(9))  # stands in for a meta-learned encoder
+    kw = dict(episodes=20, seed=3, methods=("meta_learned", "pretrained_finetune"),
+              pretrained_params=encoder, batch_tasks=20)
+    res = evaluate({"encoder": other}, cfg, data, CLASSES, [(3, 1, 4)], per_episode=True,
+                   **kw)[0]
+    assert "per_episode" not in evaluate({"encoder": other}, cfg, data, CLASSES, [(3, 1, 4)],
+                                         **kw)[0]
+    meta, _ = _direct({"encoder": other}, cfg, data, 3, 1, 4, 20, 3)
+    pre, _ = _direct({"encoder": encoder}, cfg, data, 3, 1, 4, 20, 3)
+    assert np.any(meta != pre)
+    np.testing.assert_allclose(res["per_episode"]["meta_learned"], meta, atol=1e-6)
+    np.testing.assert_allclose(res["per_episode"]["pretrained_finetune"], pre, atol=1e-6)
+    for m, accs in res["per_episode"].items():
+        assert res["results"][m]["mean"] == pytest.approx(np.mean(accs), abs=1e-6)
