@@ -2,6 +2,7 @@
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -87,19 +88,20 @@ def test_eval_json_schema_of_the_new_methods(run_dir, capsys):
     assert "use KEY=VALUE" in capsys.readouterr().err
 
 
-def test_eval_per_episode_is_json_only_and_not_recorded(run_dir, capsys):
+def test_eval_per_episode_is_json_only_and_not_recorded(run_dir, tmp_path, capsys):
+    run_dir = Path(shutil.copytree(run_dir, tmp_path / "run"))  # its eval_results.json is ours
     capsys.readouterr()
     assert main(["eval", str(run_dir), "--json", "--per-episode", "--shot", "1", "--query",
-                 "5", "--episodes", "7", "--methods", "linear_probe", "cosine_centroid"]) == 0
+                 "5", "--episodes", "11", "--methods", "linear_probe", "cosine_centroid"]) == 0
     obj = json.loads(capsys.readouterr().out)
     assert set(obj["per_episode"]) == {"linear_probe", "cosine_centroid"}
     for m, accs in obj["per_episode"].items():
-        assert len(accs) == 7
+        assert len(accs) == 11
         assert np.mean(accs) == pytest.approx(obj["results"][m]["mean"], abs=1e-6)
     recorded = json.loads((run_dir / "eval_results.json").read_text())
-    assert [r for r in recorded if r["query"] == 5] and not any("per_episode" in r
+    assert [r for r in recorded if r["episodes"] == 11] and not any("per_episode" in r
                                                                for r in recorded)
-    assert main(["eval", str(run_dir), "--per-episode", "--episodes", "7"]) == 2
+    assert main(["eval", str(run_dir), "--per-episode", "--episodes", "11"]) == 2
     assert "add --json" in capsys.readouterr().err
 
 

@@ -269,24 +269,27 @@ def evaluate(meta_params: dict, cfg: MetaConfig, data, classes: Sequence[str],
     prep = finetune_eval.prepare(ft, {"pretrained": pretrained_params,
                                       "meta_learned": meta_params["encoder"]},
                                  cfg, pool, class_texts, opts) if ft else None
+    common = {"query_mix": query_mix, "data": data_name, "split": split, "seed": seed}
+    extra = {"query_alpha": query_alpha} if query_mix != "balanced" else {}
+    if set(ft) & set(finetune_eval.FINETUNE_METHODS):
+        extra["finetune"] = dataclasses.asdict(opts)
     results = []
     for way, shot, query in settings:
         accs = _setting_accuracies(methods, encoders, arrays, frozen, prep, ecfg, pool,
                                    classes, (way, shot, query), episodes, ft_episodes, seed,
                                    batch_tasks, (query_mix, query_alpha))
-        row = {"way": way, "shot": shot, "query": query, "episodes": episodes,
-               "query_mix": query_mix, "data": data_name, "split": split, "seed": seed,
-               "results": {m: {**mean_ci95(accs[m]), "episodes": len(accs[m])}
-                           for m in methods},
-               "gains": paired_gains(accs)}
-        if query_mix != "balanced":
-            row["query_alpha"] = query_alpha
-        if set(ft) & set(finetune_eval.FINETUNE_METHODS):
-            row["finetune"] = dataclasses.asdict(opts)
-        if per_episode:
-            row["per_episode"] = {m: [round(float(x), 6) for x in accs[m]] for m in methods}
-        results.append(row)
+        results.append({"way": way, "shot": shot, "query": query, "episodes": episodes,
+                        **common, **_scores(accs, per_episode), **extra})
     return results
+
+
+def _scores(accs: dict[str, np.ndarray], per_episode: bool) -> dict:
+    """``{"results", "gains"}`` (+ ``"per_episode"``) of one setting's ``{method: [E_m]}``."""
+    out = {"results": {m: {**mean_ci95(a), "episodes": len(a)} for m, a in accs.items()},
+           "gains": paired_gains(accs)}
+    if per_episode:
+        out["per_episode"] = {m: [round(float(x), 6) for x in a] for m, a in accs.items()}
+    return out
 
 
 def _adapting_methods(methods: Sequence[str], meta_params: dict, pretrained_params: Any,
