@@ -72,7 +72,8 @@ def _opts(changes: dict):
     return FinetuneOptions().replace_from_strings([f"{k}={v}" for k, v in changes.items()])
 
 
-def _load(setup: dict, checkpoint: str, max_per_class: int | None = None):
+def _load(setup: dict, checkpoint: str, max_per_class: int | None = None,
+          wise_alpha: float | None = None):
     import dataclasses
 
     from jaxmaml.run.state import initial_encoder
@@ -81,6 +82,8 @@ def _load(setup: dict, checkpoint: str, max_per_class: int | None = None):
     cfg, run_dir = resolve_target(setup["target"])
     if max_per_class:  # a smaller evaluation pool: less one-off feature computation
         cfg = cfg.replace(eval=dataclasses.replace(cfg.eval, max_per_class=max_per_class))
+    if wise_alpha is not None:  # as `jaxmaml eval RUN --set train.wise_alpha=A`
+        cfg = cfg.replace(train=dataclasses.replace(cfg.train, wise_alpha=wise_alpha))
     encoder = initial_encoder(cfg)
     if checkpoint == "original":  # the original encoder in the meta-learned slot too
         return cfg, run_dir, encoder, (0, {"encoder": encoder})
@@ -133,7 +136,7 @@ def table(args) -> list[dict]:
     opts = {"finetune_opts": _opts(dict(a.split("=", 1) for a in args.finetune)),
             "finetune_episodes": args.finetune_episodes}
     for setup in map(parse_setup, args.setup):
-        loaded = _load(setup, args.checkpoint, args.max_per_class)
+        loaded = _load(setup, args.checkpoint, args.max_per_class, args.wise_alpha)
         for batch, mix, query in BATCHES:
             if batch not in args.batches:
                 continue
@@ -210,6 +213,8 @@ def main(argv: list[str] | None = None) -> int:
                    help="sweep: one point KEY=V,KEY=V (repeatable; replaces --grid)")
     p.add_argument("--finetune", nargs="*", default=[], help="KEY=VALUE fine-tuning options")
     p.add_argument("--checkpoint", default="best")
+    p.add_argument("--wise-alpha", type=float, help="table: the run's model at this "
+                   "train.wise_alpha (default: the run's)")
     p.add_argument("--methods", nargs="+", help="table: only these methods (default: all)")
     p.add_argument("--seq-len", type=int)
     p.add_argument("--way", type=int, default=5)
@@ -228,16 +233,19 @@ def main(argv: list[str] | None = None) -> int:
 
         if unknown := sorted(set(args.methods) - set(METHODS)):
             p.error(f"--methods: unknown {', '.join(unknown)} (jaxmaml eval --help lists them)")
+    if args.wise_alpha is not None and not args.wise_alpha > 0:
+        p.error(f"--wise-alpha {args.wise_alpha}: must be > 0 (1.0: the meta-learned update)")
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     rows = sweep(args) if args.mode == "sweep" else table(args)
     command = "python benchmarks/finetune_table.py " + " ".join(
         sys.argv[1:] if argv is None else argv)
     out = Path(args.out)
+    out = out.with_suffix("") if out.suffix in (".json", ".md") else out
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.with_suffix(".json").write_text(json.dumps({"command": command, "rows": rows},
-                                                   indent=1) + "\n")
+    out.with_name(out.name + ".json").write_text(
+        json.dumps({"command": command, "rows": rows}, indent=1) + "\n")
     if args.mode == "table":
-        out.with_suffix(".md").write_text(markdown(rows, command) + "\n")
+        out.with_name(out.name + ".md").write_text(markdown(rows, command) + "\n")
     return 0
 
 

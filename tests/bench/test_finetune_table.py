@@ -1,0 +1,83 @@
+"""benchmarks/finetune_table.py: ``--wise-alpha`` evaluates the run's model exactly as
+``jaxmaml eval RUN --set train.wise_alpha=A`` loads it (and records it in the rows), a
+non-positive value is refused, and an ``--out`` with a dot keeps its name."""
+
+import importlib.util
+import json
+from pathlib import Path
+
+import jax
+import numpy as np
+import pytest
+
+from jaxmaml.cli import main
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="module")
+def ft():
+    spec = importlib.util.spec_from_file_location("finetune_table",
+                                                  ROOT / "benchmarks/finetune_table.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def test_wise_alpha_loads_the_model_that_eval_set_loads(ft, tmp_path, capsys):
+    from jaxmaml.run.load import restore_meta_params, run_config
+
+    run = tmp_path / "run"
+    assert main(["train", str(ROOT / "configs/tiny.yaml"), "--out", str(run), "--no-progress",
+                 "--set", "train.steps=3", "--set", "train.eval_every=0"]) == 0
+    setup = ft.parse_setup(f"A={run}:data=x")
+    cfg, _, _, (_, half) = ft._load(setup, "latest", wise_alpha=0.5)
+    assert cfg.train.wise_alpha == 0.5
+    _, full = ft._load(setup, "latest")[3]
+    _, ref = restore_meta_params(run_config(run, ["train.wise_alpha=0.5"]), run, "latest")
+    differ = 0
+    for h, r, f in zip(*(jax.tree.leaves(p["encoder"]) for p in (half, ref, full))):
+        np.testing.assert_array_equal(np.asarray(h), np.asarray(r))
+        differ += int(not np.array_equal(np.asarray(h), np.asarray(f)))
+    assert differ  # alpha 0.5 is not the run's own 1.0, so the check can fail
+
+    out = tmp_path / "t-0.5"
+    assert ft.main(["table", "--setup", f"A={run}:data={ROOT / 'tests/data/tiny_topics.csv'}",
+                    "--way", "2", "--shot", "1", "--query", "2", "--episodes", "3",
+                    "--batches", "balanced", "--methods", "meta_learned_centroid",
+                    "--wise-alpha", "0.5", "--out", str(out)]) == 0
+    rows = json.loads((tmp_path / "t-0.5.json").read_text())["rows"]
+    assert [r["wise_alpha"] for r in rows] == [0.5] and (tmp_path / "t-0.5.md").exists()
+
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as e:
+        ft.main(["table", "--setup", f"A={run}:data=x", "--wise-alpha", "0",
+                 "--out", str(tmp_path / "t")])
+    assert e.value.code == 2 and "--wise-alpha" in capsys.readouterr().err
+
+
+def test_wise_alpha_report_pairs_each_cell_as_a_plain_computation(tmp_path):
+    spec = importlib.util.spec_from_file_location("wise_alpha_report",
+                                                  ROOT / "benchmarks/wise_alpha_report.py")
+    rep = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(rep)
+    rng = np.random.default_rng(0)
+    base = {c: rng.uniform(0.4, 0.9, 20) for c in rep.CELLS}
+    shift = {c: (-0.05 if c == ("H", 5) else 0.01) for c in rep.CELLS}  # pyhowto 5: below
+    for kind, pairs in (("", rep.EXPORT), ("names-", rep.NAMES)):
+        for setup, shots in (("D", "D"), ("L", "VH")):
+            rows = []
+            for c in [c for c in rep.CELLS if c[0] in shots]:
+                pe = {}
+                for m, vs in pairs:
+                    pe[vs] = base[c].tolist()
+                    pe[m] = (base[c] + shift[c] + rng.normal(0, 0.01, 20)).tolist()
+                rows.append({"setup": c[0], "shot": c[1], "per_episode": pe})
+            (tmp_path / f"{setup}-{kind}0.1.json").write_text(json.dumps({"rows": rows}))
+    row = json.loads((tmp_path / "L-names-0.1.json").read_text())["rows"][-1]
+    d = 100 * (np.array(row["per_episode"]["meta_learned_centroid_names_trans"])
+               - np.array(row["per_episode"]["cosine_centroid_names_trans"]))
+    mean, ci = rep.paired(row, *rep.NAMES[0])
+    assert mean == pytest.approx(d.mean()) and ci == pytest.approx(1.96 * d.std(ddof=1) / 20**.5)
+    text = rep.report(tmp_path)
+    assert f"**{rep.fmt(mean, ci).strip('*')}**" in text and text.count("**−") == 3
