@@ -143,6 +143,7 @@ def table(args) -> list[dict]:
             methods = METHODS if batch == "balanced" else TRANS_METHODS
             if args.methods:  # a subset (e.g. the frozen ones: no fine-tuning to wait for)
                 methods = [m for m in methods if m in args.methods]
+            query = args.query if batch != "small dirichlet" else query  # small: its own
             t0 = time.perf_counter()
             res = _evaluate(setup, loaded, [(args.way, s, query) for s in args.shot],
                             args.episodes, methods,
@@ -219,7 +220,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seq-len", type=int)
     p.add_argument("--way", type=int, default=5)
     p.add_argument("--shot", type=int, nargs="+", default=[1, 5])
-    p.add_argument("--query", type=int, default=15)
+    p.add_argument("--query", type=int, default=15, help="queries per class (table: of the "
+                   "balanced and Dirichlet batches; small Dirichlet batches have 2)")
     p.add_argument("--episodes", type=int, default=600)
     p.add_argument("--finetune-episodes", type=int, default=200)
     p.add_argument("--batches", nargs="+", default=[b[0] for b in BATCHES],
