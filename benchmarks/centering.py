@@ -26,7 +26,6 @@ these are :mod:`finetune_table`'s (``table`` mode, one ``--out``):
 from __future__ import annotations
 
 import argparse
-import functools
 import sys
 from pathlib import Path
 
@@ -34,28 +33,20 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "benchmarks")]
 
 
-def centred_centroid_acc(center: str):
-    """:func:`jaxmaml.run.finetune_eval._centroid_acc` on centred features."""
-    import jax
+def centred_centroid_acc(centroid_acc, center: str):
+    """``centroid_acc`` (:func:`jaxmaml.run.finetune_eval._centroid_acc`) on features centred
+    per task (``--center``) and L2-normalized again."""
     import jax.numpy as jnp
 
-    from jaxmaml.meta import finetune, transductive
     from jaxmaml.meta.encoding import l2_normalize
 
-    @functools.partial(jax.jit, static_argnames="way")
     def acc_fn(s_feats, s_labels, s_weights, q_feats, q_labels, way: int) -> dict:
-        def one(sf, sl, sw, qf, ql):
-            if center != "none":
-                mu = ((sw[:, None] * sf).sum(0) / sw.sum() if center == "support"
-                      else jnp.concatenate([sf, qf]).mean(0))
-                sf, qf = l2_normalize(sf - mu), l2_normalize(qf - mu)
-            protos = finetune.cosine_head_init(sf, sl, sw, way)["kernel"].T
-            refined = transductive.soft_kmeans(protos, sf, sl, sw, qf,
-                                               jnp.ones(ql.shape, qf.dtype))
-            acc = lambda p: (jnp.argmax(qf @ p.T, -1) == ql).mean()  # noqa: E731
-            return {"plain": acc(protos), "trans": acc(refined)}
-
-        return jax.vmap(one)(s_feats, s_labels, s_weights, q_feats, q_labels)
+        if center != "none":  # s_feats [T, n, H], s_weights [T, n], q_feats [T, m, H]
+            mu = ((s_weights[..., None] * s_feats).sum(1) / s_weights.sum(1)[:, None]
+                  if center == "support" else jnp.concatenate([s_feats, q_feats], 1).mean(1))
+            s_feats = l2_normalize(s_feats - mu[:, None])
+            q_feats = l2_normalize(q_feats - mu[:, None])
+        return centroid_acc(s_feats, s_labels, s_weights, q_feats, q_labels, way=way)
 
     return acc_fn
 
@@ -94,7 +85,8 @@ def main(argv=None) -> int:
 
     from jaxmaml.run import finetune_eval
 
-    finetune_eval._centroid_acc = centred_centroid_acc(args.center)
+    finetune_eval._centroid_acc = centred_centroid_acc(finetune_eval._centroid_acc,
+                                                       args.center)
     if args.finetune_readout:
         finetune_eval.task_scores = centred_task_scores(finetune_eval.task_scores)
     return finetune_table.main(rest)

@@ -19,15 +19,21 @@ from pathlib import Path
 
 import numpy as np
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
 CELLS = (("D", 1), ("D", 5), ("V", 1), ("V", 5), ("H", 1), ("H", 5))
 EXPORT = (("meta_learned_centroid", "cosine_centroid"), ("meta_learned_probe", "linear_probe"))
 NAMES = (("meta_learned_centroid_names_trans", "cosine_centroid_names_trans"),)
 
 
 def paired(row: dict, method: str, vs: str) -> tuple[float, float]:
-    """(mean, 95% CI) of ``method - vs`` over the row's episodes, in points."""
-    d = 100 * (np.asarray(row["per_episode"][method]) - np.asarray(row["per_episode"][vs]))
-    return float(d.mean()), float(1.96 * d.std(ddof=1) / np.sqrt(len(d)))
+    """(mean, 95% CI) of ``method - vs`` over the row's episodes, in points
+    (:func:`jaxmaml.run.protocol.paired_difference`)."""
+    from jaxmaml.run.protocol import paired_difference
+
+    d = paired_difference(np.asarray(row["per_episode"][method]),
+                          np.asarray(row["per_episode"][vs]))
+    return 100 * d["mean"], 100 * d["ci95"]
 
 
 def cells(results: Path, alpha: str, kind: str, pairs) -> dict:
