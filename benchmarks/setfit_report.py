@@ -32,9 +32,9 @@ NOTES = """Episodes: `jaxmaml eval`'s own (protocol pool and sampler, eval.seed,
 against the protocol's rows. setfit: setfit 1.2.0 on all-MiniLM-L6-v2, num_iterations=20,
 1 epoch, batch 16, logistic-regression head, max_seq_length 64, a fresh model per episode,
 torch on 1 thread (2 for fortunes' 1-shot episodes 7-29 and 5-shot episodes 7-59: times
-only). jaxmaml_learner: FewShotClassifier on the original encoder, default adaptation (ProtoNet, squared euclidean
-on mean-pooled features = jaxmaml eval's nearest_centroid); jaxmaml_probe: head="probe"
-(= jaxmaml eval's linear_probe);
+only). jaxmaml_learner: FewShotClassifier on the original encoder, default adaptation
+(ProtoNet, squared euclidean on mean-pooled features = jaxmaml eval's nearest_centroid);
+jaxmaml_probe: head="probe" (= jaxmaml eval's linear_probe);
 jaxmaml_finetune: adapt="finetune" with the default FinetuneOptions (test-time fine-tuning,
 cosine head started at the prototypes); _names: + fit(label_texts=True), the class names
 (e.g. "admin") as one more example per class; _transductive: + predict(transductive=True).
