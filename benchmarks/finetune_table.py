@@ -101,24 +101,26 @@ def _evaluate(setup, loaded, settings, episodes, methods, options, seq_len):
 
 
 def sweep(args) -> list[dict]:
-    """``finetune`` (original encoder) for every grid point, with the cosine centroid; each
-    row also holds the per-episode accuracies (``per_episode``) for paired comparisons.
-    ``seconds``: the wall time of the whole point (every shot of it, compiles included)."""
+    """``finetune`` (original encoder) for every grid point, with the cosine centroid, or
+    the original encoder's ``--methods`` (e.g. ``finetune_names_trans``: the options under
+    the recommended setting), each method's accuracy under its own key; each row also holds
+    the per-episode accuracies (``per_episode``) for paired comparisons. ``seconds``: the
+    wall time of the whole point (every shot of it, compiles included)."""
     rows = []
     settings = [(args.way, s, args.query) for s in args.shot]
+    methods = tuple(args.methods or ("finetune", "cosine_centroid"))
     for setup in map(parse_setup, args.setup):
         loaded = _load(setup, "original", args.max_per_class)
         for point in ([dict(kv.split("=", 1) for kv in p.split(",")) for p in args.point]
                       or grid_options(args.grid)):
             t0 = time.perf_counter()
             res = _evaluate(setup, loaded, settings, args.episodes,
-                            ("finetune", "cosine_centroid"),
+                            methods,
                             {"finetune_opts": _opts(point), "finetune_episodes": args.episodes,
                              "per_episode": True}, args.seq_len)
             for r in res:
                 row = {"setup": setup["name"], "point": point, "shot": r["shot"],
-                       "finetune": r["results"]["finetune"],
-                       "cosine_centroid": r["results"]["cosine_centroid"],
+                       **{m: r["results"][m] for m in methods},
                        "seconds": round(time.perf_counter() - t0, 1),
                        "options": r.get("finetune"), "per_episode": r["per_episode"]}
                 rows.append(row)
@@ -216,7 +218,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--checkpoint", default="best")
     p.add_argument("--wise-alpha", type=float, help="table: the run's model at this "
                    "train.wise_alpha (default: the run's)")
-    p.add_argument("--methods", nargs="+", help="table: only these methods (default: all)")
+    p.add_argument("--methods", nargs="+", help="table: only these methods (default: all); "
+                   "sweep: the original encoder's methods scored at each point (default: "
+                   "finetune cosine_centroid)")
     p.add_argument("--seq-len", type=int)
     p.add_argument("--way", type=int, default=5)
     p.add_argument("--shot", type=int, nargs="+", default=[1, 5])
@@ -235,6 +239,9 @@ def main(argv: list[str] | None = None) -> int:
 
         if unknown := sorted(set(args.methods) - set(METHODS)):
             p.error(f"--methods: unknown {', '.join(unknown)} (jaxmaml eval --help lists them)")
+        if args.mode == "sweep" and (meta := [m for m in args.methods
+                                              if m.startswith("meta_learned")]):
+            p.error(f"--methods {' '.join(meta)}: a sweep scores the original encoder only")
     if args.wise_alpha is not None and not args.wise_alpha > 0:
         p.error(f"--wise-alpha {args.wise_alpha}: must be > 0 (1.0: the meta-learned update)")
     os.environ.setdefault("HF_HUB_OFFLINE", "1")

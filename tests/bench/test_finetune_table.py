@@ -81,3 +81,38 @@ def test_wise_alpha_report_pairs_each_cell_as_a_plain_computation(tmp_path):
     assert mean == pytest.approx(d.mean()) and ci == pytest.approx(1.96 * d.std(ddof=1) / 20**.5)
     text = rep.report(tmp_path)
     assert f"**{rep.fmt(mean, ci).strip('*')}**" in text and text.count("**−") == 3
+
+
+def test_sweep_scores_the_methods_asked_as_table_does(ft, tmp_path, capsys):
+    """``sweep --methods finetune_names_trans`` scores the original encoder's recommended
+    setting at each point: per episode what ``table`` gives with the same options on the
+    same episodes; a meta-learned method is refused (a sweep loads no run)."""
+    data = ROOT / "tests/data/tiny_topics.csv"
+    common = ["--way", "2", "--shot", "1", "--query", "6", "--episodes", "3",
+              "--finetune-episodes", "3", "--methods", "finetune_names_trans"]
+    assert ft.main(["sweep", "--setup", f"A={ROOT / 'configs/tiny.yaml'}:data={data}",
+                    "--point", "steps=4,lr=0.05,head_lr=0.3",
+                    "--point", "steps=4,lr=0.3,head_lr=0.3", *common,
+                    "--out", str(tmp_path / "s")]) == 0
+    rows = json.loads((tmp_path / "s.json").read_text())["rows"]
+    assert [r["options"]["lr"] for r in rows] == [0.05, 0.3]
+    # the two points score differently on these episodes, so the match below can fail
+    assert rows[0]["per_episode"] != rows[1]["per_episode"]
+    assert all(r["finetune_names_trans"]["episodes"] == 3 and "finetune" not in r
+               for r in rows)
+
+    run = tmp_path / "run"
+    assert main(["train", str(ROOT / "configs/tiny.yaml"), "--out", str(run), "--no-progress",
+                 "--set", "train.steps=1", "--set", "train.eval_every=0"]) == 0
+    assert ft.main(["table", "--setup", f"A={run}:data={data}", "--checkpoint", "latest",
+                    "--batches", "balanced", "--finetune", "steps=4", "lr=0.3", "head_lr=0.3",
+                    *common,
+                    "--out", str(tmp_path / "t")]) == 0
+    table = json.loads((tmp_path / "t.json").read_text())["rows"][0]["per_episode"]
+    assert rows[1]["per_episode"] == {"finetune_names_trans": table["finetune_names_trans"]}
+
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as e:
+        ft.main(["sweep", "--setup", f"A={ROOT / 'configs/tiny.yaml'}:data={data}",
+                 "--methods", "meta_learned_finetune", "--out", str(tmp_path / "m")])
+    assert e.value.code == 2 and "original encoder only" in capsys.readouterr().err
