@@ -112,7 +112,7 @@ def main(argv: list[str] | None = None) -> int:
         f"({'first' if cfg.meta.first_order else 'second'} order via "
         f"`{cfg.meta.second_order}`), {a.batches} meta-batches of meta-training episodes.",
         "",
-        f"| quantity | min | median | max |", "|---|---|---|---|",
+        "| quantity | min | median | max |", "|---|---|---|---|",
         f"| per-leaf cosine(g_bf16, g_f32) ({len(cos)} leaf-batches) | {cos.min():.5f} | "
         f"{np.median(cos):.5f} | {cos.max():.5f} |",
         f"| per-leaf relative error |g_bf16 - g_f32| / |g_f32| | {rel.min():.4f} | "

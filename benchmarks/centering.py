@@ -89,7 +89,9 @@ def main(argv=None) -> int:
                                                        args.center)
     if args.finetune_readout:
         finetune_eval.task_scores = centred_task_scores(finetune_eval.task_scores)
-    return finetune_table.main(rest)
+    command = " ".join(["python benchmarks/centering.py",
+                        *(sys.argv[1:] if argv is None else argv)])
+    return finetune_table.main(rest, command)
 
 
 if __name__ == "__main__":
