@@ -314,12 +314,9 @@ def test_wise_alpha_is_the_model_eval_and_export_load(run_dir, tmp_path, capsys)
 
 def test_compare_runs_script_pairs_the_same_episodes(run_dir, capsys):
     """benchmarks/compare_runs.py: a run against itself differs by exactly 0 on every episode."""
-    import importlib.util
+    from bench_scripts import load_script
 
-    spec = importlib.util.spec_from_file_location("compare_runs",
-                                                  ROOT / "benchmarks" / "compare_runs.py")
-    compare = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(compare)
+    compare = load_script("compare_runs")
     capsys.readouterr()
     assert compare.main([str(run_dir), str(run_dir), "--checkpoint", "latest",
                          "--old-checkpoint", "latest", "--episodes", "6"]) == 0

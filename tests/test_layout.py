@@ -6,7 +6,6 @@ import ast
 import json
 import subprocess
 import sys
-from collections import defaultdict
 from pathlib import Path
 
 import pytest
@@ -138,11 +137,9 @@ def test_no_function_over_80_lines():
 def test_a_run_config_visits_at_most_10_modules_on_train_and_eval(tmp_path):
     """``benchmarks/cfg_trace.py``: the functions that receive the ExperimentConfig on a real
     2-step ``train`` and an ``eval`` of it live in at most 10 modules, all in ``run/``."""
-    import importlib.util
+    from bench_scripts import load_script
 
-    spec = importlib.util.spec_from_file_location("cfg_trace", ROOT / "benchmarks/cfg_trace.py")
-    cfg_trace = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(cfg_trace)
+    cfg_trace = load_script("cfg_trace")
     out = tmp_path / "trace.json"
     assert cfg_trace.main(["--out", str(out)]) == 0
     trace = json.loads(out.read_text())

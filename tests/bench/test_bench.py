@@ -219,14 +219,11 @@ def test_profile_step_sums_op_time_by_kind(tmp_path):
     """benchmarks/profile_step.py: fusions are grouped without their numeric suffix and the
     executor / Python frames that enclose the ops are not counted."""
     import gzip
-    import importlib.util
     import json as _json
-    from pathlib import Path
 
-    path = Path(__file__).resolve().parents[2] / "benchmarks/profile_step.py"
-    spec = importlib.util.spec_from_file_location("profile_step", path)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
+    from bench_scripts import load_script
+
+    mod = load_script("profile_step")
     events = [{"ph": "X", "name": "ynn_fusion.3", "dur": 5}, {"ph": "X", "name": "ynn_fusion", "dur": 2},
               {"ph": "X", "name": "copy_bitcast_fusion.111", "dur": 7},
               {"ph": "X", "name": "ThunkExecutor::Execute", "dur": 100},

@@ -2,13 +2,13 @@
 ``jaxmaml eval RUN --set train.wise_alpha=A`` loads it (and records it in the rows), a
 non-positive value is refused, and an ``--out`` with a dot keeps its name."""
 
-import importlib.util
 import json
 from pathlib import Path
 
 import jax
 import numpy as np
 import pytest
+from bench_scripts import load_script
 
 from jaxmaml.cli import main
 
@@ -17,11 +17,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 @pytest.fixture(scope="module")
 def ft():
-    spec = importlib.util.spec_from_file_location("finetune_table",
-                                                  ROOT / "benchmarks/finetune_table.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    return load_script("finetune_table")
 
 
 def test_wise_alpha_loads_the_model_that_eval_set_loads(ft, tmp_path, capsys):
@@ -57,10 +53,7 @@ def test_wise_alpha_loads_the_model_that_eval_set_loads(ft, tmp_path, capsys):
 
 
 def test_wise_alpha_report_pairs_each_cell_as_a_plain_computation(tmp_path):
-    spec = importlib.util.spec_from_file_location("wise_alpha_report",
-                                                  ROOT / "benchmarks/wise_alpha_report.py")
-    rep = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(rep)
+    rep = load_script("wise_alpha_report")
     rng = np.random.default_rng(0)
     base = {c: rng.uniform(0.4, 0.9, 20) for c in rep.CELLS}
     shift = {c: (-0.05 if c == ("H", 5) else 0.01) for c in rep.CELLS}  # pyhowto 5: below

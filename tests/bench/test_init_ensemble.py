@@ -1,20 +1,14 @@
 """benchmarks/init_ensemble.py: the two inits' class probabilities are averaged before the
 argmax (the ensemble can be right where each init alone is wrong), other methods untouched."""
 
-import importlib.util
 import types
-from pathlib import Path
 
 import numpy as np
-
-ROOT = Path(__file__).resolve().parents[2]
+from bench_scripts import load_script
 
 
 def test_ensemble_scores_the_argmax_of_the_summed_probabilities():
-    spec = importlib.util.spec_from_file_location("init_ensemble",
-                                                  ROOT / "benchmarks/init_ensemble.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
+    mod = load_script("init_ensemble")
     # one task, two queries of class 0 and 1; each init is sure of a wrong class on one query
     a = np.array([[[0.45, 0.55], [0.1, 0.9]]])
     b = np.array([[[0.9, 0.1], [0.6, 0.4]]])

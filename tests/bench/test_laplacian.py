@@ -1,19 +1,8 @@
 """benchmarks/laplacian.py: the Laplacian bound updates equal a numpy loop, and with
 ``lam=0`` they are the plain cosine argmax."""
 
-import importlib.util
-from pathlib import Path
-
 import numpy as np
-
-ROOT = Path(__file__).resolve().parents[2]
-
-
-def _module():
-    spec = importlib.util.spec_from_file_location("laplacian", ROOT / "benchmarks/laplacian.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+from bench_scripts import load_script
 
 
 def _unit(x):
@@ -39,7 +28,7 @@ def _reference(q, protos, scale, lam, knn, iters):
 
 
 def test_laplacian_assign_equals_a_numpy_loop():
-    lap = _module()
+    lap = load_script("laplacian")
     rng = np.random.default_rng(0)
     centres = _unit(rng.normal(size=(4, 16)))
     q = _unit(centres[rng.integers(0, 4, 40)] + 0.9 * rng.normal(size=(40, 16)))

@@ -1,22 +1,16 @@
 """benchmarks/pair_runs.py: two runs' table rows pair episode by episode (against a plain
 computation), and files whose original-encoder rows differ (other episodes) are refused."""
 
-import importlib.util
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest
-
-BENCH = Path(__file__).resolve().parents[2] / "benchmarks"
+from bench_scripts import load_script
 
 
 @pytest.fixture(scope="module")
 def pr():
-    spec = importlib.util.spec_from_file_location("pair_runs", BENCH / "pair_runs.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    return load_script("pair_runs")
 
 
 def _rows(rng, original, shift):

@@ -5,11 +5,11 @@ differences match a plain computation. No SetFit run."""
 
 import importlib.util
 import json
-from pathlib import Path
 
 import jax
 import numpy as np
 import pytest
+from bench_scripts import load_script
 
 from jaxmaml.data.tokenize import TokenizedData
 from jaxmaml.meta.config import MetaConfig
@@ -17,20 +17,12 @@ from jaxmaml.meta.outer import init_meta_params
 from jaxmaml.models.bert import BertConfig, init_params
 from jaxmaml.run import protocol
 
-BENCH = Path(__file__).resolve().parents[2] / "benchmarks"
 MODEL = BertConfig.tiny(vocab_size=256)
-
-
-def _load(name):
-    spec = importlib.util.spec_from_file_location(name, BENCH / f"{name}.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
 
 
 @pytest.fixture(scope="module")
 def se():
-    return _load("setfit_episodes")
+    return load_script("setfit_episodes")
 
 
 def _tiny_source(se):
@@ -115,7 +107,7 @@ def test_unknown_source_is_a_one_line_error(se, capsys):
 
 
 def test_summary_pairs_each_method_with_setfit_on_shared_episodes(tmp_path):
-    report = _load("setfit_report")
+    report = load_script("setfit_report")
     rng = np.random.default_rng(0)
     acc = {"setfit": rng.random(6), "jaxmaml_probe": rng.random(4)}  # probe: episodes 0-3
     path = tmp_path / "x_5w1s.jsonl"
@@ -155,3 +147,27 @@ def test_other_finetune_options_than_an_out_dir_holds_are_refused(se, tmp_path, 
     assert se.main(["--data", "debian", "--methods", "jaxmaml_finetune", "--out",
                     str(tmp_path), "--finetune", "stepz=30"]) == 2
     assert "KEY one of" in capsys.readouterr().err
+
+
+def test_names_transductive_readout_is_the_products_centroid_names_trans(se):
+    """SetFit's body read out as our recommended setting: per query, the prediction of
+    ``jaxmaml eval``'s centroid + names + transductive scoring on the same features."""
+    from jaxmaml.meta import priors
+    from jaxmaml.run import finetune_eval
+
+    rng = np.random.default_rng(1)
+    way, shot, query = 4, 3, 6
+    centres = rng.normal(size=(way, 12))
+    s_labels = np.repeat(np.arange(way), shot)
+    q_labels = np.repeat(np.arange(way), query)
+    support = centres[s_labels] + 1.5 * rng.normal(size=(way * shot, 12))
+    names = centres + 1.5 * rng.normal(size=(way, 12))
+    queries = centres[q_labels] + 1.5 * rng.normal(size=(way * query, 12))
+    pred = se.names_transductive_predict(support, s_labels, names, queries)
+    s_f = np.concatenate([support, names])[None].astype(np.float32)
+    s_l = np.concatenate([s_labels, np.arange(way)])[None]
+    s_w = np.concatenate([np.ones(way * shot), np.full(way, priors.NAME_WEIGHT)])[None]
+    acc = finetune_eval._centroid_acc(s_f, s_l, s_w.astype(np.float32),
+                                      queries[None].astype(np.float32), q_labels[None], way=way)
+    assert np.mean(pred == q_labels) == pytest.approx(float(acc["trans"][0]))
+    assert float(acc["trans"][0]) != pytest.approx(float(acc["plain"][0]))  # refinement moved

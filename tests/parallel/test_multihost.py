@@ -10,7 +10,6 @@ and the meta-gradient all-reduce crosses processes.
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import socket
@@ -22,6 +21,7 @@ import chex
 import jax
 import numpy as np
 import pytest
+from bench_scripts import load_script
 
 from jaxmaml import parallel
 
@@ -31,10 +31,7 @@ TIMEOUT_S = 400
 
 
 def load_demo():
-    spec = importlib.util.spec_from_file_location("multihost_demo", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("multihost_demo")
 
 
 def free_port() -> int:

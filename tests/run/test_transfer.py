@@ -1,19 +1,17 @@
 """benchmarks/transfer.py (data specs, in-domain / held-out roles, table) and the tables that
 claim gains against the best baseline (export model card)."""
 
-import importlib.util
 from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
+from bench_scripts import load_script
 
 from jaxmaml.run.protocol import BASELINES, best_baseline, gain_over_baselines, gain_text
 from jaxmaml.run.export import eval_table
 
 ROOT = Path(__file__).resolve().parents[2]
-_spec = importlib.util.spec_from_file_location("transfer", ROOT / "benchmarks" / "transfer.py")
-transfer = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(transfer)
+transfer = load_script("transfer")
 
 
 def _r(mean):
@@ -95,9 +93,7 @@ def test_markdown_has_a_row_per_run_and_dataset():
 def test_smlmt_tasks_mask_one_word_per_text_and_drop_rare_classes():
     """benchmarks/smlmt.py: a class is a word, masked in its texts; a text goes to its rarest
     chosen word only; stop words, short words and words in too few texts are not classes."""
-    spec = importlib.util.spec_from_file_location("smlmt", ROOT / "benchmarks" / "smlmt.py")
-    smlmt = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(smlmt)
+    smlmt = load_script("smlmt")
     texts = ([f"the river bank {i}" for i in range(3)] + [f"a river flood {i}" for i in range(2)]
              + ["flood and river", "cat"])
     rows = smlmt.smlmt_rows(texts, min_df=2, max_df=10, min_per_class=2)
