@@ -48,6 +48,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import functools
 import importlib.util
 import json
 import sys
@@ -72,7 +73,10 @@ JAXMAML = {
     "jaxmaml_finetune_names_transductive": ({"adapt": "finetune"}, {"label_texts": True},
                                             {"transductive": True}),
 }
-METHODS = ("setfit", *JAXMAML)
+# SetFit itself, and SetFit's fine-tuned body read out as our recommended setting: the class
+# names as one more example per class, soft k-means over the queries (no logistic head)
+SETFIT = ("setfit", "setfit_names_transductive")
+METHODS = (*SETFIT, *JAXMAML)
 SETFIT_ARGS = {"num_iterations": 20, "num_epochs": 1, "batch_size": 16}
 
 
@@ -194,8 +198,36 @@ def check_tokens(src: EpisodeSource, episode: TextEpisode, tokenizer_dir: str) -
             raise AssertionError("an episode's texts do not tokenize to the protocol's rows")
 
 
-def setfit_method(seq_len: int) -> Callable:
-    """``run(episode, seed) -> (predictions, fit_s, predict_s)`` with the setfit library."""
+def names_transductive_predict(support_feats: np.ndarray, support_labels: np.ndarray,
+                               name_feats: np.ndarray, query_feats: np.ndarray) -> np.ndarray:
+    """Our recommended readout on any features: the cosine centroid of the support rows
+    plus one class-name row per class (weight 1, :data:`jaxmaml.meta.priors.NAME_WEIGHT`),
+    refined by soft k-means over the queries (:func:`jaxmaml.meta.transductive.soft_kmeans`);
+    the query's nearest refined prototype by cosine."""
+    import jax.numpy as jnp
+
+    from jaxmaml.meta import finetune, priors, transductive
+    from jaxmaml.meta.encoding import l2_normalize
+
+    way = len(name_feats)
+    feats = jnp.concatenate([jnp.asarray(support_feats), jnp.asarray(name_feats)])
+    labels = jnp.concatenate([jnp.asarray(support_labels, jnp.int32), jnp.arange(way)])
+    weights = jnp.concatenate([jnp.ones(len(support_feats)),
+                               jnp.full(way, priors.NAME_WEIGHT)]).astype(feats.dtype)
+    norm = l2_normalize(feats)
+    protos = finetune.cosine_head_init(norm, labels, weights, way)["kernel"].T
+    q = l2_normalize(jnp.asarray(query_feats))
+    refined = transductive.soft_kmeans(protos, norm, labels, weights, q,
+                                       jnp.ones(len(q), q.dtype))
+    return np.asarray(jnp.argmax(q @ refined.T, -1))
+
+
+def setfit_method(seq_len: int, names_transductive: bool = False) -> Callable:
+    """``run(episode, seed) -> (predictions, fit_s, predict_s)`` with the setfit library;
+    ``names_transductive``: after SetFit's training, predict with
+    :func:`names_transductive_predict` on its fine-tuned body's embeddings instead of its
+    logistic head (the class names are the episode's label strings, as
+    ``fit(label_texts=True)`` gives them)."""
     import os
 
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -216,7 +248,13 @@ def setfit_method(seq_len: int) -> Callable:
                                      save_strategy="no")
             Trainer(model=model, args=args, train_dataset=train).train()
         t1 = time.perf_counter()
-        pred = np.asarray(model.predict(ep.query, show_progress_bar=False))
+        if names_transductive:
+            enc = functools.partial(model.model_body.encode, convert_to_numpy=True,
+                                    show_progress_bar=False)
+            pred = names_transductive_predict(enc(ep.support), ep.support_labels,
+                                              enc(list(ep.class_names)), enc(ep.query))
+        else:
+            pred = np.asarray(model.predict(ep.query, show_progress_bar=False))
         return pred, t1 - t0, time.perf_counter() - t1
 
     return run
@@ -253,8 +291,8 @@ def jaxmaml_method(name: str, seq_len: int, finetune=None) -> Callable:
 
 
 def make_methods(names: Sequence[str], seq_len: int, finetune=None) -> dict[str, Callable]:
-    return {m: setfit_method(seq_len) if m == "setfit" else jaxmaml_method(m, seq_len, finetune)
-            for m in names}
+    return {m: setfit_method(seq_len, m == "setfit_names_transductive") if m in SETFIT
+            else jaxmaml_method(m, seq_len, finetune) for m in names}
 
 
 def record_options(out: Path, changes: dict, write: bool = True) -> None:
@@ -354,7 +392,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
-    if "setfit" in args.methods and not setfit_installed():
+    if set(SETFIT) & set(args.methods) and not setfit_installed():
         print(MISSING_SETFIT, file=sys.stderr)
         return 2
     from jaxmaml.run.config_load import minilm_dir
@@ -374,7 +412,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (ValueError, OSError) as e:  # ConfigError is a ValueError
         print(f"setfit_episodes: {e}", file=sys.stderr)
         return 2
-    if "setfit" in args.methods:
+    if set(SETFIT) & set(args.methods):
         import torch
 
         torch.set_num_threads(args.torch_threads)
