@@ -38,6 +38,9 @@ jaxmaml_probe: head="probe" (= jaxmaml eval's linear_probe);
 jaxmaml_finetune: adapt="finetune" with the default FinetuneOptions (test-time fine-tuning,
 cosine head started at the prototypes); _names: + fit(label_texts=True), the class names
 (e.g. "admin") as one more example per class; _transductive: + predict(transductive=True).
+setfit_names_transductive: SetFit's training as setfit, then its fine-tuned body's
+embeddings read out as jaxmaml_finetune_names_transductive reads its own (class names as one
+more example per class, soft k-means over the queries) instead of the logistic head.
 Paired:
 per-episode accuracy minus SetFit's on the same episode, mean ± 1.96 std / sqrt(n).
 Pairing check (`--check-protocol`): jaxmaml eval's nearest_centroid / linear_probe means
