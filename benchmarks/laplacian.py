@@ -5,7 +5,8 @@ LaplacianShot (Ziko et al. 2020): after the prototypes, each query's class assig
 pulled towards its nearest neighbours' in the batch being labelled. With ``l_q`` the
 cosine logits of query ``q`` against the soft k-means prototypes (the product's refinement)
 and ``W`` the kNN graph of the queries (``W_qp = 1`` when ``p`` is one of the ``--knn``
-most cosine-similar other queries of ``q``), ``--iters`` bound updates
+most cosine-similar other queries of ``q``; every query of ``jaxmaml eval``'s episodes is a
+real text, none padding), ``--iters`` bound updates
 
     y_q <- softmax(l_q + lambda * sum_p W_qp y_p)
 
@@ -126,12 +127,10 @@ def report(directory: Path) -> str:
 
 
 def main(argv=None) -> int:
-    if argv is None:
-        argv = sys.argv[1:]
-    if argv[:1] == ["--report"]:
-        print(report(Path(argv[1])))
-        return 0
+    argv = sys.argv[1:] if argv is None else argv
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--report", metavar="DIR", help="print the table of DIR's result files "
+                   "(nothing is measured)")
     p.add_argument("--lam", type=float, default=1.0, help="weight of the neighbours' votes")
     p.add_argument("--knn", type=int, default=5, help="neighbours per query")
     p.add_argument("--iters", type=int, default=10, help="bound updates")
@@ -139,6 +138,9 @@ def main(argv=None) -> int:
                    "(the frozen readout; fine-tuning uses its own FinetuneOptions.scale)")
     p.add_argument("rest", nargs=argparse.REMAINDER, help="-- finetune_table.py arguments")
     args = p.parse_args(argv)
+    if args.report:
+        print(report(Path(args.report)))
+        return 0
     rest = args.rest[1:] if args.rest[:1] == ["--"] else args.rest
 
     import finetune_table

@@ -1,6 +1,8 @@
 """benchmarks/laplacian.py: the Laplacian bound updates equal a numpy loop, and with
 ``lam=0`` they are the plain cosine argmax."""
 
+import json
+
 import numpy as np
 from bench_scripts import load_script
 
@@ -43,3 +45,17 @@ def test_laplacian_assign_equals_a_numpy_loop():
         np.testing.assert_array_equal(got, _reference(q, protos, 10.0, lam, knn, 10))
         changed += int((got != plain).any())
     assert changed  # the neighbours' votes move some queries, so the comparison can fail
+
+
+def test_report_renders_each_files_paired_gains(tmp_path, capsys):
+    gain = {"cosine_centroid_names_trans": {"vs": "cosine_centroid_names", "mean": -0.0123,
+                                            "ci95": 0.004, "episodes": 600}}
+    rows = [{"data": "debian", "batch": "dirichlet", "shot": 5, "transductive_gains": gain,
+             "results": {"cosine_centroid_names": {}}}]
+    (tmp_path / "a.json").write_text(json.dumps({
+        "command": "python benchmarks/laplacian.py --lam 0.3 --knn 3 -- table --out a",
+        "rows": rows}))
+    assert load_script("laplacian").main(["--report", str(tmp_path)]) == 0
+    line = capsys.readouterr().out.splitlines()[-1]
+    assert line == ("| debian, centroid | --lam 0.3 --knn 3 | – | – | – | -1.2 ± 0.4 (600) "
+                    "| – | – |")
