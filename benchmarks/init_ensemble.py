@@ -32,21 +32,20 @@ sys.path[:0] = [str(ROOT), str(ROOT / "benchmarks")]
 PAIR = ("finetune_names", "meta_learned_finetune_names")
 
 
-def prob_task_scores(task_scores):
-    """``task_scores`` whose ``plain`` is the ``[m, way]`` class probabilities of the
-    product's transductive refinement (``trans`` stays its accuracy)."""
+def prob_task_scores():
+    """A stand-in for ``finetune_eval.task_scores`` whose ``plain`` is the ``[m, way]`` class
+    probabilities of the product's transductive refinement and ``trans`` its accuracy (both
+    from one refinement)."""
     import jax
+    import jax.numpy as jnp
 
-    from jaxmaml.meta import finetune, transductive
+    from jaxmaml.meta import transductive
 
     def scores(params, support, query, opts, cfg, need, s_bottom=None, q_bottom=None):
-        out = task_scores(params, support, query, opts, cfg, ("trans",), s_bottom, q_bottom)
-        s = finetune.finetune_features(params, support, opts, cfg, s_bottom)
-        q = finetune.finetune_features(params, query, opts, cfg, q_bottom)
-        protos = transductive.soft_kmeans(params["head"]["kernel"].T, s, support.labels,
-                                          support.weights, q, query.weights)
-        out["plain"] = jax.nn.softmax(opts.scale * q @ protos.T, -1)
-        return out
+        logits = transductive.finetune_transductive_predict(
+            params, support, query, opts, cfg, support_bottom=s_bottom, bottom=q_bottom)
+        return {"plain": jax.nn.softmax(logits, -1),
+                "trans": (jnp.argmax(logits, -1) == query.labels).mean()}
 
     return scores
 
@@ -76,7 +75,7 @@ def main(argv=None) -> int:
 
     from jaxmaml.run import finetune_eval
 
-    finetune_eval.task_scores = prob_task_scores(finetune_eval.task_scores)
+    finetune_eval.task_scores = prob_task_scores()
     finetune_eval.score = ensemble_score(finetune_eval.score)
     command = " ".join(["python benchmarks/init_ensemble.py",
                         *(sys.argv[1:] if argv is None else argv)])
