@@ -79,7 +79,6 @@ def main(argv=None) -> int:
     p.add_argument("--finetune-readout", action="store_true")
     p.add_argument("rest", nargs=argparse.REMAINDER, help="-- finetune_table.py arguments")
     args = p.parse_args(argv)
-    rest = args.rest[1:] if args.rest[:1] == ["--"] else args.rest
 
     import finetune_table
 
@@ -89,9 +88,7 @@ def main(argv=None) -> int:
                                                        args.center)
     if args.finetune_readout:
         finetune_eval.task_scores = centred_task_scores(finetune_eval.task_scores)
-    command = " ".join(["python benchmarks/centering.py",
-                        *(sys.argv[1:] if argv is None else argv)])
-    return finetune_table.main(rest, command)
+    return finetune_table.wrapped_main("centering.py", argv, args.rest)
 
 
 if __name__ == "__main__":

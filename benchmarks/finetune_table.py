@@ -260,5 +260,17 @@ def main(argv: list[str] | None = None, command: str | None = None) -> int:
     return 0
 
 
+
+def wrapped_main(script: str, argv: list[str] | None, rest: list[str]) -> int:
+    """:func:`main` run by a wrapper script that patched the scoring (``centering.py``,
+    ``laplacian.py``, ...): ``rest`` are this script's arguments (after the wrapper's
+    ``--``), and the results record the wrapper's own command line, ``argv`` included."""
+    import shlex
+
+    rest = rest[1:] if rest[:1] == ["--"] else rest
+    argv = sys.argv[1:] if argv is None else argv
+    return main(rest, shlex.join(["python", f"benchmarks/{script}", *argv]))
+
+
 if __name__ == "__main__":
     sys.exit(main())

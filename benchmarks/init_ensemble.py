@@ -69,7 +69,6 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("rest", nargs=argparse.REMAINDER, help="-- finetune_table.py arguments")
     args = p.parse_args(argv)
-    rest = args.rest[1:] if args.rest[:1] == ["--"] else args.rest
 
     import finetune_table
 
@@ -77,9 +76,7 @@ def main(argv=None) -> int:
 
     finetune_eval.task_scores = prob_task_scores()
     finetune_eval.score = ensemble_score(finetune_eval.score)
-    command = " ".join(["python benchmarks/init_ensemble.py",
-                        *(sys.argv[1:] if argv is None else argv)])
-    return finetune_table.main(rest, command)
+    return finetune_table.wrapped_main("init_ensemble.py", argv, args.rest)
 
 
 if __name__ == "__main__":

@@ -127,7 +127,6 @@ def report(directory: Path) -> str:
 
 
 def main(argv=None) -> int:
-    argv = sys.argv[1:] if argv is None else argv
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--report", metavar="DIR", help="print the table of DIR's result files "
                    "(nothing is measured)")
@@ -141,7 +140,6 @@ def main(argv=None) -> int:
     if args.report:
         print(report(Path(args.report)))
         return 0
-    rest = args.rest[1:] if args.rest[:1] == ["--"] else args.rest
 
     import finetune_table
 
@@ -150,8 +148,7 @@ def main(argv=None) -> int:
     finetune_eval._centroid_acc = centroid_acc(args.lam, args.knn, args.iters, args.scale)
     finetune_eval.task_scores = lap_task_scores(finetune_eval.task_scores, args.lam,
                                                 args.knn, args.iters)
-    command = " ".join(["python benchmarks/laplacian.py", *argv])
-    return finetune_table.main(rest, command)
+    return finetune_table.wrapped_main("laplacian.py", argv, args.rest)
 
 
 if __name__ == "__main__":

@@ -33,23 +33,19 @@ def templated(label_texts, template: str):
 
 
 def main(argv=None) -> int:
-    argv = sys.argv[1:] if argv is None else argv
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--template", required=True, help='with one "{}" for the label text')
     p.add_argument("rest", nargs=argparse.REMAINDER, help="-- finetune_table.py arguments")
     args = p.parse_args(argv)
     if args.template.count("{}") != 1:
         p.error(f"--template {args.template!r}: needs exactly one {{}} for the label text")
-    rest = args.rest[1:] if args.rest[:1] == ["--"] else args.rest
 
     import finetune_table
 
     from jaxmaml.run import data
 
     data.label_texts = templated(data.label_texts, args.template)
-    command = " ".join(["python benchmarks/name_template.py", *(
-        f"'{a}'" if " " in a else a for a in argv)])
-    return finetune_table.main(rest, command)
+    return finetune_table.wrapped_main("name_template.py", argv, args.rest)
 
 
 if __name__ == "__main__":

@@ -109,3 +109,16 @@ def test_sweep_scores_the_methods_asked_as_table_does(ft, tmp_path, capsys):
         ft.main(["sweep", "--setup", f"A={ROOT / 'configs/tiny.yaml'}:data={data}",
                  "--methods", "meta_learned_finetune", "--out", str(tmp_path / "m")])
     assert e.value.code == 2 and "original encoder only" in capsys.readouterr().err
+
+
+def test_a_wrapper_records_its_own_command_line(ft, tmp_path):
+    """``wrapped_main``: the results say the wrapper's whole command (quoted for a shell),
+    and the arguments after its ``--`` are this script's."""
+    data = ROOT / "tests/data/tiny_topics.csv"
+    rest = ["--", "sweep", "--setup", f"A={ROOT / 'configs/tiny.yaml'}:data={data}",
+            "--way", "2", "--shot", "1", "--query", "2", "--episodes", "2",
+            "--out", str(tmp_path / "w")]
+    assert ft.wrapped_main("name_template.py", ["--template", "About {}.", *rest], rest) == 0
+    command = json.loads((tmp_path / "w.json").read_text())["command"]
+    assert command.startswith("python benchmarks/name_template.py --template 'About {}.' -- "
+                              "sweep --setup A=")
