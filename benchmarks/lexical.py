@@ -4,8 +4,8 @@ A sentence encoder matches meaning; a topic is also carried by rare words two te
 (hybrid dense + sparse retrieval). Here every feature ``jaxmaml eval``'s centroid methods
 read (the pool's and the class names') becomes ``[sqrt(1 - b) * dense, sqrt(b) *
 lexical]``, where ``lexical`` is the L2-normalized tf-idf vector of the text's word pieces
-(the same ``--seq-len`` tokens the encoder reads; [CLS], [SEP], [PAD], [UNK] and pieces of
-one character left out; idf over the evaluation pool, the unlabelled texts a user labels),
+(the same ``--seq-len`` tokens the encoder reads; the special tokens and pieces of one
+character left out; idf over the evaluation pool, the unlabelled texts a user labels),
 so a cosine is ``(1 - b) cos_dense + b cos_lexical``. The fine-tuned methods read out the
 tuned encoder's features the same way: the head's class directions beside the support's
 tf-idf class means, refined by soft k-means in the hybrid space (``--idf batch``: idf over
@@ -33,14 +33,12 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "benchmarks")]
 
-SPECIAL = (0, 100, 101, 102)  # [PAD], [UNK], [CLS], [SEP] of the BERT uncased vocabulary
-
-
 def keep_mask(tokenizer) -> np.ndarray:
-    """``[V]`` 1 for the word pieces that count (more than one character, not special)."""
+    """``[V]`` 1 for the word pieces that count (more than one character, not one of the
+    tokenizer's special tokens)."""
     pieces = tokenizer.convert_ids_to_tokens(list(range(len(tokenizer))))
     keep = np.array([len(p.removeprefix("##")) > 1 for p in pieces], np.float32)
-    keep[list(SPECIAL)] = 0
+    keep[tokenizer.all_special_ids] = 0
     return keep
 
 
