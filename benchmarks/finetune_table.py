@@ -260,7 +260,6 @@ def main(argv: list[str] | None = None, command: str | None = None) -> int:
     return 0
 
 
-
 def wrapped_main(script: str, argv: list[str] | None, rest: list[str]) -> int:
     """:func:`main` run by a wrapper script that patched the scoring (``centering.py``,
     ``laplacian.py``, ...): ``rest`` are this script's arguments (after the wrapper's
