@@ -1,5 +1,13 @@
 """A pure-functional Flax BERT encoder whose params mirror Hugging Face names.
 
+``model_type="mpnet"`` is the same encoder with MPNet's three differences (Song et al.
+2020; ``transformers.MPNetModel``): no token types, positions counted from
+``pad_token_id + 1`` over the non-pad tokens, and a relative position bias (T5-style
+buckets, ``encoder/relative_attention_bias``, shared by every layer) added to the
+attention scores. Its params use the BERT names below (:mod:`jaxmaml.models.hf` renames
+MPNet's ``attention.attn.q`` etc. on the way in and out), so everything that addresses
+layers by name (LoRA, the adapted top layers, the frozen bottom) serves both.
+
 The params pytree is a plain nested dict, e.g.::
 
     embeddings/word_embeddings/embedding              [vocab, hidden]
@@ -25,6 +33,7 @@ from jaxmaml.models import precision
 
 Params = dict[str, Any]
 PRESETS = ("tiny", "mini", "small", "base")  # BertConfig.preset names
+MODEL_TYPES = ("bert", "mpnet")
 
 _ACTIVATIONS = {
     "gelu": lambda x: jax.nn.gelu(x, approximate=False),
@@ -58,8 +67,12 @@ class BertConfig:
     pad_token_id: int = 0
     add_pooling_layer: bool = True
     dtype: str = "float32"
+    model_type: str = "bert"  # or "mpnet" (module docstring)
+    relative_attention_num_buckets: int = 32  # mpnet: rows of the relative position bias
 
     def __post_init__(self):
+        if self.model_type not in MODEL_TYPES:
+            raise ValueError(f"model_type={self.model_type!r}: use one of {MODEL_TYPES}.")
         if self.hidden_size % self.num_attention_heads:
             raise ValueError(
                 f"hidden_size={self.hidden_size} is not a multiple of "
@@ -166,10 +179,15 @@ class _Embeddings(nn.Module):
             return nn.Embed(n, cfg.hidden_size, embedding_init=init, dtype=_act_dtype(cfg),
                             param_dtype=jnp.float32, name=name)
 
-        positions = jnp.arange(input_ids.shape[-1])
+        if cfg.model_type == "mpnet":  # transformers' create_position_ids_from_input_ids
+            real = (input_ids != cfg.pad_token_id).astype(jnp.int32)
+            positions = jnp.cumsum(real, axis=-1) * real + cfg.pad_token_id
+        else:
+            positions = jnp.arange(input_ids.shape[-1])
         x = (embed(cfg.vocab_size, "word_embeddings")(input_ids)
-             + embed(cfg.max_position_embeddings, "position_embeddings")(positions)
-             + embed(cfg.type_vocab_size, "token_type_embeddings")(token_type_ids))
+             + embed(cfg.max_position_embeddings, "position_embeddings")(positions))
+        if cfg.model_type == "bert":
+            x = x + embed(cfg.type_vocab_size, "token_type_embeddings")(token_type_ids)
         x = _layer_norm(cfg)(x)
         return nn.Dropout(cfg.hidden_dropout_prob)(x, deterministic=deterministic)
 
@@ -178,7 +196,7 @@ class _SelfAttention(nn.Module):
     cfg: BertConfig
 
     @nn.compact
-    def __call__(self, x, attention_mask, deterministic):
+    def __call__(self, x, attention_mask, deterministic, bias=None):
         cfg = self.cfg
         *batch, length, _ = x.shape
         split = lambda t: t.reshape(*batch, length, cfg.num_attention_heads, cfg.head_dim)
@@ -190,6 +208,8 @@ class _SelfAttention(nn.Module):
         # Additive mask with the dtype minimum, like HF eager attention: padded keys get
         # exactly zero probability after softmax, so padding never leaks into real tokens.
         scores = scores.astype(jnp.promote_types(scores.dtype, jnp.float32))  # softmax in >= f32
+        if bias is not None:  # mpnet: [heads, L, L] relative position bias
+            scores = scores + bias.astype(scores.dtype)
         keep = attention_mask[..., None, None, :].astype(bool)
         scores = jnp.where(keep, scores, jnp.finfo(scores.dtype).min)
         probs = jax.nn.softmax(scores, axis=-1).astype(v.dtype)
@@ -204,9 +224,10 @@ class _Layer(nn.Module):
     cfg: BertConfig
 
     @nn.compact
-    def __call__(self, x, attention_mask, deterministic):
+    def __call__(self, x, attention_mask, deterministic, bias=None):
         drop = lambda t: nn.Dropout(self.cfg.hidden_dropout_prob)(t, deterministic=deterministic)
-        attn = _AttentionBlock(self.cfg, name="attention")(x, attention_mask, deterministic)
+        attn = _AttentionBlock(self.cfg, name="attention")(x, attention_mask, deterministic,
+                                                             bias)
         inter = _Intermediate(self.cfg, name="intermediate")(attn)
         return _Output(self.cfg, name="output")(inter, attn, drop)
 
@@ -217,9 +238,9 @@ class _AttentionBlock(nn.Module):
     cfg: BertConfig
 
     @nn.compact
-    def __call__(self, x, attention_mask, deterministic):
+    def __call__(self, x, attention_mask, deterministic, bias=None):
         cfg = self.cfg
-        h = _SelfAttention(cfg, name="self")(x, attention_mask, deterministic)
+        h = _SelfAttention(cfg, name="self")(x, attention_mask, deterministic, bias)
         drop = lambda t: nn.Dropout(cfg.hidden_dropout_prob)(t, deterministic=deterministic)
         return _Output(cfg, name="output")(h, x, drop)
 
@@ -248,12 +269,33 @@ class _LayerStack(nn.Module):
     cfg: BertConfig
 
     @nn.compact
-    def __call__(self, x, attention_mask, deterministic):
+    def __call__(self, x, attention_mask, deterministic, bias=None):
         # Children named "0", "1", ... give the param path encoder/layer/<i>/..., the same
         # as HF's encoder.layer.<i>.
         for i in range(self.cfg.num_hidden_layers):
-            x = _Layer(self.cfg, name=str(i))(x, attention_mask, deterministic)
+            x = _Layer(self.cfg, name=str(i))(x, attention_mask, deterministic, bias)
         return x
+
+
+def _relative_buckets(length: int, num_buckets: int = 32, max_distance: int = 128):
+    """``[L, L]`` int bucket of each (query, key) offset: transformers'
+    ``MPNetEncoder.relative_position_bucket`` (always 32 buckets there, whatever the
+    config says; half for each direction, exact up to 8 apart, log-spaced to 128)."""
+    pos = jnp.arange(length)
+    n = pos[:, None] - pos[None, :]  # -(key - query)
+    half = num_buckets // 2
+    ret = (n < 0).astype(jnp.int32) * half
+    n = jnp.abs(n)
+    max_exact = half // 2
+    large = max_exact + (jnp.log(jnp.maximum(n, 1).astype(jnp.float32) / max_exact)
+                         / jnp.log(max_distance / max_exact) * (half - max_exact)
+                         ).astype(jnp.int32)
+    return ret + jnp.where(n < max_exact, n, jnp.minimum(large, half - 1))
+
+
+def relative_bias(table: jax.Array, length: int) -> jax.Array:
+    """``[heads, L, L]`` MPNet's relative position bias from its ``[buckets, heads]`` table."""
+    return jnp.moveaxis(table[_relative_buckets(length)], -1, 0)
 
 
 class _Encoder(nn.Module):
@@ -261,7 +303,14 @@ class _Encoder(nn.Module):
 
     @nn.compact
     def __call__(self, x, attention_mask, deterministic):
-        return _LayerStack(self.cfg, name="layer")(x, attention_mask, deterministic)
+        cfg, bias = self.cfg, None
+        if cfg.model_type == "mpnet":  # [L, L, heads] -> [heads, L, L]
+            table = nn.Embed(cfg.relative_attention_num_buckets, cfg.num_attention_heads,
+                             embedding_init=nn.initializers.truncated_normal(
+                                 cfg.initializer_range),
+                             param_dtype=jnp.float32, name="relative_attention_bias")
+            bias = jnp.moveaxis(table(_relative_buckets(x.shape[-2])), -1, 0)
+        return _LayerStack(self.cfg, name="layer")(x, attention_mask, deterministic, bias)
 
 
 class _Pooler(nn.Module):
@@ -329,7 +378,7 @@ def encode(params: Params, config: BertConfig, input_ids: jax.Array, attention_m
 
 def embed(params: Params, config: BertConfig, input_ids: jax.Array,
           token_type_ids: jax.Array | None = None) -> jax.Array:
-    """Embedding block only (word + position + token type, LayerNorm): ``[..., L, H]``."""
+    """Embedding block only (word + position (+ token type), LayerNorm): ``[..., L, H]``."""
     if token_type_ids is None:
         token_type_ids = jnp.zeros_like(input_ids)
     return _Embeddings(config).apply({"params": params["embeddings"]}, input_ids,
@@ -344,9 +393,13 @@ def run_layers(params: Params, config: BertConfig, hidden: jax.Array, attention_
     :func:`encode`; the split lets the inner loop cache the output of layers it does not
     adapt instead of recomputing them every inner step.
     """
-    layers = params["encoder"]["layer"]
+    layers, bias = params["encoder"]["layer"], None
+    if config.model_type == "mpnet" and start < stop:
+        bias = relative_bias(params["encoder"]["relative_attention_bias"]["embedding"],
+                             hidden.shape[-2])
     for i in range(start, stop):
-        hidden = _Layer(config).apply({"params": layers[str(i)]}, hidden, attention_mask, True)
+        hidden = _Layer(config).apply({"params": layers[str(i)]}, hidden, attention_mask, True,
+                                      bias)
     return hidden
 
 

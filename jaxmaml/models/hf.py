@@ -1,4 +1,4 @@
-"""Hugging Face BERT directories <-> jaxmaml params (renames and transposes only).
+"""Hugging Face BERT and MPNet directories <-> jaxmaml params (renames and transposes only).
 
 ``load_pretrained`` reads ``config.json`` + ``model.safetensors`` (or ``pytorch_model.bin``
 when torch is installed); ``save_pretrained`` writes a directory that
@@ -18,22 +18,41 @@ from pathlib import Path
 import jax
 import numpy as np
 
-from jaxmaml.models.bert import BertConfig, init_params, Params
+from jaxmaml.models.bert import BertConfig, init_params, MODEL_TYPES, Params
 from jaxmaml.tree import flatten, unflatten
 
 # Non-parameter buffers some checkpoints carry; never mapped.
 _BUFFERS = ("embeddings.position_ids",)
-# Task heads of BertFor* checkpoints: not part of the encoder, dropped with a note.
-_HEAD_PREFIXES = ("cls.", "classifier.", "qa_outputs.")
+# Task heads of BertFor* / MPNetFor* checkpoints: not part of the encoder, dropped.
+_HEAD_PREFIXES = ("cls.", "classifier.", "qa_outputs.", "lm_head.")
+# MPNet's names inside a layer -> ours (BERT's; jaxmaml.models.bert)
+_MPNET_NAMES = ((".attention.attn.q.", ".attention.self.query."),
+                (".attention.attn.k.", ".attention.self.key."),
+                (".attention.attn.v.", ".attention.self.value."),
+                (".attention.attn.o.", ".attention.output.dense."),
+                (".attention.LayerNorm.", ".attention.output.LayerNorm."))
 # Files copied from a tokenizer directory when exporting.
 TOKENIZER_FILES = ("vocab.txt", "tokenizer.json", "tokenizer_config.json",
                    "special_tokens_map.json", "added_tokens.json")
 _CONFIG_FIELDS = [f.name for f in dataclasses.fields(BertConfig)
                   if f.name not in ("add_pooling_layer", "dtype")]
+_MPNET_UNUSED = ("type_vocab_size",)  # fields a MPNetConfig does not have
 
 
 class HFCheckpointError(ValueError):
     """A directory that is not a usable Hugging Face BERT checkpoint."""
+
+
+def _from_mpnet(name: str) -> str:
+    for theirs, ours in _MPNET_NAMES:
+        name = name.replace(theirs, ours)
+    return name
+
+
+def _to_mpnet(name: str) -> str:
+    for theirs, ours in _MPNET_NAMES:
+        name = name.replace(ours, theirs)
+    return name
 
 
 def _hf_name(path: tuple[str, ...]) -> tuple[str, bool]:
@@ -56,19 +75,29 @@ def _unflat(flat: dict[tuple[str, ...], np.ndarray]) -> Params:
 
 
 def config_from_hf(hf_config: dict, **overrides) -> BertConfig:
-    """A :class:`BertConfig` from a parsed HF ``config.json`` (must be ``model_type: bert``)."""
+    """A :class:`BertConfig` from a parsed HF ``config.json`` (``model_type`` ``bert`` or
+    ``mpnet``)."""
     model_type = hf_config.get("model_type")
-    if model_type != "bert":
+    if model_type not in MODEL_TYPES:
         raise HFCheckpointError(
-            f"config.json has model_type={model_type!r}; jaxmaml loads BERT checkpoints "
-            "(model_type 'bert') only.")
+            f"config.json has model_type={model_type!r}; jaxmaml loads BERT and MPNet "
+            f"checkpoints (model_type {' or '.join(map(repr, MODEL_TYPES))}) only.")
     fields = {k: hf_config[k] for k in _CONFIG_FIELDS if k in hf_config}
+    if model_type == "mpnet":  # MPNetConfig's defaults where the file leaves a field out
+        fields = {"layer_norm_eps": 1e-5, "pad_token_id": 1, "max_position_embeddings": 514,
+                  **fields, "type_vocab_size": 0}
     return BertConfig(**{**fields, **overrides})
 
 
 def config_to_hf(config: BertConfig) -> dict:
-    """A HF ``config.json`` dict for ``config`` (``BertModel`` architecture)."""
-    out = {k: getattr(config, k) for k in _CONFIG_FIELDS}
+    """A HF ``config.json`` dict for ``config`` (``BertModel`` or ``MPNetModel``)."""
+    if config.model_type == "mpnet":
+        out = {k: getattr(config, k) for k in _CONFIG_FIELDS if k not in _MPNET_UNUSED}
+        out.update(architectures=["MPNetModel"], torch_dtype="float32",
+                   bos_token_id=0, eos_token_id=2)
+        return out
+    out = {k: getattr(config, k) for k in _CONFIG_FIELDS
+           if k not in ("relative_attention_num_buckets",)}
     out.update(model_type="bert", architectures=["BertModel"], torch_dtype="float32",
                position_embedding_type="absolute")
     return out
@@ -106,9 +135,13 @@ def load_pretrained(path: str | os.PathLike, **config_overrides) -> tuple[Params
         raise HFCheckpointError(f"{model_dir} is not a Hugging Face model directory: "
                                 "no config.json in it.")
     hf_config = json.loads(cfg_file.read_text())
-    if hf_config.get("model_type") != "bert":  # say so before looking for BERT tensors
+    model_type = hf_config.get("model_type")
+    if model_type not in MODEL_TYPES:  # say so before looking for tensors
         config_from_hf(hf_config)
-    tensors = {k.removeprefix("bert."): v for k, v in _read_tensors(model_dir).items()}
+    tensors = {k.removeprefix(f"{model_type}."): v
+               for k, v in _read_tensors(model_dir).items()}
+    if model_type == "mpnet":
+        tensors = {_from_mpnet(k): v for k, v in tensors.items()}
     tensors = {k.replace(".gamma", ".weight").replace(".beta", ".bias"): v
                for k, v in tensors.items()
                if not k.endswith(_BUFFERS) and not k.startswith(_HEAD_PREFIXES)}
@@ -138,16 +171,19 @@ def load_pretrained(path: str | os.PathLike, **config_overrides) -> tuple[Params
     if bad_shape:
         problems.append(f"wrong shapes: {'; '.join(bad_shape)}")
     if problems:
-        raise HFCheckpointError(f"{model_dir} does not match its config.json as a BERT: "
+        raise HFCheckpointError(f"{model_dir} does not match its config.json as "
+                                f"{'an MPNet' if model_type == 'mpnet' else 'a BERT'}: "
                                 + " | ".join(problems))
     return jax.tree.map(jax.numpy.asarray, _unflat(flat)), config
 
 
-def to_hf_state_dict(params: Params) -> dict[str, np.ndarray]:
-    """Our params -> HF ``BertModel`` state dict (numpy, torch layout)."""
+def to_hf_state_dict(params: Params, model_type: str = "bert") -> dict[str, np.ndarray]:
+    """Our params -> HF ``BertModel`` (``MPNetModel``) state dict (numpy, torch layout)."""
     out = {}
     for path, leaf in _flat(params).items():
         name, transposed = _hf_name(path)
+        if model_type == "mpnet":
+            name = _to_mpnet(name)
         arr = np.asarray(jax.device_get(leaf), dtype=np.float32)
         out[name] = np.ascontiguousarray(arr.T if transposed else arr)
     return out
@@ -208,7 +244,7 @@ def save_pretrained(params: Params, config: BertConfig, out_dir: str | os.PathLi
 
     if "pooler" in params and not config.add_pooling_layer:
         config = dataclasses.replace(config, add_pooling_layer=True)
-    state = to_hf_state_dict(params)
+    state = to_hf_state_dict(params, config.model_type)
     tok_files = []
     if tokenizer_dir is not None:
         tok_files = [Path(tokenizer_dir) / f for f in TOKENIZER_FILES
