@@ -1,8 +1,8 @@
 """A pure-functional Flax BERT encoder whose params mirror Hugging Face names.
 
 ``model_type="mpnet"`` is the same encoder with MPNet's three differences (Song et al.
-2020; ``transformers.MPNetModel``): no token types, positions counted from
-``pad_token_id + 1`` over the non-pad tokens, and a relative position bias (T5-style
+2020; ``transformers.MPNetModel``): no token types, positions counted from 2 over the
+tokens that are not id 1 (MPNet's pad), and a relative position bias (T5-style
 buckets, ``encoder/relative_attention_bias``, shared by every layer) added to the
 attention scores. Its params use the BERT names below (:mod:`jaxmaml.models.hf` renames
 MPNet's ``attention.attn.q`` etc. on the way in and out), so everything that addresses
@@ -34,6 +34,7 @@ from jaxmaml.models import precision
 Params = dict[str, Any]
 PRESETS = ("tiny", "mini", "small", "base")  # BertConfig.preset names
 MODEL_TYPES = ("bert", "mpnet")
+MPNET_PADDING_IDX = 1  # transformers.MPNetEmbeddings.padding_idx (fixed, not from the config)
 
 _ACTIVATIONS = {
     "gelu": lambda x: jax.nn.gelu(x, approximate=False),
@@ -179,9 +180,10 @@ class _Embeddings(nn.Module):
             return nn.Embed(n, cfg.hidden_size, embedding_init=init, dtype=_act_dtype(cfg),
                             param_dtype=jnp.float32, name=name)
 
-        if cfg.model_type == "mpnet":  # transformers' create_position_ids_from_input_ids
-            real = (input_ids != cfg.pad_token_id).astype(jnp.int32)
-            positions = jnp.cumsum(real, axis=-1) * real + cfg.pad_token_id
+        if cfg.model_type == "mpnet":  # transformers' create_position_ids_from_input_ids,
+            # with its padding_idx: 1 whatever the config's pad_token_id says
+            real = (input_ids != MPNET_PADDING_IDX).astype(jnp.int32)
+            positions = jnp.cumsum(real, axis=-1) * real + MPNET_PADDING_IDX
         else:
             positions = jnp.arange(input_ids.shape[-1])
         x = (embed(cfg.vocab_size, "word_embeddings")(input_ids)

@@ -1,4 +1,4 @@
-"""Export a run's meta-learned encoder as a Hugging Face BERT directory with a model card.
+"""Export a run's meta-learned encoder as a Hugging Face BERT or MPNet directory + model card.
 
 The directory (config.json, model.safetensors, tokenizer files, README.md) loads offline
 with ``transformers.AutoModel`` / ``AutoTokenizer``; the learner's settings and extras and
@@ -57,15 +57,17 @@ def model_card(cfg: ExperimentConfig, step: int, split: dict | None, results: li
                summary: dict | None) -> str:
     """README.md text: how the encoder was meta-trained and how it evaluated."""
     m, t = cfg.meta, cfg.train
+    kind, article, arch = {"bert": ("BERT", "A", "BertModel"),
+                           "mpnet": ("MPNet", "An", "MPNetModel")}[m.model.model_type]
     order = "first-order" if m.first_order else "second-order"
     adapt = {"all": "all parameters", "head": "the task head only (ANIL)",
              "top_k_layers": f"the top {m.adapt_top_k} encoder layers + the task head",
              "regex": f"parameters matching `{m.adapt_regex}` + the task head"}[m.adapt]
     lines = [
         "---", "library_name: transformers", "pipeline_tag: feature-extraction",
-        "tags: [bert, meta-learning, few-shot, jaxmaml]", "---", "",
-        f"# {cfg.name}: meta-learned BERT encoder ({m.algorithm})", "",
-        "A BERT encoder (`BertModel`) meta-learned for few-shot text classification with "
+        f"tags: [{m.model.model_type}, meta-learning, few-shot, jaxmaml]", "---", "",
+        f"# {cfg.name}: meta-learned {kind} encoder ({m.algorithm})", "",
+        f"{article} {kind} encoder (`{arch}`) meta-learned for few-shot text classification with "
         "jaxmaml (JAX/Flax), exported with everything its learner needs to adapt to a new "
         "task.", "",
         usage_section(m, cfg.data.seq_len),
@@ -82,7 +84,7 @@ def model_card(cfg: ExperimentConfig, step: int, split: dict | None, results: li
     if m.lora_rank:
         lines.append(f"- meta-learned: rank-{m.lora_rank} updates `A @ B` of the trained "
                      "layers' weight matrices (LoRA, `meta.lora_rank`), merged into these "
-                     "plain BERT weights")
+                     f"plain {kind} weights")
     if t.wise_alpha != 1.0:
         lines.append(f"- weights: the pretrained encoder + {t.wise_alpha} x what meta-training "
                      "changed (a WiSE-FT weight-space ensemble, `train.wise_alpha`)")

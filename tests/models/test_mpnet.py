@@ -44,11 +44,15 @@ def _padded(rng, vocab, pad, batch=4, length=12):
 
 
 @pytest.mark.torch
-@pytest.mark.parametrize("length", [12, 150])  # 150: offsets past max_distance 128
-def test_matches_transformers_mpnet(length):
-    config = _mpnet_config()
+@pytest.mark.parametrize("length,pad", [
+    (12, 1),
+    (150, 1),  # offsets past max_distance 128
+    (12, 0),  # a tokenizer padding with 0: positions still skip id 1 only, as transformers'
+])
+def test_matches_transformers_mpnet(length, pad):
+    config = _mpnet_config(pad_token_id=pad)
     params = _params(config)
-    ids, mask = _padded(np.random.default_rng(0), config.vocab_size, 1, length=length)
+    ids, mask = _padded(np.random.default_rng(0), config.vocab_size, pad, length=length)
     ours = encode(params, config, ids, mask)
     with torch.no_grad():
         out = _torch_mpnet(params, config)(input_ids=torch.tensor(ids),
