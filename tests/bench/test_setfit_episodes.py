@@ -149,6 +149,22 @@ def test_other_finetune_options_than_an_out_dir_holds_are_refused(se, tmp_path, 
     assert "KEY one of" in capsys.readouterr().err
 
 
+def test_rows_of_another_encoder_than_an_out_dir_holds_are_refused(se, tmp_path, capsys):
+    se.record_model(tmp_path, "/m/mpnet")  # an empty directory takes any encoder
+    (tmp_path / "x_5w5s.jsonl").write_text('{"episode": 0, "method": "setfit"}\n')
+    se.record_model(tmp_path, "/m/mpnet")  # the same again: fine
+    with pytest.raises(ValueError, match="of the encoder /m/mpnet, not all-MiniLM-L6-v2"):
+        se.record_model(tmp_path, None)
+    (tmp_path / "model.json").unlink()  # rows with no record: the default encoder's
+    with pytest.raises(ValueError, match="of the encoder all-MiniLM-L6-v2, not /m/mpnet"):
+        se.record_model(tmp_path, "/m/mpnet")
+    assert se.main(["--data", "debian", "--methods", "jaxmaml_probe", "--out", str(tmp_path),
+                    "--model", "/m/mpnet"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "pass another --out" in err and "\n" not in err
+    assert not (tmp_path / "model.json").exists()  # a refused run writes nothing
+
+
 def test_names_transductive_readout_is_the_products_centroid_names_trans(se):
     """SetFit's body read out as our recommended setting: per query, the prediction of
     ``jaxmaml eval``'s centroid + names + transductive scoring on the same features."""
