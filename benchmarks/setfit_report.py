@@ -82,6 +82,27 @@ def summarize(path: Path) -> dict:
     return out
 
 
+def cross(path: Path, other: Path) -> list[dict]:
+    """Every method of ``path`` minus every method of ``other`` (the same setting measured
+    from another encoder, e.g. ``setfit_episodes.py --model``), paired on the episodes both
+    finished: ``[{"method", "vs", "episodes", "mean", "ci95"}]``."""
+    def by(p):
+        out = {}
+        for r in read_rows(p):
+            out.setdefault(r["method"], {})[r["episode"]] = r["accuracy"]
+        return out
+
+    mine, theirs = by(path), by(other)
+    out = []
+    for m, eps in sorted(mine.items()):
+        for o, ref in sorted(theirs.items()):
+            both = sorted(set(eps) & set(ref))
+            if both:
+                diff = np.array([eps[i] - ref[i] for i in both])
+                out.append({"method": m, "vs": o, "episodes": len(both), **mean_ci95(diff)})
+    return out
+
+
 def _protocol_means(path: Path, first: dict) -> dict:
     """``{"episodes", method: mean}`` of ``{source}_protocol.json`` beside ``path`` for
     this setting (``--check-protocol``), else ``{}``."""
@@ -149,7 +170,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("dir", help="the --out directory of setfit_episodes.py")
     p.add_argument("--md", default=None, help="write this markdown file")
     p.add_argument("--command", default="(see the JSON lines)")
+    p.add_argument("--against", metavar="DIR", help="print each method of DIR's files "
+                   "paired with each method of the same setting in this DIR (points) "
+                   "instead of the summaries")
     args = p.parse_args(argv)
+    if args.against:
+        for f in sorted(Path(args.dir).glob("*.jsonl")):
+            if (Path(args.against) / f.name).exists():
+                for r in cross(f, Path(args.against) / f.name):
+                    print(f"{f.stem}: {r['method']} - {args.against}:{r['vs']}: "
+                          f"{_pm(r['mean'], r['ci95'], sign='+')} ({r['episodes']})")
+        return 0
     summaries = [summarize(f) for f in sorted(Path(args.dir).glob("*.jsonl"))]
     print(json.dumps(summaries, indent=1))
     if args.md:

@@ -126,7 +126,7 @@ class BertConfig:
         """The :data:`PRESETS` shape ``name`` (``tiny``, ``mini``, ``small``, ``base``)."""
         if name not in PRESETS:
             raise ValueError(f"unknown model preset {name!r}; use one of {sorted(PRESETS)} "
-                             "or a path to a Hugging Face BERT directory.")
+                             "or a path to a Hugging Face BERT or MPNet directory.")
         return getattr(cls, name)(**kw)
 
 

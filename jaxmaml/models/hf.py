@@ -122,7 +122,7 @@ def _read_tensors(model_dir: Path) -> dict[str, np.ndarray]:
 
 
 def load_pretrained(path: str | os.PathLike, **config_overrides) -> tuple[Params, BertConfig]:
-    """Load a local HF BERT directory as ``(params, config)``.
+    """Load a local HF BERT or MPNet directory as ``(params, config)``.
 
     Linear weights are transposed to Flax ``[in, out]`` kernels; a ``bert.`` prefix (from
     ``BertFor*`` checkpoints) is stripped; task heads and the ``position_ids`` buffer are
@@ -234,7 +234,7 @@ def write_atomically(out_dir: str | os.PathLike, fill, overwrite: bool = False) 
 def save_pretrained(params: Params, config: BertConfig, out_dir: str | os.PathLike,
                     tokenizer_dir: str | os.PathLike | None = None, *, overwrite: bool = False,
                     extra_files: dict[str, str | bytes] | None = None) -> Path:
-    """Write a HF BERT directory (config.json, model.safetensors, tokenizer files).
+    """Write a HF BERT (MPNet) directory (config.json, model.safetensors, tokenizer files).
 
     ``transformers.AutoModel.from_pretrained(out_dir)`` loads it offline. Written atomically
     (temp dir + rename). ``extra_files`` maps file names (relative paths; subdirectories are

@@ -40,7 +40,7 @@ class ConfigError(ValueError):
 class ModelSection:
     """The encoder: ``name`` is a preset (tiny/mini/small/base, randomly initialized from
     ``train.seed``), ``minilm`` (the bundled all-MiniLM-L6-v2 weights) or a local Hugging
-    Face BERT directory. ``tokenizer`` (a directory, or ``minilm``) defaults to the model
+    Face BERT or MPNet directory. ``tokenizer`` (a directory, or ``minilm``) defaults to the model
     directory. ``overrides`` are
     :class:`BertConfig` fields (e.g. ``dtype: bfloat16``), written flat in the YAML section.
     """

@@ -153,7 +153,7 @@ def resolve_bert(model: ModelSection) -> BertConfig:
         if not cfg_file.exists():
             raise ConfigError(
                 f"model.name={model.name!r} is neither a preset ({', '.join(PRESETS)}), "
-                f"{MINILM_ALIAS!r}, nor a Hugging Face BERT directory ({cfg_file} missing).")
+                f"{MINILM_ALIAS!r}, nor a Hugging Face BERT or MPNet directory ({cfg_file} missing).")
         return config_from_hf(json.loads(cfg_file.read_text()), **overrides)
     except ConfigError:
         raise

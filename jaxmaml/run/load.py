@@ -151,7 +151,7 @@ def load_run(run_dir: str | Path, checkpoint: str = "best") -> Loaded:
 def load_export(export_dir: str | Path, seq_len: int | None = None) -> Loaded:
     """An export directory: the HF encoder plus ``jaxmaml.json`` and the learner extras.
 
-    A plain Hugging Face BERT directory without ``jaxmaml.json`` loads as a frozen encoder
+    A plain Hugging Face BERT or MPNet directory without ``jaxmaml.json`` loads as a frozen encoder
     with a cosine-centroid head (ProtoNet, cosine distance) on the sentence embedding its
     sentence-transformers modules declare (pooling, ``Normalize``), else on mean-pooled,
     L2-normalized features, with a warning saying which.

@@ -126,6 +126,27 @@ def test_summary_pairs_each_method_with_setfit_on_shared_episodes(tmp_path):
     assert "| x | 5-way 1-shot | setfit | 6 |" in report.table([s])
 
 
+def test_cross_pairs_each_method_with_each_of_another_encoders_on_shared_episodes(tmp_path):
+    report = load_script("setfit_report")
+    rng = np.random.default_rng(1)
+
+    def write(d, acc):
+        d.mkdir()
+        (d / "x_5w5s.jsonl").write_text("".join(
+            json.dumps({"episode": i, "method": m, "accuracy": a}) + "\n"
+            for m, accs in acc.items() for i, a in enumerate(accs)))
+        return d / "x_5w5s.jsonl"
+
+    mine = {"jaxmaml_probe": rng.random(5)}
+    theirs = {"jaxmaml_probe": rng.random(3), "setfit": rng.random(5)}
+    rows = report.cross(write(tmp_path / "a", mine), write(tmp_path / "b", theirs))
+    assert [(r["method"], r["vs"], r["episodes"]) for r in rows] == [
+        ("jaxmaml_probe", "jaxmaml_probe", 3), ("jaxmaml_probe", "setfit", 5)]
+    assert rows[0]["mean"] == pytest.approx((mine["jaxmaml_probe"][:3]
+                                             - theirs["jaxmaml_probe"]).mean())
+    assert report.main([str(tmp_path / "a"), "--against", str(tmp_path / "b")]) == 0
+
+
 def test_other_finetune_options_than_an_out_dir_holds_are_refused(se, tmp_path, capsys):
     """SetFit rows may be shared; fine-tuning rows of other options may not."""
     row = {"episode": 0, "method": "setfit", "accuracy": 0.5}
