@@ -36,11 +36,11 @@ TOKENIZER_FILES = ("vocab.txt", "tokenizer.json", "tokenizer_config.json",
                    "special_tokens_map.json", "added_tokens.json")
 _CONFIG_FIELDS = [f.name for f in dataclasses.fields(BertConfig)
                   if f.name not in ("add_pooling_layer", "dtype")]
-_MPNET_UNUSED = ("type_vocab_size",)  # fields a MPNetConfig does not have
+_MPNET_UNUSED = ("type_vocab_size",)  # fields an MPNetConfig does not have
 
 
 class HFCheckpointError(ValueError):
-    """A directory that is not a usable Hugging Face BERT checkpoint."""
+    """A directory that is not a usable Hugging Face BERT or MPNet checkpoint."""
 
 
 def _from_mpnet(name: str) -> str:
