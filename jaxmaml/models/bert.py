@@ -1,10 +1,8 @@
 """A pure-functional Flax BERT encoder whose params mirror Hugging Face names.
 
 ``model_type="mpnet"`` is the same encoder with MPNet's three differences (Song et al.
-2020; ``transformers.MPNetModel``): no token types, positions counted from 2 over the
-tokens that are not id 1 (MPNet's pad), and a relative position bias (T5-style
-buckets, ``encoder/relative_attention_bias``, shared by every layer) added to the
-attention scores. Its params use the BERT names below (:mod:`jaxmaml.models.hf` renames
+2020; :mod:`jaxmaml.models.mpnet`): no token types, its position ids, and a relative
+position bias (``encoder/relative_attention_bias``, shared by every layer). Its params use the BERT names below (:mod:`jaxmaml.models.hf` renames
 MPNet's ``attention.attn.q`` etc. on the way in and out), so everything that addresses
 layers by name (LoRA, the adapted top layers, the frozen bottom) serves both.
 
@@ -29,12 +27,11 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from jaxmaml.models import precision
+from jaxmaml.models import mpnet, precision
 
 Params = dict[str, Any]
 PRESETS = ("tiny", "mini", "small", "base")  # BertConfig.preset names
 MODEL_TYPES = ("bert", "mpnet")
-MPNET_PADDING_IDX = 1  # transformers.MPNetEmbeddings.padding_idx (fixed, not from the config)
 
 _ACTIVATIONS = {
     "gelu": lambda x: jax.nn.gelu(x, approximate=False),
@@ -180,12 +177,8 @@ class _Embeddings(nn.Module):
             return nn.Embed(n, cfg.hidden_size, embedding_init=init, dtype=_act_dtype(cfg),
                             param_dtype=jnp.float32, name=name)
 
-        if cfg.model_type == "mpnet":  # transformers' create_position_ids_from_input_ids,
-            # with its padding_idx: 1 whatever the config's pad_token_id says
-            real = (input_ids != MPNET_PADDING_IDX).astype(jnp.int32)
-            positions = jnp.cumsum(real, axis=-1) * real + MPNET_PADDING_IDX
-        else:
-            positions = jnp.arange(input_ids.shape[-1])
+        positions = (mpnet.positions(input_ids) if cfg.model_type == "mpnet"
+                     else jnp.arange(input_ids.shape[-1]))
         x = (embed(cfg.vocab_size, "word_embeddings")(input_ids)
              + embed(cfg.max_position_embeddings, "position_embeddings")(positions))
         if cfg.model_type == "bert":
@@ -279,39 +272,17 @@ class _LayerStack(nn.Module):
         return x
 
 
-def _relative_buckets(length: int, num_buckets: int = 32, max_distance: int = 128):
-    """``[L, L]`` int bucket of each (query, key) offset: transformers'
-    ``MPNetEncoder.relative_position_bucket`` (always 32 buckets there, whatever the
-    config says; half for each direction, exact up to 8 apart, log-spaced to 128)."""
-    pos = jnp.arange(length)
-    n = pos[:, None] - pos[None, :]  # -(key - query)
-    half = num_buckets // 2
-    ret = (n < 0).astype(jnp.int32) * half
-    n = jnp.abs(n)
-    max_exact = half // 2
-    large = max_exact + (jnp.log(jnp.maximum(n, 1).astype(jnp.float32) / max_exact)
-                         / jnp.log(max_distance / max_exact) * (half - max_exact)
-                         ).astype(jnp.int32)
-    return ret + jnp.where(n < max_exact, n, jnp.minimum(large, half - 1))
-
-
-def relative_bias(table: jax.Array, length: int) -> jax.Array:
-    """``[heads, L, L]`` MPNet's relative position bias from its ``[buckets, heads]`` table."""
-    return jnp.moveaxis(table[_relative_buckets(length)], -1, 0)
-
-
 class _Encoder(nn.Module):
     cfg: BertConfig
 
     @nn.compact
     def __call__(self, x, attention_mask, deterministic):
         cfg, bias = self.cfg, None
-        if cfg.model_type == "mpnet":  # [L, L, heads] -> [heads, L, L]
-            table = nn.Embed(cfg.relative_attention_num_buckets, cfg.num_attention_heads,
-                             embedding_init=nn.initializers.truncated_normal(
-                                 cfg.initializer_range),
-                             param_dtype=jnp.float32, name="relative_attention_bias")
-            bias = jnp.moveaxis(table(_relative_buckets(x.shape[-2])), -1, 0)
+        if cfg.model_type == "mpnet":
+            table = self.param("relative_attention_bias", lambda key: {
+                "embedding": nn.initializers.truncated_normal(cfg.initializer_range)(
+                    key, (cfg.relative_attention_num_buckets, cfg.num_attention_heads))})
+            bias = mpnet.relative_bias(table["embedding"], x.shape[-2])
         return _LayerStack(self.cfg, name="layer")(x, attention_mask, deterministic, bias)
 
 
@@ -397,8 +368,8 @@ def run_layers(params: Params, config: BertConfig, hidden: jax.Array, attention_
     """
     layers, bias = params["encoder"]["layer"], None
     if config.model_type == "mpnet" and start < stop:
-        bias = relative_bias(params["encoder"]["relative_attention_bias"]["embedding"],
-                             hidden.shape[-2])
+        bias = mpnet.relative_bias(params["encoder"]["relative_attention_bias"]["embedding"],
+                                   hidden.shape[-2])
     for i in range(start, stop):
         hidden = _Layer(config).apply({"params": layers[str(i)]}, hidden, attention_mask, True,
                                       bias)

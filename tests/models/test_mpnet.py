@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 
 from jaxmaml.models import hf
-from jaxmaml.models.bert import BertConfig, _relative_buckets, encode, init_params, pool
+from jaxmaml.models.bert import BertConfig, encode, init_params, pool
+from jaxmaml.models.mpnet import relative_buckets
 
 torch = pytest.importorskip("torch")
 transformers = pytest.importorskip("transformers")
@@ -67,7 +68,7 @@ def test_matches_transformers_mpnet(length, pad):
 def test_relative_buckets_match_transformers():
     rel = torch.arange(300)[None, :] - torch.arange(300)[:, None]  # key - query
     theirs = transformers.models.mpnet.modeling_mpnet.MPNetEncoder.relative_position_bucket(rel)
-    np.testing.assert_array_equal(np.asarray(_relative_buckets(300)), theirs.numpy())
+    np.testing.assert_array_equal(np.asarray(relative_buckets(300)), theirs.numpy())
 
 
 def test_mpnet_params_have_no_token_types_and_a_shared_position_bias():
